@@ -1,0 +1,94 @@
+"""The two TCM backends behind one interface: Julia (default) and Python.
+
+Both take the same NumPy data and initial weights and return NumPy arrays and
+:class:`ramble.path.PathResult` objects, so the experiment driver, the HDF5
+writer and the cross-check never care which language ran.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .path import PathConfig, PathResult, ProgressFn, find_path, straight_line
+from .patterns import Patterns
+from .tcm import TCMProblem
+from .training import SolveOutcome, TrainConfig, gd_solve
+
+BACKENDS: tuple[str, ...] = ("julia", "python")
+
+
+class TCMBackend(Protocol):
+    """A TCM implementation bound to one training set and K."""
+
+    name: str
+
+    def loss_and_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean BCE at ``w`` (N,) and its gradient (N,)."""
+        ...
+
+    def margins(self, w: np.ndarray) -> np.ndarray:
+        """sigma * S per pattern, (M,)."""
+        ...
+
+    def gd_solve(self, w0: np.ndarray, cfg: TrainConfig) -> SolveOutcome:
+        """Gradient descent from ``w0`` until S (and polishing), see :func:`ramble.training.gd_solve`."""
+        ...
+
+    def find_path(self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None) -> PathResult:
+        """Algorithm 1 from ``w_a`` to ``w_b``."""
+        ...
+
+    def straight_line(self, w_a: np.ndarray, w_b: np.ndarray, n_points: int) -> dict[str, np.ndarray]:
+        """Train loss/error along Eq. 2 at ``n_points`` evenly spaced alphas."""
+        ...
+
+    def hessian(self, w: np.ndarray) -> np.ndarray:
+        """Exact Hessian of the mean BCE at ``w``, (N, N)."""
+        ...
+
+
+class PythonTCM:
+    """The PyTorch float64 TCM (:mod:`ramble.tcm`) as a backend."""
+
+    name = "python"
+
+    def __init__(self, patterns: Patterns, n_hidden: int) -> None:
+        self.problem = TCMProblem(patterns, n_hidden)
+
+    @staticmethod
+    def _t(w: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64))
+
+    def loss_and_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = self.problem.loss_and_grad(self._t(w))
+        return loss, grad.numpy()
+
+    def margins(self, w: np.ndarray) -> np.ndarray:
+        return self.problem.margins(self._t(w)).numpy()
+
+    def gd_solve(self, w0: np.ndarray, cfg: TrainConfig) -> SolveOutcome:
+        return gd_solve(self.problem, w0, cfg)
+
+    def find_path(self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None) -> PathResult:
+        return find_path(self.problem, self._t(w_a), self._t(w_b), cfg, progress)
+
+    def straight_line(self, w_a: np.ndarray, w_b: np.ndarray, n_points: int) -> dict[str, np.ndarray]:
+        return straight_line(self.problem, self._t(w_a), self._t(w_b), n_points)
+
+    def hessian(self, w: np.ndarray) -> np.ndarray:
+        return self.problem.hessian(self._t(w)).numpy()
+
+
+def make_backend(name: str, patterns: Patterns, n_hidden: int) -> TCMBackend:
+    """Backend ``name`` ("julia" or "python") bound to ``patterns`` and K."""
+    if name == "python":
+        return PythonTCM(patterns, n_hidden)
+    if name == "julia":
+        from .julia_backend import JuliaTCM
+
+        return JuliaTCM(patterns, n_hidden)
+    raise ConfigError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")

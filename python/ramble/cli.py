@@ -1,0 +1,222 @@
+"""The ``ramble`` command line.
+
+Errors meant for the user (:class:`ramble.errors.RambleError`) print as one
+line, ``error: ...``, and exit with status 1; usage errors exit with 2
+(click's convention).  ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from . import __version__
+from .errors import RambleError
+from .progress import progress_enabled, setup_logging
+
+log = logging.getLogger("ramble")
+
+
+class RambleGroup(click.Group):
+    """A click group that turns RambleError into a one-line message and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RambleError as e:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=RambleGroup)
+@click.version_option(__version__, prog_name="ramble")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars; warnings and errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool) -> None:
+    """ramble: zero-error paths between solutions of a classification problem."""
+    setup_logging(quiet=quiet, verbose=verbose)
+    ctx.obj = {"quiet": quiet, "debug": debug}
+
+
+# ---------------------------------------------------------------- tcm
+@main.group(cls=RambleGroup)
+def tcm() -> None:
+    """Tree Committee Machine on random +-1 patterns (paper Sect. 3.1)."""
+
+
+def _path_options(f):
+    opts = [
+        click.option("--variant", type=click.Choice(["repair", "paper"]), default="repair", show_default=True, help="Path algorithm: 'paper' is Algorithm 1 as printed (reference), 'repair' the default that arrives (docs/path-algorithm.md)."),
+        click.option("--gamma", type=float, default=None, help="Elastic constant of Eq. 3, in (0, 1]. Default: 0.01 (repair), 0.001 (paper)."),
+        click.option("--n-epochs", type=int, default=None, help="GD epochs per iteration (N_epochs). Default: 1 (repair), 5 (paper)."),
+        click.option("--path-lr", type=float, default=None, help="GD learning rate on the path. Default: 0.01 (repair), 0.1 (paper)."),
+        click.option("--margin-target", type=float, default=0.1, show_default=True, help="Repair lifts margins below this."),
+        click.option("--max-iterations", type=int, default=20_000, show_default=True, help="Iteration limit of one path."),
+        click.option("--tol", type=float, default=1e-3, show_default=True, help="Arrival radius as a fraction of |W_a - W_b|."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[int], path_lr: Optional[float], margin_target: float, max_iterations: int, tol: float, **extra: Any):
+    from .path import PathConfig
+
+    if variant == "paper":
+        base = PathConfig.paper()
+    else:
+        base = PathConfig()
+    return PathConfig(
+        variant=variant,  # type: ignore[arg-type]
+        gamma=base.gamma if gamma is None else gamma,
+        n_epochs=base.n_epochs if n_epochs is None else n_epochs,
+        lr=base.lr if path_lr is None else path_lr,
+        margin_target=margin_target,
+        max_iterations=max_iterations,
+        tol=tol,
+        **extra,
+    )
+
+
+@tcm.command("run")
+@click.option("--backend", type=click.Choice(["julia", "python"]), default="julia", show_default=True)
+@click.option("--seed", type=int, default=101, show_default=True, help="Seed of the data set; solution seeds derive from it.")
+@click.option("--solutions", "n_solutions", type=int, default=3, show_default=True, help="Number of solutions to train.")
+@click.option("--pairs", type=click.Choice(["all", "chain", "star"]), default="all", show_default=True, help="Which pairs of solutions to connect.")
+@click.option("-N", "n_inputs", type=int, default=300, show_default=True, help="Inputs.")
+@click.option("-K", "n_hidden", type=int, default=3, show_default=True, help="Hidden units (must divide N).")
+@click.option("-M", "n_patterns", type=int, default=620, show_default=True, help="Training patterns.")
+@click.option("--train-lr", type=float, default=0.1, show_default=True, help="GD learning rate for the solutions.")
+@click.option("--init-scale", type=float, default=None, help="Std of the initial weights in units of 1/sqrt(N/K).")
+@click.option("--max-epochs", type=int, default=None, help="GD epochs per training attempt.")
+@click.option("--restarts", type=int, default=None, help="Training attempts per solution.")
+@click.option("--polish-margin", type=float, default=None, help="Train on until every margin reaches this.")
+@_path_options
+@click.option("--linear-points", type=int, default=101, show_default=True, help="Points on the straight line W_a -> W_b.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output HDF5 file.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.pass_context
+def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, out: str, force: bool, **path_kw: Any) -> None:
+    """Train solutions on one random data set and connect them by zero-error paths."""
+    from .tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+    from .training import TrainConfig
+
+    base = TrainConfig()
+    train = TrainConfig(
+        lr=train_lr,
+        init_scale=base.init_scale if init_scale is None else init_scale,
+        max_epochs=base.max_epochs if max_epochs is None else max_epochs,
+        restarts=base.restarts if restarts is None else restarts,
+        polish_margin=base.polish_margin if polish_margin is None else polish_margin,
+    )
+    cfg = TCMExperimentConfig(
+        n_inputs=n_inputs,
+        n_hidden=n_hidden,
+        n_patterns=n_patterns,
+        seed=seed,
+        n_solutions=n_solutions,
+        pairs=pairs,
+        backend=backend,
+        linear_points=linear_points,
+        train=train,
+        path=path_config_from(**path_kw),
+    )
+    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    click.echo(summary_text(path))
+
+
+@tcm.command("crosscheck")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("-N", "n_inputs", type=int, default=None, help="Inputs (default: the cross-check's small size).")
+@click.option("-K", "n_hidden", type=int, default=None, help="Hidden units.")
+@click.option("-M", "n_patterns", type=int, default=None, help="Patterns.")
+def tcm_crosscheck(seed: int, n_inputs: Optional[int], n_hidden: Optional[int], n_patterns: Optional[int]) -> None:
+    """Run the Julia and Python backends on the same data and compare them; non-zero exit on disagreement."""
+    from .crosscheck import crosscheck
+
+    kw = {k: v for k, v in dict(n_inputs=n_inputs, n_hidden=n_hidden, n_patterns=n_patterns).items() if v is not None}
+    report = crosscheck(seed, **kw)
+    click.echo(report.format())
+    if not report.ok:
+        raise RambleError("the Julia and Python backends disagree beyond the documented tolerances (see the table above)")
+
+
+# ---------------------------------------------------------------- info / doctor
+def summary_text(path: str | Path) -> str:
+    """A few lines describing an experiment file."""
+    from .io import load
+
+    e = load(path, weights=False)
+    lines = [
+        f"{e.path}: ramble format {e.attrs.get('format_version')}, model {e.model}, backend {e.backend}, status {e.status}",
+    ]
+    if e.status == "failed" and "error" in e.attrs:
+        lines.append(f"  error: {e.attrs['error']}")
+    if "train_inputs" in e.data:
+        m, n = e.data["train_inputs"].shape
+        lines.append(f"  data: {m} random +-1 patterns of {n} inputs (seed {e.data.get('seed')})")
+    elif e.data:
+        lines.append(f"  data: {json.dumps({k: v for k, v in e.data.items() if not hasattr(v, 'shape')})[:200]}")
+    lines.append(f"  solutions: {len(e.solutions)}")
+    for p in e.iter_paths():
+        n_iter = p.attrs.get("iterations", 0)
+        acc, rep, ref = (p.attrs.get(k, 0) for k in ("elastic_accepted", "elastic_repaired", "elastic_refused"))
+        line_err = f", straight line max train error {p.linear.train_error.max():.3f}" if p.linear is not None else ""
+        lines.append(
+            f"  path {p.name}: {p.status}{' (' + p.reason + ')' if p.reason else ''}; {len(p.distance)} points, "
+            f"{n_iter} iterations, elastic {acc} accepted / {rep} repaired / {ref} refused, "
+            f"{float(p.attrs.get('wall_time', 0.0)):.2f} s{line_err}"
+        )
+        if p.hessian is not None:
+            lines.append(f"    hessian at {len(p.hessian.get('index', []))} points ({p.hessian['attrs'].get('method', '')})")
+    return "\n".join(lines)
+
+
+@main.command("info")
+@click.argument("file", type=click.Path(dir_okay=True))
+def info(file: str) -> None:
+    """Summarise an experiment file."""
+    click.echo(summary_text(file))
+
+
+@main.command("doctor")
+def doctor() -> None:
+    """Report Python, torch, CUDA, the Julia found and the bridge used, and where MNIST is."""
+    import numpy
+    import torch
+
+    click.echo(f"ramble {__version__}")
+    click.echo(f"python {platform.python_version()} ({sys.executable})")
+    click.echo(f"numpy {numpy.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    cuda = torch.cuda.is_available()
+    click.echo(f"cuda: {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available (CPU only)'}")
+    try:
+        from .julia_bridge import bridge_info
+
+        for k, v in bridge_info().items():
+            click.echo(f"julia {k}: {v}")
+    except RambleError as e:
+        click.echo(f"julia: not usable: {e}")
+    try:
+        from .mnist import find_data_dir  # type: ignore[attr-defined]
+
+        click.echo(f"mnist: {find_data_dir()}")
+    except (ImportError, AttributeError):
+        click.echo("mnist: loader not available")
+    except RambleError as e:
+        click.echo(f"mnist: {e}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

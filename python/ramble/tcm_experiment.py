@@ -1,0 +1,137 @@
+"""One TCM experiment (paper Sect. 3.1): data -> solutions -> paths -> straight lines -> HDF5.
+
+The data are drawn in Python from the seed and handed to the chosen backend
+(Julia or Python); everything the run needs to be redone is in the file's
+``config`` attribute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .backends import BACKENDS, make_backend
+from .errors import ConfigError
+from .io import ExperimentWriter
+from .path import PathConfig
+from .patterns import random_patterns
+from .progress import progress_bar
+from .tcm import check_shape, gaussian_init
+from .training import TrainConfig, solve_with_restarts
+
+log = logging.getLogger("ramble")
+
+PAIRINGS = ("all", "chain", "star")
+
+
+@dataclass(frozen=True)
+class TCMExperimentConfig:
+    """Everything that defines a TCM run.  Sizes: N inputs, K hidden units, M patterns."""
+
+    n_inputs: int = 300
+    n_hidden: int = 3
+    n_patterns: int = 620
+    seed: int = 101
+    n_solutions: int = 3
+    pairs: str = "all"
+    backend: str = "julia"
+    linear_points: int = 101
+    train: TrainConfig = field(default_factory=TrainConfig)
+    path: PathConfig = field(default_factory=PathConfig)
+
+    def __post_init__(self) -> None:
+        check_shape(self.n_inputs, self.n_hidden)
+        if self.n_patterns < 1:
+            raise ConfigError(f"M must be a positive integer, got {self.n_patterns}")
+        if self.n_solutions < 1:
+            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
+        if self.pairs not in PAIRINGS:
+            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; expected one of: {', '.join(BACKENDS)}")
+        if self.linear_points < 2:
+            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pair_list(n: int, how: str) -> list[tuple[int, int]]:
+    """Pairs of solution indices to connect: every pair, a chain 0-1-2..., or a star from 0."""
+    if how == "all":
+        return list(itertools.combinations(range(n), 2))
+    if how == "chain":
+        return [(i, i + 1) for i in range(n - 1)]
+    if how == "star":
+        return [(0, j) for j in range(1, n)]
+    raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {how!r}")
+
+
+def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = False, show_progress: bool = True) -> Path:
+    """Run the experiment and write ``out``; returns its path.
+
+    The file's status is "complete" when every step ran (individual paths
+    carry their own status), "failed" with the error otherwise.
+    """
+    started = time.perf_counter()
+    patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
+    backend = make_backend(cfg.backend, patterns, cfg.n_hidden)
+    scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
+    with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force) as writer:
+        writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
+        writer.set_attrs(
+            "model",
+            {
+                "name": "tree committee machine",
+                "N": cfg.n_inputs,
+                "K": cfg.n_hidden,
+                "layout": "flat w of length N; hidden unit k owns entries k*N/K .. (k+1)*N/K-1, aligned with its inputs",
+                "loss": "mean over patterns of log(1 + exp(-2 sigma S)), S = sum_k htanh(h_k)",
+            },
+        )
+        solutions: list[np.ndarray] = []
+        for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
+            sol = solve_with_restarts(
+                lambda w0: backend.gd_solve(w0, cfg.train),
+                lambda s: gaussian_init(cfg.n_inputs, scale, s),
+                cfg.seed,
+                i,
+                cfg.train,
+                log=log.info,
+            )
+            log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
+            writer.write_solution(
+                i,
+                sol.w,
+                {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds},
+            )
+            solutions.append(sol.w)
+        pairs = pair_list(cfg.n_solutions, cfg.pairs)
+        n_complete = 0
+        for i, j in pairs:
+            bar = progress_bar(total=1000, desc=f"path {i}-{j}", disable=not show_progress, unit="‰")
+            state = {"last": 0}
+
+            def tick(_it: int, frac: float) -> None:
+                now = int(max(0.0, min(1.0, frac)) * 1000)
+                if now > state["last"]:
+                    bar.update(now - state["last"])
+                    state["last"] = now
+
+            result = backend.find_path(solutions[i], solutions[j], cfg.path, progress=tick if show_progress else None)
+            bar.close()
+            log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
+            writer.write_path(i, j, result)
+            line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
+            writer.write_arrays(f"paths/{i}-{j}/linear", line)
+            n_complete += result.complete
+        writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+    return Path(out)
