@@ -190,6 +190,19 @@ def info(file: str) -> None:
     click.echo(summary_text(file))
 
 
+@main.command("plot")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="figures", show_default=True, help="Folder for the figures.")
+@click.option("--format", "formats", type=click.Choice(["png", "pdf"]), multiple=True, default=("png", "pdf"), show_default=True)
+def plot(files: tuple[str, ...], out_dir: str, formats: tuple[str, ...]) -> None:
+    """Draw the figures of experiment files (from the stored data only)."""
+    from .plots import plot_file
+
+    for f in files:
+        for p in plot_file(f, out_dir, formats):
+            click.echo(str(p))
+
+
 @main.command("doctor")
 def doctor() -> None:
     """Report Python, torch, CUDA, the Julia found and the bridge used, and where MNIST is."""
@@ -209,9 +222,9 @@ def doctor() -> None:
     except RambleError as e:
         click.echo(f"julia: not usable: {e}")
     try:
-        from .mnist import find_data_dir  # type: ignore[attr-defined]
+        from .mnist import find_mnist_dir
 
-        click.echo(f"mnist: {find_data_dir()}")
+        click.echo(f"mnist: {find_mnist_dir()}")
     except (ImportError, AttributeError):
         click.echo("mnist: loader not available")
     except RambleError as e:

@@ -255,6 +255,8 @@ def open_checked(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         f = h5py.File(p, mode)
     except OSError as e:
         msg = str(e).split("(")[0].strip()
+        if "errno = 11" in str(e) or "Errno 11" in str(e) or "lock" in str(e).lower():
+            raise FormatError(f"{p} is open for writing by another process (a run in progress?); try again when it has finished") from None
         raise FormatError(f"{p} is not a readable HDF5 file ({msg}); truncated or not written by ramble?") from None
     fmt = _decode(f.attrs.get("format", ""))
     if fmt != FORMAT:
