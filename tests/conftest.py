@@ -12,12 +12,12 @@ from ramble.training import TrainConfig, gd_solve, solve_with_restarts
 
 torch.set_num_threads(1)
 
-SMALL = dict(n_inputs=60, n_hidden=3, n_patterns=90, seed=7)
+SMALL = dict(n_inputs=60, n_hidden=3, n_patterns=100, seed=4)
 
 
 @pytest.fixture(scope="session")
 def small_tcm():
-    """(problem, [w_a, w_b]) for N=60, K=3, M=90: two polished solutions, float64 tensors."""
+    """(problem, [w_a, w_b]) for N=60, K=3, M=100: two polished solutions, float64 tensors."""
     p = random_patterns(SMALL["n_inputs"], SMALL["n_patterns"], SMALL["seed"])
     prob = TCMProblem(p, SMALL["n_hidden"])
     cfg = TrainConfig()

@@ -16,7 +16,7 @@ from ramble.io import load
 from ramble.patterns import Patterns
 from ramble.tcm import TCMProblem
 
-SMALL = ["-N", "60", "-K", "3", "-M", "90", "--seed", "7"]
+SMALL = ["-N", "60", "-K", "3", "-M", "100", "--seed", "4"]
 
 
 def run(*args):
@@ -52,7 +52,7 @@ def test_tcm_run_python_small(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["tcm", "run", "-N", "100", "-K", "3"], "K=3 must divide N=100"),
+        (["tcm", "run", "-N", "100", "-K", "3"], "K=3 must divide N=100 (each hidden unit sees N/K inputs)"),
         (["tcm", "run", "--gamma", "-0.1"], "gamma must be in (0, 1], got -0.1"),
         (["tcm", "run", "--gamma", "2"], "gamma must be in (0, 1], got 2.0"),
         (["tcm", "run", "--path-lr", "-1"], "path learning rate must be a finite number >= 0, got -1.0"),

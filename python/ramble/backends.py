@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .path import PathConfig, PathResult, ProgressFn, find_path, straight_line
+from .path import PathConfig, PathResult, ProgressFn, find_path, find_path_with_waypoints, straight_line
 from .patterns import Patterns
 from .tcm import TCMProblem
 from .training import SolveOutcome, TrainConfig, gd_solve
@@ -92,3 +92,29 @@ def make_backend(name: str, patterns: Patterns, n_hidden: int) -> TCMBackend:
 
         return JuliaTCM(patterns, n_hidden)
     raise ConfigError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+
+
+def connect(
+    backend: TCMBackend,
+    w_a: np.ndarray,
+    w_b: np.ndarray,
+    path_cfg: PathConfig,
+    train_cfg: TrainConfig,
+    progress: Optional[ProgressFn] = None,
+) -> PathResult:
+    """The path from ``w_a`` to ``w_b`` on any backend, through waypoints when a leg stalls.
+
+    Waypoints are trained by the backend's ``gd_solve`` (as solutions are),
+    starting from the midpoint; ``path_cfg.max_waypoints`` bounds them and the
+    paper variant uses none.
+    """
+    max_wp = path_cfg.max_waypoints if path_cfg.variant == "repair" else 0
+
+    def leg(start: torch.Tensor, target: torch.Tensor, _frame: tuple) -> PathResult:
+        return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress)
+
+    def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
+        out = backend.gd_solve(w0.numpy(), train_cfg)
+        return torch.from_numpy(out.w) if out.solved else None
+
+    return find_path_with_waypoints(leg, solve, torch.from_numpy(np.asarray(w_a, np.float64)), torch.from_numpy(np.asarray(w_b, np.float64)), max_wp)

@@ -129,6 +129,9 @@ class ExperimentWriter:
         for k in ("iterations", "elastic_accepted", "elastic_repaired", "elastic_refused", "gd_accepted", "gd_refused_total", "segment_checks"):
             p.attrs[k] = int(getattr(result, k))
         p.attrs["wall_time"] = float(result.wall_time)
+        p.attrs["waypoints"] = len(getattr(result, "waypoints", []))
+        if getattr(result, "waypoints", None):
+            p.attrs["waypoint_iterations"] = np.asarray(result.waypoints, dtype=np.int64)
         p.attrs["path_config"] = json.dumps(result.config, sort_keys=True)
         p.create_dataset("weights", data=result.weights, chunks=True, compression="gzip", shuffle=True)
         p.create_dataset("iteration", data=result.iteration)
@@ -140,7 +143,7 @@ class ExperimentWriter:
         weight_index = getattr(result, "weight_index", None)
         if weight_index is not None:
             p.create_dataset("weight_index", data=np.asarray(weight_index, dtype=np.int64))
-        for k, v in (extra or {}).items():
+        for k, v in {**getattr(result, "extra", {}), **(extra or {})}.items():
             p.create_dataset(k, data=np.asarray(v))
         self.f.flush()
         return p

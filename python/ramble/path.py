@@ -10,8 +10,9 @@ One iteration, from the survey network ``w`` (always inside S):
 1. ``n_epochs`` gradient-descent epochs on the training set, each candidate
    normalised by Eq. 4.  A candidate outside S ends the run as failed in the
    ``paper`` variant (Algorithm 1, line 8: "eta, gamma not properly set"); in
-   the ``repair`` variant the step first loses any part pointing away from W_b
-   and is capped at the elastic step's length (:func:`forward_limited`), and a
+   the ``repair`` variant the step is first made tangent to the Eq. 4 surface,
+   loses any part pointing away from W_b and is capped at the elastic step's
+   length (:meth:`NormConstraint.tangent`, :func:`forward_limited`), and a
    candidate outside S is refused, ending this iteration's epochs.
 2. The elastic step of Eq. 3, ``w + gamma * (w_b - w)``, normalised by Eq. 4.
    Line 9 of the printed Algorithm 1 reads ``W_x - gamma (W_b - W_x)``, which
@@ -62,6 +63,10 @@ class PathConfig:
     below it up to it (model margin units).  ``repair_steps``: projection
     rounds per refused elastic step.  ``tol``: arrival radius as a fraction of
     |W_a - W_b|.  ``record_every``: iterations between recorded points.
+    ``weight_every``: keep the weights of every this-many-th recorded point
+    (and always of the first and last); metrics are kept for all of them.
+    ``max_waypoints``: solutions the path may go through when a leg stalls
+    (:func:`find_path_with_waypoints`; 0 = never, always 0 for ``paper``).
     """
 
     variant: Variant = "repair"
@@ -72,8 +77,10 @@ class PathConfig:
     repair_steps: int = 10
     tol: float = 1e-3
     max_iterations: int = 20_000
-    patience: int = 3_000
+    patience: int = 500
     record_every: int = 1
+    weight_every: int = 1
+    max_waypoints: int = 3
     max_segment_checks: int = 10_000
 
     def __post_init__(self) -> None:
@@ -97,10 +104,15 @@ class PathConfig:
             raise ConfigError(f"patience must be >= 1, got {self.patience}")
         if self.record_every < 1:
             raise ConfigError(f"record_every must be >= 1, got {self.record_every}")
+        if self.max_waypoints < 0:
+            raise ConfigError(f"max waypoints must be >= 0, got {self.max_waypoints}")
+        if self.weight_every < 1:
+            raise ConfigError(f"weight_every must be >= 1, got {self.weight_every}")
 
     @classmethod
     def paper(cls, gamma: float = 0.001, n_epochs: int = 5, lr: float = 0.1, **kw: object) -> "PathConfig":
         """Algorithm 1 as printed (with Eq. 3's sign): the reference variant."""
+        kw.setdefault("max_waypoints", 0)
         return cls(variant="paper", gamma=gamma, n_epochs=n_epochs, lr=lr, **kw)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict:
@@ -118,7 +130,10 @@ class PathResult:
     the paper's figures.  ``train_loss``/``train_error``: (T,).
     ``decisions``: (iterations,) int8 elastic-step outcome per iteration
     (0 refused, 1 accepted, 2 accepted after repair); ``gd_refused``: (iterations,)
-    int8 count of refused GD epochs per iteration.
+    int8 count of refused GD epochs per iteration.  ``weight_index``: when
+    weights are kept at a stride, the recorded point (row of the (T,) arrays)
+    of each row of ``weights``; None when every point's weights are kept.
+    ``extra``: (T,) arrays from the ``measure`` callback (e.g. test metrics).
     """
 
     status: str
@@ -139,6 +154,9 @@ class PathResult:
     segment_checks: int
     wall_time: float
     config: dict = field(default_factory=dict)
+    weight_index: Optional[np.ndarray] = None
+    extra: dict = field(default_factory=dict)
+    waypoints: list = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -211,6 +229,31 @@ class NormConstraint:
             out[g] = w[g] * c
         return out
 
+    def tangent(self, w: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` without its component normal to the Eq. 4 surface at ``w``, layer by layer.
+
+        The surface of layer l is phi(x) = |x| + s |b - x| - |b| = 0, normal
+        grad phi = x/|x| - s (b - x)/|b - x|.  Near-identical endpoints that
+        differ mostly in norm give |s| close to 1, and then rescaling a step
+        back onto the surface amplifies its normal part many times over; a
+        tangent step needs almost no rescaling.
+        """
+        out = delta.clone()
+        for g, s in zip(self.groups, self.slope.tolist()):
+            x = w[g]
+            nx = float(x.norm())
+            if nx == 0.0:
+                continue
+            n = x / nx
+            to_b = self.w_b[g] - x
+            d = float(to_b.norm())
+            if d > 0.0 and s != 0.0:
+                n = n - s * to_b / d
+            nn = float(torch.dot(n, n))
+            if nn > 0.0:
+                out[g] = delta[g] - (torch.dot(delta[g], n) / nn) * n
+        return out
+
     def violation(self, w: torch.Tensor) -> float:
         """Largest relative deviation of a layer norm from Eq. 4."""
         target = self.target(w)
@@ -263,12 +306,16 @@ def find_path(
     w_b: torch.Tensor,
     config: PathConfig = PathConfig(),
     progress: Optional[ProgressFn] = None,
+    measure: Optional[Callable[[torch.Tensor], dict[str, float]]] = None,
+    frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> PathResult:
     """Draw a path from ``w_a`` to ``w_b`` inside S (Algorithm 1, module docstring).
 
     Both endpoints must be in S and have the same shape; a ConfigError says
     which is not.  ``progress(iteration, distance)`` is called after every
-    iteration when given.
+    iteration when given; ``measure(w)`` at every recorded point, its values
+    returned in ``PathResult.extra``.  ``frame=(W_A, W_B)`` measures
+    ``distance`` against another pair of endpoints (a leg of a longer path).
     """
     if w_a.shape != w_b.shape or w_a.dim() != 1:
         raise ConfigError(f"endpoints must be flat vectors of one length, got shapes {tuple(w_a.shape)} and {tuple(w_b.shape)}")
@@ -280,30 +327,49 @@ def find_path(
     cfg = config
     norm = NormConstraint(w_a, w_b, problem.groups)
     d_ab = float((w_b - w_a).norm())
+    ref_a, ref_b = frame if frame is not None else (w_a, w_b)
+    ref_d = float((ref_b - ref_a).norm())
 
-    points: list[torch.Tensor] = []
+    kept: list[torch.Tensor] = []
+    kept_rows: list[int] = []
     rec_iter: list[int] = []
+    dists: list[float] = []
+    losses: list[float] = []
+    errors: list[float] = []
+    extras: dict[str, list[float]] = {}
+    last = {"w": w_a}
     decisions = np.zeros(cfg.max_iterations, dtype=np.int8)
     gd_ref = np.zeros(cfg.max_iterations, dtype=np.int8)
     counts = dict(acc=0, rep=0, ref=0, gd_acc=0, gd_ref=0, seg=0)
     recent_steps: list[float] = []
 
     def record(w: torch.Tensor, it: int) -> None:
-        points.append(w.detach().clone())
+        row = len(rec_iter)
         rec_iter.append(it)
+        dists.append(1.0 - float((w - ref_b).norm()) / ref_d if ref_d > 0 else 1.0)
+        ev = problem.evaluate(w)
+        losses.append(ev.loss)
+        errors.append(ev.error)
+        if measure is not None:
+            for k, v in measure(w).items():
+                extras.setdefault(k, []).append(float(v))
+        if row % cfg.weight_every == 0:
+            kept.append(w.detach().clone())
+            kept_rows.append(row)
+        last["w"] = w
 
     def finish(status: str, reason: str, n_iter: int) -> PathResult:
-        ws = torch.stack(points)
-        dist = 1.0 - (ws - w_b).norm(dim=1) / d_ab if d_ab > 0 else torch.ones(len(points), dtype=ws.dtype)
-        evals = [problem.evaluate(p) for p in points]
+        if kept_rows[-1] != len(rec_iter) - 1:
+            kept.append(last["w"].detach().clone())
+            kept_rows.append(len(rec_iter) - 1)
         return PathResult(
             status=status,
             reason=reason,
-            weights=ws.cpu().numpy(),
+            weights=torch.stack(kept).cpu().numpy(),
             iteration=np.asarray(rec_iter, dtype=np.int64),
-            distance=dist.double().cpu().numpy(),
-            train_loss=np.array([e.loss for e in evals]),
-            train_error=np.array([e.error for e in evals]),
+            distance=np.asarray(dists, dtype=np.float64),
+            train_loss=np.asarray(losses, dtype=np.float64),
+            train_error=np.asarray(errors, dtype=np.float64),
             decisions=decisions[:n_iter].copy(),
             gd_refused=gd_ref[:n_iter].copy(),
             iterations=n_iter,
@@ -315,6 +381,8 @@ def find_path(
             segment_checks=counts["seg"],
             wall_time=time.perf_counter() - start,
             config=cfg.to_dict(),
+            weight_index=None if len(kept_rows) == len(rec_iter) else np.asarray(kept_rows, dtype=np.int64),
+            extra={k: np.asarray(v) for k, v in extras.items()},
         )
 
     w = w_a.clone()
@@ -333,7 +401,7 @@ def find_path(
                 break
             delta = problem.descent_step(w, cfg.lr) - w
             if cfg.variant == "repair":
-                delta = forward_limited(delta, w_b - w, cfg.gamma)
+                delta = forward_limited(norm.tangent(w, delta), w_b - w, cfg.gamma)
             cand = norm.apply(w + delta)
             if cand is not None and problem.contains(cand):
                 w = cand
@@ -442,3 +510,123 @@ def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_
         "train_loss": np.array([e.loss for e in evals]),
         "train_error": np.array([e.error for e in evals]),
     }
+
+
+SolveFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
+LegFn = Callable[[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]], PathResult]
+
+
+def find_path_with_waypoints(
+    leg: LegFn,
+    solve: SolveFn,
+    w_a: torch.Tensor,
+    w_b: torch.Tensor,
+    max_waypoints: int,
+) -> PathResult:
+    """Algorithm 1 with waypoints: when a leg stalls, go through a new solution.
+
+    ``leg(start, target, frame)`` runs :func:`find_path` (any backend) from
+    ``start`` to ``target`` measuring distance in ``frame = (w_a, w_b)``.  When
+    a leg ends "stalled" (the survey network is held at a wall of S that the
+    greedy pull toward the target cannot get around) and fewer than
+    ``max_waypoints`` were used, the point reached, ``w_s``, is kept, a
+    waypoint is trained from the midpoint of ``w_s`` and the target by
+    ``solve`` (gradient descent into S, the way solutions are found), and the
+    path continues ``w_s -> waypoint -> target``; this recurses.  Each leg
+    keeps Eq. 4 between its own endpoints.  The merged result's ``extra``
+    holds ``leg`` (T,), the leg of every recorded point, and ``waypoints``
+    lists the iteration at which each waypoint was reached.
+    """
+    legs: list[PathResult] = []
+    targets = [w_b]
+    start = w_a
+    used = 0
+    frame = (w_a, w_b)
+    while targets:
+        target = targets[-1]
+        r = leg(start, target, frame)
+        legs.append(r)
+        if r.complete:
+            start = target
+            targets.pop()
+            continue
+        if not r.reason.startswith("stalled") or used >= max_waypoints:
+            return in_frame(merge_legs(legs, "failed", r.reason + (f" (after {used} waypoint(s))" if used else "")), frame)
+        w_s = torch.as_tensor(r.weights[-1], dtype=w_a.dtype, device=w_a.device)
+        waypoint = solve(0.5 * (w_s + target))
+        if waypoint is None:
+            return in_frame(merge_legs(legs, "failed", r.reason + "; no waypoint solution could be trained from the midpoint"), frame)
+        used += 1
+        start = w_s
+        targets.append(waypoint)
+    return in_frame(merge_legs(legs, "complete", ""), frame)
+
+
+def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
+    """Recompute ``distance`` against ``frame = (w_a, w_b)`` when every point's weights are kept."""
+    if r.weight_index is None and len(r.weights):
+        a = frame[0].detach().cpu().double().numpy()
+        b = frame[1].detach().cpu().double().numpy()
+        d = np.linalg.norm(b - a)
+        if d > 0:
+            r.distance = 1.0 - np.linalg.norm(r.weights.astype(np.float64) - b, axis=1) / d
+    return r
+
+
+def merge_legs(legs: list[PathResult], status: str, reason: str) -> PathResult:
+    """One PathResult from consecutive legs (each leg's first point is the previous leg's last)."""
+    if len(legs) == 1:
+        r = legs[0]
+        r.status, r.reason = status, reason
+        r.extra = dict(r.extra, leg=np.zeros(len(r.iteration), dtype=np.int64))
+        return r
+    weights, rows, iters, dist, loss, err, leg_of = [], [], [], [], [], [], []
+    extra: dict[str, list[np.ndarray]] = {}
+    offset_rows = 0
+    offset_iter = 0
+    waypoints = []
+    for n, r in enumerate(legs):
+        skip = 0 if n == 0 else 1  # the joint point is already recorded
+        t = len(r.iteration)
+        idx = np.arange(t) if r.weight_index is None else r.weight_index
+        keep_w = idx >= skip
+        weights.append(r.weights[keep_w])
+        rows.append(idx[keep_w] - skip + offset_rows)
+        it = r.iteration[skip:].copy()
+        iters.append(np.where(it >= 0, it + offset_iter, offset_iter - 1))
+        dist.append(r.distance[skip:])
+        loss.append(r.train_loss[skip:])
+        err.append(r.train_error[skip:])
+        leg_of.append(np.full(t - skip, n, dtype=np.int64))
+        for k, v in r.extra.items():
+            extra.setdefault(k, []).append(np.asarray(v)[skip:])
+        offset_rows += t - skip
+        offset_iter += r.iterations
+        if n < len(legs) - 1 and legs[n].complete:
+            waypoints.append(offset_iter)
+    all_rows = np.concatenate(rows)
+    merged = PathResult(
+        status=status,
+        reason=reason,
+        weights=np.concatenate(weights),
+        iteration=np.concatenate(iters),
+        distance=np.concatenate(dist),
+        train_loss=np.concatenate(loss),
+        train_error=np.concatenate(err),
+        decisions=np.concatenate([r.decisions for r in legs]),
+        gd_refused=np.concatenate([r.gd_refused for r in legs]),
+        iterations=offset_iter,
+        elastic_accepted=sum(r.elastic_accepted for r in legs),
+        elastic_repaired=sum(r.elastic_repaired for r in legs),
+        elastic_refused=sum(r.elastic_refused for r in legs),
+        gd_accepted=sum(r.gd_accepted for r in legs),
+        gd_refused_total=sum(r.gd_refused_total for r in legs),
+        segment_checks=sum(r.segment_checks for r in legs),
+        wall_time=sum(r.wall_time for r in legs),
+        config=legs[0].config,
+        weight_index=None if len(all_rows) == offset_rows else all_rows,
+        extra={k: np.concatenate(v) for k, v in extra.items()},
+    )
+    merged.extra["leg"] = np.concatenate(leg_of)
+    merged.waypoints = waypoints
+    return merged

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from .backends import BACKENDS, make_backend
+from .backends import BACKENDS, connect, make_backend
 from .errors import ConfigError
 from .io import ExperimentWriter
 from .path import PathConfig
@@ -126,7 +126,7 @@ def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = 
                     bar.update(now - state["last"])
                     state["last"] = now
 
-            result = backend.find_path(solutions[i], solutions[j], cfg.path, progress=tick if show_progress else None)
+            result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=tick if show_progress else None)
             bar.close()
             log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
             writer.write_path(i, j, result)
