@@ -5,8 +5,12 @@
 # same keyring); only the Suites line changes, so no host name is written here.
 set -euo pipefail
 
-if command -v julia >/dev/null 2>&1; then
+if command -v julia >/dev/null 2>&1 && [[ "$(julia --version)" != "julia version 1.5."* ]]; then
     echo "install-julia: $(julia --version) already present"
+    exit 0
+fi
+if command -v julia >/dev/null 2>&1 && dpkg-query -W -f='${Version}' libunwind8 2>/dev/null | grep -q '^1\.3'; then
+    echo "install-julia: $(julia --version) with bullseye's libunwind already present"
     exit 0
 fi
 
@@ -27,5 +31,7 @@ if ! grep -q '^Suites: bullseye$' "$dst"; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends julia >/dev/null
+# Debian 12's libunwind8 (1.6) segfaults while unwinding Julia 1.5's JIT code,
+# so every Julia exception would kill the process: take bullseye's 1.3 with it.
+apt-get install -y -qq --no-install-recommends --allow-downgrades julia libunwind8/bullseye >/dev/null
 echo "install-julia: $(julia --version) installed"

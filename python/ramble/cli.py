@@ -152,6 +152,62 @@ def tcm_crosscheck(seed: int, n_inputs: Optional[int], n_hidden: Optional[int], 
         raise RambleError("the Julia and Python backends disagree beyond the documented tolerances (see the table above)")
 
 
+# ---------------------------------------------------------------- mnist
+@main.group(cls=RambleGroup)
+def mnist() -> None:
+    """LeNet5 on MNIST (paper Sect. 3.2)."""
+
+
+@mnist.command("run")
+@click.option("--train-size", type=int, default=100, show_default=True, help="First n official training images (100 = MNIST-100, 60000 = all).")
+@click.option("--test-size", type=int, default=None, help="First k test images (default: all 10,000).")
+@click.option("--solutions", "n_solutions", type=int, default=2, show_default=True)
+@click.option("--pairs", type=click.Choice(["all", "chain", "star"]), default="all", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Experiment seed; solution seeds derive from it.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with the four official MNIST IDX files (or set RAMBLE_MNIST_DIR).")
+@click.option("--download", is_flag=True, help="Download MNIST through torchvision if no local copy is found (needs internet).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--train-lr", type=float, default=0.1, show_default=True, help="SGD learning rate for the solutions.")
+@click.option("--max-epochs", type=int, default=2000, show_default=True, help="Training epochs per solution.")
+@click.option("--batch-size", type=int, default=128, show_default=True, help="Mini-batch size above 1,000 training images (training and the path's GD epochs).")
+@click.option("--polish-margin", type=float, default=0.0, show_default=True, help="Train on until every logit margin reaches this.")
+@_path_options
+@click.option("--points", type=int, default=200, show_default=True, help="About how many points of each path get train and test metrics.")
+@click.option("--weight-rows", type=int, default=100, show_default=True, help="About how many of them keep their weights.")
+@click.option("--linear-points", type=int, default=101, show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.pass_context
+def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, out: str, force: bool, **path_kw: Any) -> None:
+    """Train LeNet5 solutions on MNIST and connect them by zero-error paths, with test metrics."""
+    from .mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
+
+    base = paper_path_config(train_size)
+    for key, default in (("gamma", base.gamma), ("n_epochs", base.n_epochs), ("path_lr", base.lr)):
+        if path_kw[key] is None and path_kw["variant"] == "repair":
+            path_kw[key] = default
+    cfg = MnistExperimentConfig(
+        train_size=train_size,
+        test_size=test_size,
+        n_solutions=n_solutions,
+        pairs=pairs,
+        seed=seed,
+        device=device,
+        train_lr=train_lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        polish_margin=polish_margin,
+        points=points,
+        weight_rows=weight_rows,
+        linear_points=linear_points,
+        data_dir=data_dir,
+        download=download,
+        path=path_config_from(**path_kw),
+    )
+    path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    click.echo(summary_text(path))
+
+
 # ---------------------------------------------------------------- info / doctor
 def summary_text(path: str | Path) -> str:
     """A few lines describing an experiment file."""

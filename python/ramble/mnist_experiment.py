@@ -1,0 +1,195 @@
+"""LeNet5 on MNIST (paper Sect. 3.2): data -> solutions -> paths -> test metrics -> HDF5.
+
+The data are recorded by reference (folder, file checksums, which indices);
+the parameter names, shapes and flattening order go into ``/model`` so that
+any stored weight row rebuilds the network without this code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .io import ExperimentWriter
+from .lenet import LeNetProblem, resolve_device, train_solution
+from .mnist import load_mnist
+from .path import PathConfig, find_path, find_path_with_waypoints
+from .progress import progress_bar
+from .tcm_experiment import PAIRINGS, pair_list
+
+log = logging.getLogger("ramble")
+
+
+def paper_path_config(train_size: int) -> PathConfig:
+    """The paper's settings: gamma 0.001 for MNIST-100, 0.1 for the whole set; N_epochs 5; lr 0.1."""
+    return PathConfig(gamma=0.001 if train_size <= 1000 else 0.1, n_epochs=5, lr=0.1)
+
+
+@dataclass(frozen=True)
+class MnistExperimentConfig:
+    """Everything that defines a LeNet5/MNIST run.
+
+    ``train_size``: the first n official training images (100 = MNIST-100).
+    ``test_size``: the first k test images (None: all 10,000).
+    ``points``: about how many points of each path get train and test
+    metrics (sets the path's ``record_every`` from the expected iteration
+    count ln(1/tol)/gamma); ``weight_rows``: about how many of them keep
+    their weights (the rest only metrics).  ``batch_size``: SGD mini-batch
+    when training on more than 1,000 images, also the path's "epoch" batch.
+    """
+
+    train_size: int = 100
+    test_size: Optional[int] = None
+    n_solutions: int = 2
+    pairs: str = "all"
+    seed: int = 0
+    device: str = "auto"
+    train_lr: float = 0.1
+    max_epochs: int = 2000
+    batch_size: int = 128
+    polish_margin: float = 0.0
+    points: int = 200
+    weight_rows: int = 100
+    linear_points: int = 101
+    data_dir: Optional[str] = None
+    download: bool = False
+    path: PathConfig = field(default_factory=lambda: paper_path_config(100))
+
+    def __post_init__(self) -> None:
+        if self.n_solutions < 1:
+            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
+        if self.pairs not in PAIRINGS:
+            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        if not (self.train_lr > 0) or not math.isfinite(self.train_lr):
+            raise ConfigError(f"training learning rate must be a finite number > 0, got {self.train_lr}")
+        for name in ("max_epochs", "batch_size", "points", "weight_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.linear_points < 2:
+            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
+        if self.polish_margin < 0:
+            raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def solution_seed(seed: int, index: int) -> int:
+    """Init seed of solution ``index``, derived from the experiment seed."""
+    return int(np.random.SeedSequence([seed, 1 + index]).generate_state(1)[0])
+
+
+def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
+    """``cfg`` with record/weight strides for about ``points`` recorded and ``weight_rows`` stored points."""
+    expected = math.log(1.0 / cfg.tol) / -math.log1p(-cfg.gamma) if cfg.gamma < 1 else 1.0
+    record_every = max(1, int(expected // points))
+    weight_every = max(1, int(math.ceil(points / weight_rows)))
+    return replace(cfg, record_every=record_every, weight_every=weight_every)
+
+
+def model_attrs(problem: LeNetProblem) -> dict:
+    names = [n for n, _ in problem.spec]
+    shapes = [list(s) for _, s in problem.spec]
+    return {
+        "name": "LeNet5",
+        "definition": "conv1 Conv2d(1,6,5,padding=2)-ReLU-MaxPool2d(2); conv2 Conv2d(6,16,5)-ReLU-MaxPool2d(2); "
+        "flatten (C,H,W); fc1 Linear(400,120)-ReLU; fc2 Linear(120,84)-ReLU; fc3 Linear(84,10) logits",
+        "param_names": json.dumps(names),
+        "param_shapes": json.dumps(shapes),
+        "flattening": "concatenation of model.named_parameters() in the order of param_names, each tensor in C order",
+        "n_params": int(problem.n_params),
+        "dtype": str(problem.dtype).replace("torch.", ""),
+        "loss": "mean cross-entropy (nats); margin = logit[true] - max other logit",
+        "input_normalisation": "(pixel/255 - 0.1307) / 0.3081",
+    }
+
+
+def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: bool = False, show_progress: bool = True) -> Path:
+    """Run the experiment, write ``out``, return its path."""
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    data = load_mnist(cfg.data_dir, cfg.train_size, cfg.test_size, download=cfg.download)
+    problem = LeNetProblem.from_data(data, device=device, batch_size=cfg.batch_size)
+    test_x = data.test_x.to(device)
+    test_y = data.test_y.to(device)
+    path_cfg = strided(cfg.path, cfg.points, cfg.weight_rows)
+    config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(device))
+
+    def measure(w: torch.Tensor) -> dict[str, float]:
+        ev = problem.evaluate_on(w, test_x, test_y)
+        return {"test_loss": ev.loss, "test_error": ev.error}
+
+    with ExperimentWriter(out, model="lenet5", backend="torch", config=config, force=force) as writer:
+        writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
+        writer.set_attrs("model", model_attrs(problem))
+        solutions: list[torch.Tensor] = []
+        for i in range(cfg.n_solutions):
+            seed = solution_seed(cfg.seed, i)
+            w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
+            test = measure(w)
+            log.info("solution %d: %d epochs, %.1f s, train loss %.4g, test error %.2f%%", i, info["epochs"], info["wall_s"], info["loss"], 100 * test["test_error"])
+            writer.write_solution(i, w.detach().cpu().numpy(), dict(info, init_seed=seed, **test))
+            solutions.append(w)
+        pairs = pair_list(cfg.n_solutions, cfg.pairs)
+        n_complete = 0
+        for i, j in pairs:
+            bar = progress_bar(total=1000, desc=f"path {i}-{j}", disable=not show_progress, unit="‰")
+            state = {"last": 0}
+
+            def tick(_it: int, frac: float) -> None:
+                now = int(max(0.0, min(1.0, frac)) * 1000)
+                if now > state["last"]:
+                    bar.update(now - state["last"])
+                    state["last"] = now
+
+            def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple) -> "object":
+                return find_path(problem, start, target, path_cfg, progress=tick if show_progress else None, measure=measure, frame=frame)
+
+            def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
+                w = w0
+                for _ in range(cfg.max_epochs):
+                    if problem.contains(w):
+                        return w
+                    w = problem.descent_step(w, cfg.train_lr)
+                return None
+
+            result = find_path_with_waypoints(leg, solve, solutions[i], solutions[j], path_cfg.max_waypoints)
+            bar.close()
+            log.info("path %d-%d: %s after %d iterations, %d waypoint(s), %.1f s %s", i, j, result.status, result.iterations, len(result.waypoints), result.wall_time, result.reason)
+            writer.write_path(i, j, result)
+            alpha = np.linspace(0.0, 1.0, cfg.linear_points)
+            tl, te, sl, se = [], [], [], []
+            for a in alpha:
+                w = solutions[i] + float(a) * (solutions[j] - solutions[i])
+                ev = problem.evaluate(w)
+                t = measure(w)
+                tl.append(ev.loss)
+                te.append(ev.error)
+                sl.append(t["test_loss"])
+                se.append(t["test_error"])
+            writer.write_arrays(f"paths/{i}-{j}/linear", {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se})
+            n_complete += result.complete
+        writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+    return Path(out)
+
+
+def rebuild(weights_row: np.ndarray, param_names: list[str], param_shapes: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Split a stored flat weight row into named tensors (the file's /model attributes say how)."""
+    out = {}
+    start = 0
+    for name, shape in zip(param_names, param_shapes):
+        n = int(np.prod(shape))
+        out[name] = torch.from_numpy(np.ascontiguousarray(weights_row[start : start + n])).view(*shape)
+        start += n
+    if start != len(weights_row):
+        raise ConfigError(f"weight row has {len(weights_row)} entries, the shapes need {start}")
+    return out

@@ -1,0 +1,496 @@
+"""Hessian spectra (ramble.hessian) against dense float64 eigendecompositions on small networks.
+
+Parametrised over three small models, in the spirit of curvlinops' tests: a
+tanh MLP, a ReLU/max-pool CNN, and the TCM of ramble.tcm (N=30, K=3, M=40).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ramble.hessian import (
+    DenseOperator,
+    Spectrum,
+    along_path,
+    classification_loss,
+    count_nonzero,
+    dense_hessian,
+    free_cores,
+    full_spectrum,
+    hutchinson_trace,
+    hvp_operator,
+    lanczos,
+    select_points,
+    set_threads_to_free_cores,
+    subset_indices,
+    top_eigenpairs,
+    warm_v0,
+)
+from ramble.patterns import random_patterns
+from ramble.tcm import TCMProblem, gaussian_init
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- small models (float64)
+
+
+def _unflatten(w: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    out, i = [], 0
+    for s in shapes:
+        n = math.prod(s)
+        out.append(w[i:i + n].view(s))
+        i += n
+    return out
+
+
+def _mlp() -> tuple[LossFn, torch.Tensor]:
+    """4 -> 6 tanh -> 3, cross-entropy on 24 random samples; P = 51."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (24,), generator=g)
+    shapes = [(6, 4), (6,), (3, 6), (3,)]
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        a, b, c, d = _unflatten(w, shapes)
+        return F.cross_entropy(torch.tanh(x @ a.T + b) @ c.T + d, y)
+
+    return loss, torch.randn(sum(math.prod(s) for s in shapes), generator=g, dtype=torch.float64)
+
+
+def _cnn() -> tuple[LossFn, torch.Tensor]:
+    """conv 1->2 3x3, ReLU, max-pool 2, linear 8 -> 3 on 16 random 6x6 images; P = 47 (LeNet5's ops)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 1, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (16,), generator=g)
+    shapes = [(2, 1, 3, 3), (2,), (3, 8), (3,)]
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        k, kb, a, b = _unflatten(w, shapes)
+        h = F.max_pool2d(F.relu(F.conv2d(x, k, kb)), 2).flatten(1)
+        return F.cross_entropy(h @ a.T + b, y)
+
+    return loss, 0.5 * torch.randn(sum(math.prod(s) for s in shapes), generator=g, dtype=torch.float64)
+
+
+def _tcm() -> tuple[LossFn, torch.Tensor]:
+    """ramble's TCM at N=30, K=3, M=40 at a Gaussian init; P = 30."""
+    prob = TCMProblem(random_patterns(30, 40, 3), 3)
+    return prob.loss, torch.from_numpy(gaussian_init(30, 0.3, 1))
+
+
+MODELS = {"mlp_tanh": _mlp, "cnn_relu_pool": _cnn, "tcm": _tcm}
+
+
+@lru_cache(maxsize=None)
+def model(name: str) -> tuple[LossFn, torch.Tensor, torch.Tensor, np.ndarray]:
+    """(loss, w, dense Hessian, its eigenvalues descending), cached."""
+    loss, w = MODELS[name]()
+    h = dense_hessian(loss, w)
+    return loss, w, h, full_spectrum(h)
+
+
+def reference_top(eigs: np.ndarray, k: int, which: str) -> np.ndarray:
+    """Top-k of a full spectrum by 'LA' or 'LM', sorted descending."""
+    pick = eigs[:k] if which == "LA" else eigs[np.argsort(-np.abs(eigs), kind="stable")[:k]]
+    return np.sort(pick)[::-1]
+
+
+def nearby(w: torch.Tensor, rel: float, seed: int = 9) -> torch.Tensor:
+    d = torch.randn(w.numel(), generator=torch.Generator().manual_seed(seed), dtype=w.dtype)
+    return w + rel * d * w.norm() / d.norm()
+
+
+# ----------------------------------------------------------------------------- products
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_hvp_matches_dense_hessian(name):
+    loss, w, h, _ = model(name)
+    op = hvp_operator(loss, w)
+    v = torch.randn(w.numel(), 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    scale = float(h.abs().max())
+    assert torch.allclose(op.matmat(v), h @ v, rtol=0, atol=1e-12 * scale * w.numel())
+    assert torch.allclose(op.matvec(v[:, 0]), h @ v[:, 0], rtol=0, atol=1e-12 * scale * w.numel())
+    assert op.n_products == 4
+    assert op.loss == pytest.approx(float(loss(w)), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dense_hessian_matches_forward_over_reverse(name):
+    loss, w, h, _ = model(name)
+    ref = torch.func.hessian(loss)(w.clone())  # another AD route: jacfwd(jacrev)
+    assert torch.allclose(h, ref, rtol=0, atol=1e-12 * float(ref.abs().max()))
+    assert torch.equal(h, h.t())
+
+
+def test_batched_products_equal_loop():
+    loss, w, h, _ = model("cnn_relu_pool")
+    v = torch.randn(w.numel(), 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    a = hvp_operator(loss, w, batched=True).matmat(v)
+    b = hvp_operator(loss, w, batched=False).matmat(v)
+    assert torch.allclose(a, b, rtol=0, atol=1e-13 * float(h.abs().max()) * w.numel())
+
+
+@pytest.mark.parametrize("retain", [True, False])
+def test_chunked_terms_equal_the_full_loss(retain):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(10, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (10,), generator=g)
+    w = torch.randn(15, generator=g, dtype=torch.float64)
+    logits = lambda w, xs: xs @ w.view(3, 5).T  # noqa: E731
+    full = classification_loss(logits, x, y)
+    terms = classification_loss(logits, x, y, chunk_size=3)  # chunks 3, 3, 3, 1: unequal weights
+    assert isinstance(terms, list) and len(terms) == 4
+    assert sum(a for a, _ in terms) == pytest.approx(1.0)
+    v = torch.randn(15, 2, generator=g, dtype=torch.float64)
+    op = hvp_operator(terms, w, retain_graph=retain)
+    assert torch.allclose(op.matmat(v), dense_hessian(full, w) @ v, atol=1e-13)
+    assert op.loss == pytest.approx(float(full(w)), rel=1e-13)
+    assert torch.allclose(op.grad, torch.func.grad(full)(w), atol=1e-14)
+
+
+def test_float32_products_match_float64():
+    loss, w, h, _ = model("mlp_tanh")
+    v = torch.randn(w.numel(), 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    # the closure's data are float64; a float32 operator needs float32 data, so rebuild the MLP in float32
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 4, generator=g, dtype=torch.float64).float()
+    y = torch.randint(0, 3, (24,), generator=g)
+    shapes = [(6, 4), (6,), (3, 6), (3,)]
+
+    def loss32(w32: torch.Tensor) -> torch.Tensor:
+        a, b, c, d = _unflatten(w32, shapes)
+        return F.cross_entropy(torch.tanh(x @ a.T + b) @ c.T + d, y)
+
+    op = hvp_operator(loss32, w.float())
+    hv = op.matmat(v.float())
+    assert hv.dtype == torch.float32
+    assert torch.allclose(hv.double(), h @ v, rtol=0, atol=1e-5 * float((h @ v).abs().max()))
+
+
+def test_constant_gradient_has_zero_hessian():
+    op = hvp_operator(lambda w: (3.0 * w).sum(), torch.ones(4, dtype=torch.float64))
+    assert torch.equal(op.matvec(torch.ones(4, dtype=torch.float64)), torch.zeros(4, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- Lanczos vs dense
+
+
+@pytest.mark.parametrize("which", ["LA", "LM"])
+@pytest.mark.parametrize("name", MODELS)
+def test_lanczos_top_k_matches_dense_spectrum(name, which):
+    loss, w, h, eigs = model(name)
+    k = 6
+    spec = top_eigenpairs(loss, w, k, which, tol=1e-10)
+    ref = reference_top(eigs, k, which)
+    scale = np.abs(eigs).max()
+    assert isinstance(spec, Spectrum) and spec.which == which
+    assert spec.eigenvalues.shape == (k,) and np.all(np.diff(spec.eigenvalues) <= 0)  # descending
+    assert np.max(np.abs(spec.eigenvalues - ref) / np.abs(ref)) < 1e-8
+    assert spec.converged.all()
+    # reported residuals are the true ||H v - lambda v|| of unit vectors, and small
+    x = spec.eigenvectors.double()
+    true_res = torch.linalg.norm(h @ x - x * torch.from_numpy(spec.eigenvalues), dim=0).numpy()
+    np.testing.assert_allclose(spec.residuals, true_res, rtol=0, atol=1e-12 * scale)
+    assert np.all(true_res <= 1e-9 * scale)
+    assert torch.allclose(x.T @ x, torch.eye(k, dtype=torch.float64), atol=1e-10)
+    assert 0 < spec.products <= 50 * k + 100
+
+
+@pytest.mark.parametrize("which", ["LA", "LM"])
+def test_lm_and_la_differ_where_the_spectrum_says_so(which):
+    # the CNN has a negative eigenvalue (about -2.2) larger in magnitude than its 3rd largest (about 1.4)
+    loss, w, _, eigs = model("cnn_relu_pool")
+    assert abs(eigs[-1]) > eigs[2]
+    spec = top_eigenpairs(loss, w, 3, which, tol=1e-10)
+    has_negative = bool((spec.eigenvalues < 0).any())
+    assert has_negative == (which == "LM")
+
+
+@pytest.mark.parametrize("which", ["LA", "LM"])
+def test_arpack_cross_check_agrees(which):
+    loss, w, _, eigs = model("mlp_tanh")
+    a = top_eigenpairs(loss, w, 5, which, tol=1e-12, method="arpack")
+    b = top_eigenpairs(loss, w, 5, which, tol=1e-12)
+    np.testing.assert_allclose(a.eigenvalues, reference_top(eigs, 5, which), rtol=1e-9)
+    np.testing.assert_allclose(a.eigenvalues, b.eigenvalues, rtol=1e-9)
+    assert a.method == "arpack" and a.products > 0
+
+
+def test_loose_tolerance_costs_fewer_products_and_still_bounds_the_error():
+    loss, w, _, eigs = model("mlp_tanh")
+    tight = top_eigenpairs(loss, w, 5, "LA", tol=1e-10)
+    loose = top_eigenpairs(loss, w, 5, "LA", tol=1e-2)
+    assert loose.products < tight.products
+    ref = eigs[:5]
+    # |lambda - theta| <= ||r|| <= tol * |theta| (Sect. "tolerance" of docs/hessian.md)
+    assert np.all(np.abs(loose.eigenvalues - ref) <= loose.residuals * (1 + 1e-12))
+    assert np.all(loose.residuals <= 1e-2 * np.abs(loose.eigenvalues) + 1e-300)
+
+
+def test_known_spectrum_with_restarts_and_a_cluster():
+    # 200 x 200 with a cluster at the top and a dense bulk: forces thick restarts (small basis)
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    lam = np.concatenate([[5.0, 5.0 - 1e-3, 4.0, 3.0], rng.uniform(-1, 2, 196)])
+    h = torch.from_numpy((q * lam) @ q.T)
+    op = DenseOperator(h)
+    spec = lanczos(op, 8, "LA", 1e-10, max_basis=20)
+    assert spec.restarts > 0
+    np.testing.assert_allclose(spec.eigenvalues, np.sort(lam)[::-1][:8], rtol=1e-9)
+    assert spec.products == op.n_products
+
+
+def test_k_larger_than_rank_finds_the_zero_eigenvalues():
+    # rank-3 PSD matrix, k = 5: Lanczos must restart in the null space instead of stopping
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(40, 3))
+    h = torch.from_numpy(a @ a.T)
+    spec = lanczos(DenseOperator(h), 5, "LA", 1e-10)
+    ref = np.linalg.eigvalsh(h.numpy())[::-1][:5]
+    np.testing.assert_allclose(spec.eigenvalues[:3], ref[:3], rtol=1e-10)
+    assert np.all(np.abs(spec.eigenvalues[3:]) < 1e-10 * ref[0])
+    assert spec.converged.all()
+
+
+def test_max_products_budget_is_respected_and_reported():
+    loss, w, _, _ = model("mlp_tanh")
+    spec = top_eigenpairs(loss, w, 5, "LA", tol=1e-12, max_products=8)
+    assert spec.products <= 8
+    assert not spec.converged.all()
+
+
+def test_invalid_arguments():
+    loss, w, _, _ = model("tcm")
+    with pytest.raises(ValueError):
+        top_eigenpairs(loss, w, 3, "SA")
+    with pytest.raises(ValueError):
+        top_eigenpairs(loss, w, 31)
+    with pytest.raises(ValueError):
+        top_eigenpairs(loss, w, 3, tol=0.0)
+    with pytest.raises(ValueError):
+        top_eigenpairs(loss, w, 3, method="power")
+
+
+# ----------------------------------------------------------------------------- warm starts
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_warm_start_same_values_fewer_products(name):
+    loss, w, _, _ = model(name)
+    w2 = nearby(w, 1e-4)
+    first = top_eigenpairs(loss, w, 5, "LA", tol=1e-6, guard=2)
+    cold = top_eigenpairs(loss, w2, 5, "LA", tol=1e-6, guard=2)
+    warm = top_eigenpairs(loss, w2, 5, "LA", tol=1e-6, guard=2, v0=warm_v0(first.warm_vectors))
+    block = top_eigenpairs(loss, w2, 5, "LA", tol=1e-6, guard=2, init_vectors=first.warm_vectors)
+    ref = full_spectrum(dense_hessian(loss, w2))[:5]
+    for s in (cold, warm, block):
+        assert s.converged.all()
+        assert np.max(np.abs(s.eigenvalues - ref) / np.abs(ref)) < 1e-8
+    assert warm.products < cold.products
+    assert first.warm_vectors.shape == (w.numel(), 7)
+
+
+def test_block_warm_start_at_the_same_point_needs_one_product_per_vector():
+    loss, w, _, _ = model("mlp_tanh")
+    first = top_eigenpairs(loss, w, 5, "LA", tol=1e-8, guard=2)
+    again = top_eigenpairs(loss, w, 5, "LA", tol=1e-6, guard=2, init_vectors=first.warm_vectors)
+    assert again.products == 7  # the floor: one Rayleigh-Ritz on the 7 tracked vectors
+    np.testing.assert_allclose(again.eigenvalues, first.eigenvalues, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- trace
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_hutchinson_within_four_standard_errors(name):
+    loss, w, h, _ = model(name)
+    exact = float(torch.trace(h))
+    est, se, n = hutchinson_trace(loss, w, n_samples=200, seed=0)
+    assert n == 200
+    assert se > 0
+    assert abs(est - exact) < 4 * se
+
+
+def test_hutchinson_standard_error_shrinks_and_is_reproducible():
+    loss, w, _, _ = model("mlp_tanh")
+    _, se_small, _ = hutchinson_trace(loss, w, n_samples=25, seed=1)
+    _, se_big, _ = hutchinson_trace(loss, w, n_samples=400, seed=1)
+    assert se_big < 0.5 * se_small  # ~ 1/sqrt(n): expect a factor 4
+    assert hutchinson_trace(loss, w, 30, seed=3) == hutchinson_trace(loss, w, 30, seed=3)
+    assert hutchinson_trace(loss, w, 30, seed=3)[0] != hutchinson_trace(loss, w, 30, seed=4)[0]
+
+
+def test_hutchinson_is_exact_for_a_diagonal_matrix():
+    # z_i^2 = 1 for Rademacher probes, so every sample equals the trace of a diagonal H
+    h = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    est, se, n = hutchinson_trace(DenseOperator(h), n_samples=7, seed=0)
+    assert est == pytest.approx(55.0, rel=1e-14) and se == pytest.approx(0.0, abs=1e-12) and n == 7
+
+
+# ----------------------------------------------------------------------------- dense spectra, TCM facts
+
+
+def test_full_spectrum_descending_and_count_nonzero():
+    eigs = full_spectrum(np.diag([0.0, 3.0, -1.0, 1e-12, 2.0]))
+    np.testing.assert_array_equal(eigs, [3.0, 2.0, 1e-12, 0.0, -1.0])
+    assert count_nonzero(eigs) == 3  # 1e-12 / 3 < 1e-8
+    assert count_nonzero(eigs, rtol=1e-14) == 4
+    assert count_nonzero(np.zeros(4)) == 0
+
+
+def test_tcm_dense_hessian_is_psd_with_the_closed_form_trace():
+    """With htanh'' = 0, H = mean_mu l''(S_mu) g_mu g_mu^T: PSD, trace = mean l'' |g|^2 (docs/hessian.md)."""
+    prob = TCMProblem(random_patterns(30, 40, 3), 3)
+    w = torch.from_numpy(gaussian_init(30, 0.5, 2))
+    h = dense_hessian(prob.loss, w)
+    torch.testing.assert_close(h, prob.hessian(w), rtol=0, atol=1e-14)
+    eigs = full_spectrum(h)
+    assert eigs[-1] > -1e-12 * eigs[0]
+    s = prob.committee(w)
+    p = torch.sigmoid(2 * prob.sigma * s)  # l(S) = softplus(-2 sigma S): l'' = 4 p (1 - p)
+    active = (prob.fields(w).abs() < 1).double().sum(dim=1)  # active units per pattern; |xi_k|^2 = N/K
+    closed = float((4 * p * (1 - p) * active * prob.n_per_unit).mean())
+    assert float(torch.trace(h)) == pytest.approx(closed, rel=1e-12)
+    assert count_nonzero(eigs) == np.linalg.matrix_rank(h.numpy())
+
+
+# ----------------------------------------------------------------------------- path helpers
+
+
+def test_select_points_n_points():
+    d = np.linspace(0, 1, 101)
+    idx = select_points(d, n_points=5)
+    np.testing.assert_array_equal(idx, [0, 25, 50, 75, 100])
+    assert idx.dtype == np.int64
+
+
+def test_select_points_endpoints_uniqueness_and_short_paths():
+    d = np.array([0.0, 0.01, 0.02, 0.5, 0.98, 1.0])
+    for n in (1, 2, 3, 4, 50):
+        idx = select_points(d, n_points=n)
+        assert idx[0] == 0 and idx[-1] == 5
+        assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(select_points(d, n_points=50), np.arange(6))
+    np.testing.assert_array_equal(select_points(d, n_points=3), [0, 3, 5])
+    np.testing.assert_array_equal(select_points(np.array([0.3]), n_points=4), [0])
+
+
+def test_select_points_every_and_non_monotone_distance():
+    np.testing.assert_array_equal(select_points(np.linspace(0, 1, 10), every=4), [0, 4, 8, 9])
+    d = np.array([0.0, 0.3, 0.2, 0.62, 0.45, 1.0])  # the path may step back
+    np.testing.assert_array_equal(select_points(d, n_points=3), [0, 4, 5])  # 0.45 is nearest to 0.5
+    tie = np.array([0.0, 0.3, 0.2, 0.6, 0.4, 1.0])
+    np.testing.assert_array_equal(select_points(tie, n_points=3), [0, 3, 5])  # first row on ties
+    with pytest.raises(ValueError):
+        select_points(d)
+    with pytest.raises(ValueError):
+        select_points(d, n_points=3, every=2)
+    with pytest.raises(ValueError):
+        select_points(d, every=0)
+
+
+def test_subset_indices():
+    np.testing.assert_array_equal(subset_indices(10, 3), [0, 1, 2])
+    np.testing.assert_array_equal(subset_indices(10, None), np.arange(10))
+    a = subset_indices(1000, 20, seed=5)
+    assert len(np.unique(a)) == 20 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, subset_indices(1000, 20, seed=5))
+
+
+@pytest.mark.parametrize("warm", ["v0", "block", "none"])
+def test_along_path_matches_dense_at_every_point(warm):
+    prob = TCMProblem(random_patterns(30, 40, 3), 3)
+    w0 = gaussian_init(30, 0.3, 1)
+    w1 = gaussian_init(30, 0.3, 2)
+    weights = np.stack([w0 + t * (w1 - w0) for t in np.linspace(0, 1, 7)])
+    idx = select_points(np.linspace(0, 1, 7), n_points=4)
+    out = along_path(lambda: prob.loss, weights, idx, k=4, which="LA", tol=1e-9, warm=warm, trace_samples=300)
+    assert out["eigenvalues"].shape == (len(idx), 4)
+    for j, row in enumerate(idx):
+        w = torch.from_numpy(weights[row])
+        eigs = full_spectrum(prob.hessian(w))
+        np.testing.assert_allclose(out["eigenvalues"][j], eigs[:4], rtol=1e-7)
+        assert abs(out["trace"][j] - eigs.sum()) < 4 * out["trace_se"][j]
+        assert out["loss"][j] == pytest.approx(prob.evaluate(w).loss, rel=1e-12)
+    assert out["converged"].all() and np.all(out["products"] > 0)
+    assert np.all(out["trace_products"] == 300)
+    assert out["attrs"]["warm"] == warm and out["attrs"]["k"] == 4
+    dense = along_path(lambda: prob.loss, weights, idx, k=30, method="dense")
+    np.testing.assert_allclose(dense["eigenvalues"][:, :4], out["eigenvalues"], rtol=1e-7)
+    assert np.all(dense["n_nonzero"] >= 1) and np.all(dense["products"] == 0)
+    np.testing.assert_allclose(dense["trace"], dense["eigenvalues"].sum(axis=1), rtol=1e-10)
+
+
+def test_thread_helper():
+    before = torch.get_num_threads()
+    try:
+        n = set_threads_to_free_cores(max_threads=1)
+        assert n == 1 and torch.get_num_threads() == 1
+        assert free_cores() >= 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_lanczos_matches_cpu():
+    loss_cpu, w, _, eigs = model("mlp_tanh")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 4, generator=g, dtype=torch.float64).cuda()
+    y = torch.randint(0, 3, (24,), generator=g).cuda()
+    shapes = [(6, 4), (6,), (3, 6), (3,)]
+
+    def loss(wc: torch.Tensor) -> torch.Tensor:
+        a, b, c, d = _unflatten(wc, shapes)
+        return F.cross_entropy(torch.tanh(x @ a.T + b) @ c.T + d, y)
+
+    spec = top_eigenpairs(loss, w.cuda(), 5, "LA", tol=1e-10)
+    assert spec.eigenvectors.is_cuda
+    np.testing.assert_allclose(spec.eigenvalues, eigs[:5], rtol=1e-8)
+
+
+# ----------------------------------------------------------------------------- LeNet5
+
+
+def test_lenet5_top5_residuals_and_independent_cross_checks():
+    lenet = pytest.importorskip("ramble.lenet", reason="ramble.lenet (LeNet5) is not in this tree yet")
+    from pathlib import Path
+
+    from ramble.mnist import load_mnist
+
+    fixture = Path(__file__).parent / "fixtures" / "mnist"
+    if not fixture.exists():
+        pytest.skip("tests/fixtures/mnist is missing")
+    data = load_mnist(fixture, train_size=8, test_size=1)
+    prob = lenet.LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    w = prob.init_weights(0)
+    loss = classification_loss(prob.logits, prob.x, prob.y)
+    spec = top_eigenpairs(loss, w, 5, "LA", tol=1e-8)
+    assert spec.converged.all() and np.all(np.diff(spec.eigenvalues) <= 0)
+    # residuals recomputed with fresh products, independent of the solver's stored ones
+    op = hvp_operator(loss, w)
+    x = spec.eigenvectors
+    res = torch.linalg.norm(op.matmat(x) - x * torch.from_numpy(spec.eigenvalues), dim=0).numpy()
+    assert np.all(res <= 1e-7 * spec.eigenvalues[0])
+    # ARPACK (an independent Lanczos) for LA and LM; LeNet5 at init has a negative eigenvalue in its top-5 LM
+    for which, ours in (("LA", spec), ("LM", top_eigenpairs(loss, w, 5, "LM", tol=1e-8))):
+        arp = top_eigenpairs(loss, w, 5, which, tol=1e-10, method="arpack")
+        np.testing.assert_allclose(ours.eigenvalues, arp.eigenvalues, rtol=1e-6)
+    assert (ours.eigenvalues < 0).any()
+    # plain power iteration converges to the largest-magnitude eigenvalue, here the largest one
+    v = torch.randn(w.numel(), 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for _ in range(100):
+        v = op.matmat(v)
+        v = v / v.norm()
+    assert float((v * op.matmat(v)).sum()) == pytest.approx(spec.eigenvalues[0], rel=1e-7)
