@@ -381,6 +381,9 @@ function pattern_grams!(m::TCM)
     return g
 end
 
+"Field (times sigma) a least-action kick gives the unit it moves: off htanh's kink at 1."
+const KICK_FIELD = 0.5
+
 """
     least_action_kick!(out, m::TCM, w) -> out
 
@@ -389,8 +392,9 @@ misclassified pattern, written into `out` (Python's
 `ramble.training.least_action_kick`).  For each pattern mu with margin <= 0
 (fields taken at `w`, before any change), in increasing mu, the hidden unit
 voting against sigma_mu with the smallest |h_k| (any unit if none votes
-against; the first on ties) gets `w_k += (sigma_mu - h_k) / (N/K) * xi_k`,
-which sets that field to sigma_mu.
+against; the first on ties) gets `w_k += (c sigma_mu - h_k) / (N/K) * xi_k`,
+which sets that field to `c sigma_mu`, c = `KICK_FIELD` = 0.5: inside htanh's
+linear range and off its kink, so rounding cannot decide the slope there.
 """
 function least_action_kick!(out::AbstractVector{Float64}, m::TCM, w::AbstractVector{Float64})
     h = fields!(m, w)
@@ -411,7 +415,7 @@ function least_action_kick!(out::AbstractVector{Float64}, m::TCM, w::AbstractVec
                 kbest, best = k, abs(h[mu, k])
             end
         end
-        f = (s - h[mu, kbest]) / n
+        f = (KICK_FIELD * s - h[mu, kbest]) / n
         Xk = m.Xt[kbest]
         off = (kbest - 1) * n
         for j in 1:n

@@ -80,13 +80,20 @@ class SolveOutcome:
     min_margin: float
 
 
+KICK_FIELD = 0.5
+"""Field (times sigma) a least-action kick gives the unit it moves."""
+
+
 def least_action_kick(problem, w: torch.Tensor) -> torch.Tensor:
     """One least-action correction (Nilsson; Mitchison & Durbin 1989) of every misclassified pattern.
 
     For each pattern mu with margin <= 0 (fields h taken before any change),
-    the hidden unit voting against sigma_mu with the smallest |h_k| gets
-    ``w_k += (sigma_mu - h_k) xi_k / (N/K)``, which sets that field to exactly
-    sigma_mu (|xi_k|^2 = N/K for +-1 inputs).  GD alone stalls with a few
+    the hidden unit voting against sigma_mu with the smallest |h_k| (any unit
+    if none votes against) gets ``w_k += (c sigma_mu - h_k) xi_k / (N/K)``,
+    which sets that field to exactly ``c sigma_mu`` (|xi_k|^2 = N/K for +-1
+    inputs), c = KICK_FIELD = 0.5: across zero, inside htanh's linear range so
+    GD keeps acting on it, and off its kink at 1, where rounding would decide
+    the slope and the two backends could part.  GD alone stalls with a few
     errors whose units are all saturated (htanh' = 0, so no gradient reaches
     them); this moves the least committed unit across.
     """
@@ -98,7 +105,7 @@ def least_action_kick(problem, w: torch.Tensor) -> torch.Tensor:
         wrong = torch.nonzero(sigma[mu] * h[mu] < 0).flatten()
         cands = wrong if len(wrong) > 0 else torch.arange(problem.n_hidden)
         k = int(cands[torch.argmin(h[mu, cands].abs())])
-        out[k] += (float(sigma[mu]) - float(h[mu, k])) / problem.n_per_unit * problem.xi[mu, k]
+        out[k] += (KICK_FIELD * float(sigma[mu]) - float(h[mu, k])) / problem.n_per_unit * problem.xi[mu, k]
     return out.reshape(-1)
 
 
