@@ -102,3 +102,22 @@ def test_console_script_entry_point(tmp_path):
 def test_debug_shows_traceback(tmp_path):
     r = CliRunner().invoke(main, ["--debug", "tcm", "run", "-N", "100", "--out", str(tmp_path / "o.h5")])
     assert r.exit_code != 0 and r.exception is not None
+
+
+def test_tcm_julia_run_with_hessian_points_is_reproducible(tmp_path):
+    out = tmp_path / "h.h5"
+    r = run("tcm", "run", "--backend", "julia", *SMALL, "--solutions", "2", "--hessian-points", "6", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    e = recheck_file(out)
+    p = e.paths["0-1"]
+    h = p.hessian
+    assert h["attrs"]["backend"] == "julia" and h["attrs"]["method"] == "exact"
+    assert len(h["index"]) == 6 and h["index"][0] == 0 and h["index"][-1] == len(p.weights) - 1
+    # independent recomputation: PyTorch autograd on the stored data and weights
+    prob = TCMProblem(Patterns(e.data["train_inputs"], e.data["train_labels"], 0), int(e.model_info["K"]))
+    for row, ev, tr in zip(h["index"], h["eigenvalues"], h["trace"]):
+        hp = prob.hessian(torch.from_numpy(p.weights[row])).numpy()
+        ref = np.linalg.eigvalsh(hp)[::-1]
+        np.testing.assert_allclose(ev, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
+        assert tr == pytest.approx(np.trace(hp), rel=1e-10)
+    assert np.all(h["n_nonzero"] >= 1)

@@ -104,10 +104,11 @@ def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[in
 @click.option("--polish-margin", type=float, default=None, help="Train on until every margin reaches this.")
 @_path_options
 @click.option("--linear-points", type=int, default=101, show_default=True, help="Points on the straight line W_a -> W_b.")
+@click.option("--hessian-points", type=int, default=0, show_default=True, help="Exact Hessian spectra at this many points of each path (0: none).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output HDF5 file.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.pass_context
-def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, out: str, force: bool, **path_kw: Any) -> None:
+def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: str, force: bool, **path_kw: Any) -> None:
     """Train solutions on one random data set and connect them by zero-error paths."""
     from .tcm_experiment import TCMExperimentConfig, run_tcm_experiment
     from .training import TrainConfig
@@ -132,7 +133,13 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
         train=train,
         path=path_config_from(**path_kw),
     )
+    if hessian_points < 0 or hessian_points == 1:
+        raise RambleError(f"--hessian-points must be 0 or >= 2, got {hessian_points}")
     path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    if hessian_points:
+        from .spectra import HessianConfig, compute_and_store
+
+        compute_and_store(path, HessianConfig(points=hessian_points))
     click.echo(summary_text(path))
 
 
@@ -175,10 +182,11 @@ def mnist() -> None:
 @click.option("--points", type=int, default=200, show_default=True, help="About how many points of each path get train and test metrics.")
 @click.option("--weight-rows", type=int, default=100, show_default=True, help="About how many of them keep their weights.")
 @click.option("--linear-points", type=int, default=101, show_default=True)
+@click.option("--hessian-points", type=int, default=0, show_default=True, help="Top-20 Hessian eigenvalues at this many points of each path (0: none).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True)
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.pass_context
-def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, out: str, force: bool, **path_kw: Any) -> None:
+def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, hessian_points: int, out: str, force: bool, **path_kw: Any) -> None:
     """Train LeNet5 solutions on MNIST and connect them by zero-error paths, with test metrics."""
     from .mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
 
@@ -204,7 +212,13 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
         download=download,
         path=path_config_from(**path_kw),
     )
+    if hessian_points < 0 or hessian_points == 1:
+        raise RambleError(f"--hessian-points must be 0 or >= 2, got {hessian_points}")
     path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    if hessian_points:
+        from .spectra import HessianConfig, compute_and_store
+
+        compute_and_store(path, HessianConfig(points=hessian_points, subset=None if train_size <= 1000 else 1000), device=device)
     click.echo(summary_text(path))
 
 
@@ -243,6 +257,32 @@ def summary_text(path: str | Path) -> str:
 @click.argument("file", type=click.Path(dir_okay=True))
 def info(file: str) -> None:
     """Summarise an experiment file."""
+    click.echo(summary_text(file))
+
+
+@main.command("hessian")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--points", type=int, default=None, help="Points evenly spaced in normalised distance, endpoints included (default 20).")
+@click.option("--every", type=int, default=None, help="Instead: every k-th stored weight row, plus the last.")
+@click.option("--path", "only", default=None, help="Only this path (e.g. 0-1); default: every path.")
+@click.option("--k", "k", type=int, default=20, show_default=True, help="Top eigenvalues (LeNet5; the TCM stores its full spectrum).")
+@click.option("--which", type=click.Choice(["LA", "LM"]), default="LA", show_default=True, help="Largest algebraic or largest magnitude (PyHessian's).")
+@click.option("--tol", type=float, default=1e-3, show_default=True, help="Lanczos residual tolerance, relative.")
+@click.option("--subset", type=int, default=None, help="LeNet5: Hessian over the first n training images (default: all).")
+@click.option("--subset-seed", type=int, default=None, help="LeNet5: a seeded random subset instead of the first n.")
+@click.option("--trace-samples", type=int, default=100, show_default=True, help="Hutchinson probes for the trace (LeNet5).")
+@click.option("--backend", type=click.Choice(["julia", "python"]), default=None, help="TCM: which backend computes (default: the file's).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="LeNet5: MNIST folder, if moved since the run.")
+@click.option("--device", default="auto", show_default=True)
+def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Optional[str], k: int, which: str, tol: float, subset: Optional[int], subset_seed: Optional[int], trace_samples: int, backend: Optional[str], data_dir: Optional[str], device: str) -> None:
+    """Hessian spectra along the paths of FILE, stored under /paths/<i>-<j>/hessian."""
+    from .spectra import HessianConfig, compute_and_store
+
+    if points is None and every is None:
+        points = 20
+    cfg = HessianConfig(points=points, every=every, k=k, which=which, tol=tol, subset=subset, subset_seed=subset_seed, trace_samples=trace_samples)
+    done = compute_and_store(file, cfg, only=only, backend=backend, data_dir=data_dir, device=device)
+    click.echo(f"hessian stored for path(s) {', '.join(done)} in {file}")
     click.echo(summary_text(file))
 
 
