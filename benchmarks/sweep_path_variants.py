@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--variants", default="paper,repair")
     ap.add_argument("--grid", default="full", choices=["full", "small"])
     ap.add_argument("--max-iterations", type=int, default=20_000)
+    ap.add_argument("--patience", type=int, default=PathConfig().patience,
+                    help="iterations without 1%% progress before a leg counts as stalled (the paper has no such rule: "
+                         "pass --patience equal to --max-iterations to switch it off)")
     ap.add_argument("--no-connect", dest="connect", action="store_false", help="skip the default configuration through connect() (waypoints)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -110,13 +113,13 @@ def main() -> None:
                         line_max_error=float(np.max(line["train_error"])))
             for variant in args.variants.split(","):
                 for kw in grid[variant]:
-                    cfg = PathConfig(variant=variant, max_iterations=args.max_iterations, **kw)  # type: ignore[arg-type]
+                    cfg = PathConfig(variant=variant, max_iterations=args.max_iterations, patience=args.patience, **kw)  # type: ignore[arg-type]
                     t = time.perf_counter()
                     r = be.find_path(wa, wb, cfg)
                     rows.append(row_of(r, **pair, mode="leg", variant=variant, **kw, seconds=time.perf_counter() - t))
                     print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("file", "reason")}), flush=True)
             if args.connect:
-                cfg = PathConfig(max_iterations=args.max_iterations)
+                cfg = PathConfig(max_iterations=args.max_iterations, patience=args.patience)
                 t = time.perf_counter()
                 r = connect(be, wa, wb, cfg, TrainConfig())
                 rows.append(row_of(r, **pair, mode="connect", variant=cfg.variant, gamma=cfg.gamma, lr=cfg.lr, n_epochs=cfg.n_epochs,

@@ -260,6 +260,23 @@ def info(file: str) -> None:
     click.echo(summary_text(file))
 
 
+@main.command("reproduce")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the files, figures and REPORT.md.")
+@click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True, help="quick: 3 TCM data sets, fewer Hessian points (under 15 min on 2 cores); paper: the paper's 10 data sets.")
+@click.option("--full-mnist/--no-full-mnist", default=None, help="Also the whole-MNIST path (default: only when CUDA is present).")
+@click.option("--tcm-backend", type=click.Choice(["julia", "python"]), default="julia", show_default=True)
+@click.option("--jobs", type=int, default=None, help="Experiments at a time (default: the cores available).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST folder (or set RAMBLE_MNIST_DIR).")
+@click.option("--device", default="auto", show_default=True, help="Device for LeNet5.")
+@click.pass_context
+def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Optional[bool], tcm_backend: str, jobs: Optional[int], data_dir: Optional[str], device: str) -> None:
+    """Run the paper's experiments, draw Figures 2-5 and write REPORT.md into --out."""
+    from .reproduce import reproduce
+
+    report = reproduce(out_dir, scale=scale, tcm_backend=tcm_backend, full_mnist=full_mnist, jobs=jobs, data_dir=data_dir, device=device, show_progress=not ctx.obj["quiet"])
+    click.echo(str(report))
+
+
 @main.command("hessian")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--points", type=int, default=None, help="Points evenly spaced in normalised distance, endpoints included (default 20).")

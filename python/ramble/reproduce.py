@@ -1,0 +1,212 @@
+"""``ramble reproduce``: the paper's experiments, figures and report in one folder.
+
+Each experiment is one ``ramble`` command run in its own process (a TCM data
+set, MNIST-100, whole MNIST), several at a time, longest first; its output
+file and log go under ``OUT/``.  A finished experiment (a complete file) is
+not run again, so an interrupted ``reproduce`` picks up where it stopped.
+The report (:mod:`ramble.report`) is drawn from the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConfigError, RambleError, FormatError
+
+log = logging.getLogger("ramble")
+
+SCALES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of the paper to run.
+
+    ``tcm_seeds``: data sets (3 solutions and all 3 paths each);
+    ``tcm_hessian_points``: exact spectra per TCM path; ``mnist_gamma``: the
+    MNIST-100 path's elastic constant (the paper's is 0.001);
+    ``mnist_points``: points with test metrics; ``mnist_hessian_points``: top-20
+    spectra per MNIST path; ``full_hessian_points``: on whole MNIST.
+    """
+
+    tcm_seeds: tuple[int, ...]
+    tcm_hessian_points: int
+    mnist_gamma: float
+    mnist_points: int
+    mnist_hessian_points: int
+    full_hessian_points: int
+
+
+SCALE_SETTINGS = {
+    # Sized for a 2-core CPU in under 15 minutes (benchmarks/README.md).
+    "quick": Scale(tcm_seeds=(101, 102, 103), tcm_hessian_points=10, mnist_gamma=0.001, mnist_points=100, mnist_hessian_points=20, full_hessian_points=10),
+    # Sect. 3 of the paper: 10 data sets x 3 solutions, every pair.
+    "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20),
+}
+
+
+@dataclass
+class Job:
+    """One experiment: a ``ramble`` command writing ``out``; ``weight`` orders longest first."""
+
+    name: str
+    args: list[str]
+    out: Path
+    weight: float
+    seconds: float = 0.0
+    status: str = "pending"
+    log: Optional[Path] = None
+    error: str = ""
+
+
+def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str) -> list[Job]:
+    """The experiments to run, longest first."""
+    jobs: list[Job] = []
+    data = ["--data-dir", data_dir] if data_dir else []
+    if full_mnist:
+        jobs.append(Job("mnist-full", ["mnist", "run", "--train-size", "60000", "--solutions", "2", "--device", device, "--hessian-points", str(scale.full_hessian_points), *data], out_dir / "mnist" / "mnist-full.h5", 100.0))
+    jobs.append(
+        Job(
+            "mnist-100",
+            ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--hessian-points", str(scale.mnist_hessian_points), *data],
+            out_dir / "mnist" / "mnist-100.h5",
+            10.0,
+        )
+    )
+    for s in scale.tcm_seeds:
+        jobs.append(Job(f"tcm-{s}", ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", "3", "--hessian-points", str(scale.tcm_hessian_points)], out_dir / "tcm" / f"tcm-{s}.h5", 1.0))
+    return sorted(jobs, key=lambda j: -j.weight)
+
+
+def finished(path: Path) -> bool:
+    """True if ``path`` is a complete ramble file (so the job need not run again)."""
+    if not path.exists():
+        return False
+    from .io import load
+
+    try:
+        return load(path, weights=False).status == "complete"
+    except FormatError:
+        return False
+
+
+def run_job(job: Job, out_dir: Path) -> Job:
+    """Run one job's command in a subprocess, its output into ``OUT/logs/<name>.log``."""
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    job.log = out_dir / "logs" / f"{job.name}.log"
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "ramble.cli", *job.args, "--out", str(job.out), "--force"]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    t = time.perf_counter()
+    with open(job.log, "w") as fh:
+        fh.write("$ ramble " + " ".join(job.args) + f" --out {job.out} --force\n")
+        fh.flush()
+        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    job.seconds = time.perf_counter() - t
+    if rc == 0:
+        job.status = "done"
+    else:
+        job.status = "failed"
+        lines = job.log.read_text().strip().splitlines()
+        job.error = lines[-1] if lines else f"exit status {rc}"
+    return job
+
+
+def machine_meta() -> dict:
+    """Software and machine facts for the report."""
+    import numpy
+    import torch
+
+    meta = {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+    }
+    from . import __version__
+
+    meta["ramble"] = __version__
+    try:
+        from .julia_bridge import bridge_info
+
+        info = bridge_info()
+        meta["julia"] = str(info.get("version", "?"))
+        meta["julia bridge"] = str(info.get("bridge", "?"))
+    except Exception as e:  # noqa: BLE001 - the report says Julia was unusable rather than failing
+        meta["julia"] = f"unavailable ({e})"
+    return meta
+
+
+def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "julia", full_mnist: Optional[bool] = None, jobs: Optional[int] = None, data_dir: Optional[str] = None, device: str = "auto", show_progress: bool = True) -> Path:
+    """Run the experiments of ``scale`` into ``out_dir``, then the figures and REPORT.md; returns the report's path."""
+    import torch
+
+    if scale not in SCALE_SETTINGS:
+        raise ConfigError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if tcm_backend not in ("julia", "python"):
+        raise ConfigError(f"--tcm-backend must be julia or python, got {tcm_backend!r}")
+    n_jobs = jobs if jobs is not None else max(1, len(os.sched_getaffinity(0)))
+    if n_jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {n_jobs}")
+    if full_mnist is None:
+        full_mnist = torch.cuda.is_available()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise RambleError(f"output folder {out} is not writable")
+    started = time.perf_counter()
+    todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device)
+    pending = [j for j in todo if not finished(j.out)]
+    for j in todo:
+        if j not in pending:
+            j.status = "done (earlier run)"
+    _say(f"reproduce ({scale}): {len(todo)} experiments, {len(todo) - len(pending)} already done, {n_jobs} at a time", show_progress)
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        running: dict[Future, Job] = {}
+        queue = list(pending)
+        while queue or running:
+            while queue and len(running) < n_jobs:
+                j = queue.pop(0)
+                _say(f"  start  {j.name}", show_progress)
+                running[pool.submit(run_job, j, out)] = j
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                j = running.pop(fut)
+                fut.result()
+                left = len(queue) + len(running)
+                _say(f"  {j.status:<6} {j.name} in {j.seconds:.0f} s ({left} left){': ' + j.error if j.error else ''}", show_progress)
+    meta = machine_meta()
+    meta["scale"] = scale
+    meta["tcm backend"] = tcm_backend
+    meta["wall time (s)"] = {j.name: round(j.seconds, 1) for j in todo if j.seconds}
+    meta["total wall time (s)"] = round(time.perf_counter() - started, 1)
+    failed = [j for j in todo if j.status == "failed"]
+    meta["failed experiments"] = {j.name: j.error for j in failed}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    from .report import write_report
+
+    tcm_files = [j.out for j in todo if j.name.startswith("tcm-") and j.out.exists() and finished(j.out)]
+    m100 = next((j.out for j in todo if j.name == "mnist-100" and finished(j.out)), None)
+    mfull = next((j.out for j in todo if j.name == "mnist-full" and finished(j.out)), None)
+    report = write_report(out, tcm_files, m100, mfull, meta)
+    if failed:
+        raise RambleError(f"{len(failed)} experiment(s) failed ({', '.join(j.name for j in failed)}); see {out / 'logs'}; the report covers the rest: {report}")
+    return report
+
+
+def _say(msg: str, show: bool) -> None:
+    if show:
+        print(msg, file=sys.stderr, flush=True)
+    else:
+        log.info(msg)
