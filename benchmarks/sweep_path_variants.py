@@ -79,6 +79,11 @@ def row_of(r, **head) -> dict:
     )
 
 
+def rounded(row: dict) -> dict:
+    """Floats to 5 significant digits (keeps the JSON small)."""
+    return {k: float(f"{v:.5g}") if isinstance(v, float) else v for k, v in row.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+")
@@ -125,7 +130,7 @@ def main() -> None:
                 rows.append(row_of(r, **pair, mode="connect", variant=cfg.variant, gamma=cfg.gamma, lr=cfg.lr, n_epochs=cfg.n_epochs,
                                    seconds=time.perf_counter() - t))
                 print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("file", "reason")}), flush=True)
-            args.out.write_text(json.dumps(rows, indent=1))
+            args.out.write_text("[\n" + ",\n".join(json.dumps(rounded(r)) for r in rows) + "\n]\n")  # one run per line
     print(f"\n{len(rows)} runs in {time.perf_counter() - started:.0f} s on the {args.backend} backend\n")
     print(table(rows))
     print()

@@ -330,8 +330,9 @@ def doctor() -> None:
     try:
         from .julia_bridge import bridge_info
 
+        click.echo("julia:")
         for k, v in bridge_info().items():
-            click.echo(f"julia {k}: {v}")
+            click.echo(f"  {k}: {v}")
     except RambleError as e:
         click.echo(f"julia: not usable: {e}")
     try:

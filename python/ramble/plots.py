@@ -1,113 +1,435 @@
 """Figures drawn only from experiment files, so they can be redrawn at any time.
 
-* :func:`plot_path` — loss (a) and error in % (b) along a path against the
-  normalised distance, with the straight line W_a -> W_b for comparison
-  (paper Figs. 3 and 5; train and, when stored, test);
-* :func:`plot_hessian` — eigenvalues along a path (paper Figs. 2 and 4), with
-  the training loss and the trace on a second axis when stored.
+Per path:
+
+* :func:`plot_path` / :func:`fig3_mnist_path` — loss (a) and error in % (b)
+  along a path against the normalised distance, with the straight line
+  W_a -> W_b for comparison (paper Figs. 3 and 5; train and, when stored,
+  test; the best test error on the path is marked);
+* :func:`fig2_tcm_hessian` — TCM: the largest Hessian eigenvalues along the
+  path with the band of all non-zero ones (a), the trace and the training
+  loss (b), and the number of non-zero eigenvalues (c) (paper Fig. 2);
+* :func:`fig4_mnist_hessian` — LeNet5: the top-k (20) eigenvalues along the
+  path (a), with the training loss and Hutchinson's trace (b) (paper Fig. 4);
+* :func:`plot_hessian` — whichever of the two fits the file's model.
+
+Over many files:
+
+* :func:`fig_tcm_summary` — one row per TCM pair (data set x pair): path
+  found or not and waypoints used, the straight line's largest training
+  error, iterations;
+* :func:`fig_tcm_trace_vs_loss` — trace of the Hessian against the training
+  loss at every Hessian point of every TCM path (is the trace proportional
+  to the loss?).
+
+Every function takes a ``stem`` (a path without suffix) and returns the
+files it wrote, one per format (PNG and PDF by default).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from .io import Experiment, PathRecord, load  # noqa: E402
 
 FORMATS = ("png", "pdf")
+XLABEL = "normalised distance from $W_a$ (0) to $W_b$ (1)"
+#: LeNet5 Fig. 4 shows this many eigenvalues; TCM Fig. 2 draws this many lines.
+TOP_LENET = 20
+TOP_TCM = 10
 
 
+# ----------------------------------------------------------------- helpers
 def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for ext in formats:
-        p = stem.with_suffix("." + ext)
+        p = stem.with_name(stem.name + "." + ext)
         fig.savefig(p, dpi=150, bbox_inches="tight")
         out.append(p)
     plt.close(fig)
     return out
 
 
-def _title(e: Experiment, p: PathRecord) -> str:
-    model = {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, e.model)
-    size = ""
+def _model_name(e: Experiment) -> str:
+    return {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, e.model)
+
+
+def data_label(e: Experiment) -> str:
+    """Short description of the file's problem: sizes and seed (TCM), training images (MNIST)."""
+    c = e.config
     if e.model == "tcm":
-        c = e.config
-        size = f" N={c.get('n_inputs')}, K={c.get('n_hidden')}, M={c.get('n_patterns')}, seed {c.get('seed')}"
-    elif "train_size" in e.config:
-        size = f" MNIST, {e.config['train_size']} training images"
+        return f"N={c.get('n_inputs')}, K={c.get('n_hidden')}, M={c.get('n_patterns')}, seed {c.get('seed')}"
+    n = c.get("train_size")
+    if n is None:
+        return "MNIST"
+    return "MNIST-100" if int(n) == 100 else ("whole MNIST" if int(n) >= 60000 else f"MNIST, {n} training images")
+
+
+def _title(e: Experiment, p: PathRecord) -> str:
     status = "" if p.complete else f" [{p.status}]"
-    return f"{model}{size}: path {p.source}\u2192{p.target}{status}"
+    wp = int(p.attrs.get("waypoints", 0) or 0)
+    via = f", {wp} waypoint(s)" if wp else ""
+    return f"{_model_name(e)} {data_label(e)}: path {p.source}\u2192{p.target}{via}{status}"
 
 
+def recorded_rows(p: PathRecord) -> np.ndarray:
+    """For every row of ``weights``, the recorded point (index into ``distance``) it is."""
+    wi = p.extra.get("weight_index")
+    if wi is not None:
+        return np.asarray(wi, dtype=int)
+    return np.arange(len(p.distance))
+
+
+def hessian_points(p: PathRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(recorded-point index, normalised distance) of each Hessian point of ``p``.
+
+    ``hessian/index`` counts rows of ``weights``; when weights are kept at a
+    stride, ``weight_index`` maps them to recorded points.
+    """
+    h = p.hessian or {}
+    idx = np.asarray(h.get("index", []), dtype=int)
+    rows = recorded_rows(p)
+    if len(idx) and idx.max() < len(rows):
+        rec = rows[idx]
+        if rec.max() < len(p.distance):
+            return rec, np.asarray(p.distance)[rec]
+    return idx, np.linspace(0.0, 1.0, len(idx))
+
+
+def hessian_loss(p: PathRecord) -> np.ndarray:
+    """Training loss at the Hessian points: ``hessian/loss`` when stored, else ``train_loss`` there."""
+    h = p.hessian or {}
+    if "loss" in h:
+        return np.asarray(h["loss"], dtype=float)
+    rec, _ = hessian_points(p)
+    return np.asarray(p.train_loss, dtype=float)[rec]
+
+
+def n_nonzero(p: PathRecord) -> Optional[np.ndarray]:
+    """Stored non-zero eigenvalue counts (TCM, full spectrum), or None."""
+    h = p.hessian or {}
+    if "n_nonzero" not in h:
+        return None
+    n = np.asarray(h["n_nonzero"], dtype=int)
+    return None if (n < 0).any() else n
+
+
+def _mark_best_test(ax, p: PathRecord) -> None:
+    te = p.extra.get("test_error")
+    if te is None or not len(te):
+        return
+    x = np.asarray(p.extra.get("test_distance", p.distance))
+    k = int(np.argmin(te))
+    ax.plot([x[k]], [100 * te[k]], marker="*", ms=13, color="C1", mec="k", ls="none", zorder=5, label=f"best test error {100 * te[k]:.1f}% at {x[k]:.2f}")
+
+
+# ----------------------------------------------------------------- per path
 def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Loss and error along the path and the straight line; returns the files written."""
-    fig, (ax_l, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
+    """Loss (a) and error in % (b) along the path and the straight line; returns the files written.
+
+    Waypoints (when a leg stalled and the path went through a freshly trained
+    solution) are marked on the path: where the stalled leg stopped, and
+    where the waypoint was reached.
+    """
+    fig, (ax_l, ax_e) = plt.subplots(1, 2, figsize=(12, 4.4))
     has_test = "test_loss" in p.extra
-    ax_l.plot(p.distance, p.train_loss, color="C0", label="path, train")
-    ax_e.plot(p.distance, 100 * p.train_error, color="C0", label="path, train")
+    mk = dict(marker=".", ms=3) if len(p.distance) <= 150 else {}
+    ax_l.plot(p.distance, p.train_loss, color="C0", label="path $\\Omega_{ab}$, train", **mk)
+    ax_e.plot(p.distance, 100 * np.asarray(p.train_error), color="C0", label="path $\\Omega_{ab}$, train", **mk)
     if has_test:
         x = p.extra.get("test_distance", p.distance)
-        ax_l.plot(x, p.extra["test_loss"], color="C1", label="path, test")
-        ax_e.plot(x, 100 * p.extra["test_error"], color="C1", label="path, test")
+        ax_l.plot(x, p.extra["test_loss"], color="C1", label="path $\\Omega_{ab}$, test", **mk)
+        ax_e.plot(x, 100 * np.asarray(p.extra["test_error"]), color="C1", label="path $\\Omega_{ab}$, test", **mk)
     if p.linear is not None:
-        ax_l.plot(p.linear.alpha, p.linear.train_loss, color="C0", ls="--", alpha=0.7, label="straight line, train")
-        ax_e.plot(p.linear.alpha, 100 * p.linear.train_error, color="C0", ls="--", alpha=0.7, label="straight line, train")
+        ax_l.plot(p.linear.alpha, p.linear.train_loss, color="C0", ls="--", alpha=0.6, label="straight line $l_{ab}$, train")
+        ax_e.plot(p.linear.alpha, 100 * np.asarray(p.linear.train_error), color="C0", ls="--", alpha=0.6, label="straight line $l_{ab}$, train")
         if "test_loss" in p.linear.extra:
-            ax_l.plot(p.linear.alpha, p.linear.extra["test_loss"], color="C1", ls="--", alpha=0.7, label="straight line, test")
-            ax_e.plot(p.linear.alpha, 100 * p.linear.extra["test_error"], color="C1", ls="--", alpha=0.7, label="straight line, test")
-    ax_l.set_xlabel("normalised distance from $W_a$ (0) to $W_b$ (1)")
-    ax_e.set_xlabel("normalised distance from $W_a$ (0) to $W_b$ (1)")
-    ax_l.set_ylabel("loss (mean, nats)")
+            ax_l.plot(p.linear.alpha, p.linear.extra["test_loss"], color="C1", ls="--", alpha=0.6, label="straight line $l_{ab}$, test")
+            ax_e.plot(p.linear.alpha, 100 * np.asarray(p.linear.extra["test_error"]), color="C1", ls="--", alpha=0.6, label="straight line $l_{ab}$, test")
+    _mark_best_test(ax_e, p)
+    reached, stalled = waypoint_rows(p)
+    for rows, marker, lab in ((stalled, "X", "leg stalled (next: a waypoint)"), (reached, "D", "waypoint reached")):
+        if len(rows):
+            ax_l.plot(p.distance[rows], p.train_loss[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k", label=lab)
+            ax_e.plot(p.distance[rows], 100 * np.asarray(p.train_error)[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k")
+    ax_l.set_xlabel(XLABEL)
+    ax_e.set_xlabel(XLABEL)
+    loss_unit = "mean cross-entropy, nats" if e.model == "lenet5" else "mean training loss, nats"
+    sets = "training and test set" if has_test else "training set"
+    ax_l.set_ylabel(f"loss ({loss_unit})")
     ax_e.set_ylabel("error [%]")
-    ax_l.set_title("(a) loss")
-    ax_e.set_title("(b) error")
+    ax_l.set_title(f"(a) loss on {sets}")
+    ax_e.set_title(f"(b) error [%] on {sets}")
     for ax in (ax_l, ax_e):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_xlim(min(0.0, float(np.min(p.distance))) - 0.02, 1.02)
+    handles, labels = ax_l.get_legend_handles_labels()
+    for h, lab in zip(*ax_e.get_legend_handles_labels()):
+        if lab not in labels:
+            handles.append(h)
+            labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9, bbox_to_anchor=(0.5, -0.02), frameon=False)
     fig.suptitle(_title(e, p))
+    fig.tight_layout(rect=(0, 0.1 if len(labels) <= 4 else 0.14, 1, 1))
+    return _save(fig, stem, formats)
+
+
+def waypoint_rows(p: PathRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Recorded points where a waypoint was reached, and where a stalled leg stopped."""
+    leg = p.extra.get("leg")
+    if leg is None or len(np.unique(leg)) < 2:
+        return np.empty(0, int), np.empty(0, int)
+    starts = np.flatnonzero(np.diff(np.asarray(leg)) != 0)  # last point of each leg but the final one
+    wp_iter = set(int(i) for i in np.atleast_1d(p.attrs.get("waypoint_iterations", [])))
+    it = np.asarray(p.iteration)
+    reached = np.array([k for k in starts if int(it[k]) in wp_iter or int(it[min(k + 1, len(it) - 1)]) in wp_iter], dtype=int)
+    stalled = np.array([k for k in starts if k not in set(reached.tolist())], dtype=int)
+    return reached, stalled
+
+
+def fig3_mnist_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Paper Figs. 3 and 5: LeNet5 loss (a) and error in % (b) on train and test along the path, with the straight line."""
+    return plot_path(e, p, stem, formats)
+
+
+fig5_mnist_path = fig3_mnist_path
+
+
+def fig2_tcm_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, top: int = TOP_TCM) -> list[Path]:
+    """Paper Fig. 2: TCM Hessian eigenvalues, trace, training loss and non-zero count along the path."""
+    h = p.hessian
+    if h is None:
+        return []
+    ev = np.asarray(h["eigenvalues"], dtype=float)
+    _, x = hessian_points(p)
+    nnz = n_nonzero(p)
+    rtol = float(h.get("attrs", {}).get("nonzero_rtol", 1e-8))
+    if nnz is None:
+        scale = np.abs(ev).max(axis=1, keepdims=True)
+        nnz = (np.abs(ev) > rtol * scale).sum(axis=1)
+    ntop = int(min(top, ev.shape[1], max(1, nnz.min())))
+    fig, (ax, axt, axn) = plt.subplots(3, 1, figsize=(8, 9.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.3]})
+    # (a) eigenvalues: the band of every non-zero one, the top few as lines
+    lo = np.array([ev[r, max(0, nnz[r] - 1)] for r in range(len(ev))])
+    ax.fill_between(x, np.maximum(lo, 1e-300), ev[:, 0], color="0.85", label=f"range of all non-zero eigenvalues ({nnz.min()}\u2013{nnz.max()} of them)")
+    cols = plt.cm.viridis(np.linspace(0, 0.9, ntop))
+    for k in range(ntop):
+        ax.plot(x, ev[:, k], marker="o", ms=3, lw=1.2, color=cols[k], label=f"$\\lambda_{{{k + 1}}}$" if k in (0, ntop - 1) else None)
+    ax.set_yscale("log")
+    ax.set_ylabel("Hessian eigenvalue (log scale)")
+    ax.set_title(f"(a) the {ntop} largest eigenvalues (lines, $\\lambda_1$ on top) and all non-zero ones (band)")
+    ax.legend(fontsize=8, loc="lower center", ncol=3)
+    ax.grid(alpha=0.3, which="both")
+    # (b) trace and training loss, each on its own axis
+    tr = np.asarray(h["trace"], dtype=float)
+    loss_pts = hessian_loss(p)
+    axt.plot(x, tr, color="C3", marker="s", ms=4, label="trace of the Hessian (left)")
+    axt.set_ylabel("trace", color="C3")
+    axt.tick_params(axis="y", colors="C3")
+    axl = axt.twinx()
+    axl.plot(p.distance, p.train_loss, color="k", lw=1, label="training loss (right)")
+    axl.plot(x, loss_pts, color="k", marker="o", ms=3, ls="none")
+    axl.set_ylabel("training loss (nats)")
+    r = float(np.corrcoef(tr, loss_pts)[0, 1]) if len(tr) > 2 and np.std(tr) > 0 and np.std(loss_pts) > 0 else float("nan")
+    ratio = tr / loss_pts
+    axt.set_title(f"(b) trace and training loss: Pearson r = {r:.3f}, trace/loss = {ratio.min():.3g}\u2013{ratio.max():.3g}")
+    handles = axt.get_legend_handles_labels()[0] + axl.get_legend_handles_labels()[0]
+    axt.legend(handles=handles, fontsize=8, loc="lower center")
+    axt.grid(alpha=0.3)
+    # (c) the number of non-zero eigenvalues
+    K = int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0)
+    axn.plot(x, nnz, color="C2", marker="o", ms=4, drawstyle="steps-mid", label=f"measured (|$\\lambda$| > {rtol:.0e} $\\cdot$ max |$\\lambda$|)")
+    if K:
+        axn.axhline(K, color="C3", ls="--", lw=1, label=f"paper: K = {K}")
+    axn.set_ylabel("non-zero\neigenvalues")
+    axn.set_ylim(0, max(nnz.max(), K) * 1.15 + 1)
+    axn.set_title("(c) number of non-zero eigenvalues")
+    axn.legend(fontsize=8, loc="lower right")
+    axn.grid(alpha=0.3)
+    axn.set_xlabel(XLABEL)
+    fig.suptitle(_title(e, p) + f"\nexact Hessian of the training loss at {len(x)} points", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, stem, formats)
+
+
+def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, top: int = TOP_LENET) -> list[Path]:
+    """Paper Fig. 4: the top-k Hessian eigenvalues along a LeNet5 path, with the loss and Hutchinson's trace."""
+    h = p.hessian
+    if h is None:
+        return []
+    ev = np.asarray(h["eigenvalues"], dtype=float)[:, :top]
+    k = ev.shape[1]
+    _, x = hessian_points(p)
+    fig, (ax, axt) = plt.subplots(2, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    cmap = plt.cm.viridis
+    for j in range(k):
+        ax.plot(x, ev[:, j], marker="o", ms=3, lw=1, color=cmap(j / max(1, k - 1)))
+    conv = h.get("converged")
+    if conv is not None:
+        bad = ~np.asarray(conv, dtype=bool)[:, :k]
+        if bad.any():
+            rr, cc = np.nonzero(bad)
+            ax.plot(x[rr], ev[rr, cc], ls="none", marker="x", color="C3", ms=7, label="not converged")
+            ax.legend(fontsize=8)
+    pos = ev[ev > 0]
+    if len(pos) == ev.size:
+        ax.set_yscale("log")
+        ax.set_ylabel("Hessian eigenvalue (log scale)")
+    else:
+        ax.set_yscale("symlog", linthresh=max(1e-3, float(np.abs(ev).max()) * 1e-3))
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel("Hessian eigenvalue (symlog scale)")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, k))
+    cb = fig.colorbar(sm, ax=ax, pad=0.01)
+    cb.set_label("rank (1 = largest)")
+    cb.set_ticks(sorted({1, *range(5, k + 1, 5), k}))
+    a = h.get("attrs", {})
+    sub = a.get("subset_size")
+    ax.set_title(f"(a) top-{k} eigenvalues ({a.get('which', 'LA')}, Lanczos tol {a.get('tol', '?')}" + (f", over {sub} training images)" if sub else ")") + f"; smallest {ev.min():.3g}")
+    ax.grid(alpha=0.3, which="both")
+    tr = np.asarray(h.get("trace", np.full(len(x), np.nan)), dtype=float)
+    se = np.asarray(h.get("trace_se", np.zeros(len(x))), dtype=float)
+    axt.errorbar(x, tr, yerr=se, color="C3", marker="s", ms=4, capsize=3, label="trace (Hutchinson, \u00b1 s.e.; left)")
+    axt.set_ylabel("trace", color="C3")
+    axt.tick_params(axis="y", colors="C3")
+    axl = axt.twinx()
+    axl.plot(p.distance, p.train_loss, color="k", lw=1, label="training loss (right)")
+    axl.plot(x, hessian_loss(p), color="k", marker="o", ms=3, ls="none")
+    axl.set_ylabel("training loss (nats)")
+    handles = axt.get_legend_handles_labels()[0] + axl.get_legend_handles_labels()[0]
+    axt.legend(handles=handles, fontsize=8, loc="upper right")
+    axt.set_title("(b) trace of the Hessian and training loss")
+    axt.grid(alpha=0.3)
+    axt.set_xlabel(XLABEL)
+    fig.suptitle(_title(e, p) + f"\nHessian of the training loss at {len(x)} points", fontsize=11)
+    fig.tight_layout()
     return _save(fig, stem, formats)
 
 
 def plot_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, top: Optional[int] = None) -> list[Path]:
-    """Eigenvalues at the stored Hessian points against distance, with the loss and trace when stored."""
-    h = p.hessian
-    if h is None:
+    """The Hessian figure that fits the model: :func:`fig2_tcm_hessian` or :func:`fig4_mnist_hessian`."""
+    if p.hessian is None:
         return []
-    idx = np.asarray(h["index"], dtype=int)
-    ev = np.asarray(h["eigenvalues"])
-    if top is not None:
-        ev = ev[:, :top]
-    x = p.distance[idx] if len(p.distance) > int(idx.max(initial=0)) else np.linspace(0, 1, len(idx))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k in range(ev.shape[1]):
-        ax.plot(x, ev[:, k], marker=".", lw=1, color=plt.cm.viridis(k / max(1, ev.shape[1] - 1)))
-    ax.set_xlabel("normalised distance from $W_a$ (0) to $W_b$ (1)")
-    ax.set_ylabel("Hessian eigenvalue")
-    ax.grid(alpha=0.3)
-    ax2 = ax.twinx()
-    ax2.plot(p.distance, p.train_loss, color="k", ls=":", label="train loss")
-    if "trace" in h:
-        ax2.plot(x, np.asarray(h["trace"]), color="C3", ls="--", label="trace")
-    ax2.set_ylabel("train loss / trace")
-    ax2.legend(loc="upper right", fontsize=8)
-    ax.set_title(_title(e, p) + f": top {ev.shape[1]} eigenvalues")
+    if e.model == "tcm":
+        return fig2_tcm_hessian(e, p, stem, formats, top=top or TOP_TCM)
+    return fig4_mnist_hessian(e, p, stem, formats, top=top or TOP_LENET)
+
+
+# ----------------------------------------------------------------- over files
+def _as_experiments(files: Sequence) -> list[Experiment]:
+    return [f if isinstance(f, Experiment) else load(f, weights=False) for f in files]
+
+
+def fig_tcm_summary(tcm_files: Sequence, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """One row per TCM pair: found or not (waypoints), the straight line's max training error, iterations."""
+    exps = _as_experiments(tcm_files)
+    rows = []
+    boundaries = []
+    for e in exps:
+        if rows:
+            boundaries.append(len(rows))
+        for p in e.iter_paths():
+            line = float(np.max(p.linear.train_error)) if p.linear is not None else float("nan")
+            rows.append((f"seed {e.config.get('seed')}  {p.source}\u2192{p.target}", p.complete, int(p.attrs.get("waypoints", 0) or 0), line, int(p.attrs.get("iterations", 0) or 0), float(np.max(p.train_error)) if len(p.train_error) else float("nan")))
+    n = len(rows)
+    if n == 0:
+        return []
+    fig, (ax_s, ax_l, ax_i) = plt.subplots(1, 3, figsize=(12, 1.6 + 0.28 * n), sharey=True, gridspec_kw={"width_ratios": [1.2, 2, 2]})
+    y = np.arange(n)[::-1]
+    labels = [r[0] for r in rows]
+    for yy, (_, ok, wp, _, _, perr) in zip(y, rows):
+        if ok:
+            ax_s.plot(0, yy, marker="o", color="C2", ms=9, ls="none")
+        else:
+            ax_s.plot(0, yy, marker="X", color="C3", ms=10, ls="none")
+        txt = ("found" if ok else "not found") + (f", {wp} waypoint{'s' if wp != 1 else ''}" if wp else "")
+        ax_s.text(0.25, yy, txt, va="center", fontsize=8)
+    ax_s.set_xlim(-0.3, 2.2)
+    ax_s.set_xticks([])
+    ax_s.set_yticks(y)
+    ax_s.set_yticklabels(labels, fontsize=8)
+    n_ok = sum(r[1] for r in rows)
+    ax_s.set_title(f"(a) path in S: {n_ok}/{n} found")
+    lines = np.array([r[3] for r in rows])
+    cols = ["C3" if v > 0 else "C2" for v in lines]
+    ax_l.barh(y, 100 * lines, color=cols, height=0.7)
+    ax_l.set_xlabel("largest training error on the straight line $l_{ab}$ [%]")
+    ax_l.set_title(f"(b) straight line leaves S: {int((lines > 0).sum())}/{n}")
+    ax_l.grid(alpha=0.3, axis="x")
+    its = np.array([r[4] for r in rows])
+    ax_i.barh(y, its, color=["C0" if r[1] else "C3" for r in rows], height=0.7)
+    ax_i.set_xlabel("iterations of the path algorithm")
+    ax_i.set_title(f"(c) iterations (median {int(np.median(its))})")
+    ax_i.grid(alpha=0.3, axis="x")
+    ax_s.set_ylim(-0.7, n - 0.3)
+    for b in boundaries:
+        for ax in (ax_s, ax_l, ax_i):
+            ax.axhline(n - b - 0.5, color="0.6", lw=0.6)
+    sizes = sorted({data_label(e).split(", seed")[0] for e in exps})
+    fig.suptitle(f"TCM ({'; '.join(sizes)}): {len(exps)} data set(s), {n} pairs", fontsize=11)
+    fig.tight_layout()
     return _save(fig, stem, formats)
 
 
+def fig_tcm_trace_vs_loss(tcm_files: Sequence, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Trace of the Hessian against the training loss at every Hessian point of every TCM path."""
+    exps = _as_experiments(tcm_files)
+    pts = []
+    for fi, e in enumerate(exps):
+        for p in e.iter_paths():
+            if p.hessian is None or "trace" not in p.hessian:
+                continue
+            pts.append((fi, f"seed {e.config.get('seed')}", hessian_loss(p), np.asarray(p.hessian["trace"], dtype=float)))
+    if not pts:
+        return []
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    cmap = plt.cm.tab10
+    seen = set()
+    for fi, lab, lo, tr in pts:
+        col = cmap(fi % cmap.N)
+        n_paths = sum(q[0] == fi for q in pts)
+        ax.plot(lo, tr, marker="o", ms=4, lw=0.8, color=col, label=None if fi in seen else f"{lab} ({n_paths} path{'s' if n_paths != 1 else ''})")
+        seen.add(fi)
+        ax.plot(lo[[0, -1]], tr[[0, -1]], ls="none", marker="s", ms=8, mfc="none", mec=col)
+    pts = [(lab, lo, tr) for _, lab, lo, tr in pts]
+    allx = np.concatenate([q[1] for q in pts])
+    ally = np.concatenate([q[2] for q in pts])
+    c = float(np.dot(allx, ally) / np.dot(allx, allx))
+    xx = np.linspace(0, allx.max() * 1.05, 10)
+    ax.plot(xx, c * xx, color="k", ls="--", lw=1, label=f"proportional fit: trace = {c:.3g} \u00d7 loss")
+    r = float(np.corrcoef(allx, ally)[0, 1])
+    ax.set_xlabel("training loss (mean, nats)")
+    ax.set_ylabel("trace of the Hessian")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"TCM: trace vs training loss at {len(allx)} Hessian points of {len(pts)} paths (pooled r = {r:.3f})\none colour per data set, lines along each path; squares: endpoints (the SGD solutions)", fontsize=10)
+    ax.legend(fontsize=8, ncol=2 if len(exps) > 6 else 1, loc="lower right")
+    return _save(fig, stem, formats)
+
+
+# ----------------------------------------------------------------- one file
 def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Every figure for every path of one experiment file, into ``out_dir``."""
     e = load(path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    formats = tuple(formats)
     written: list[Path] = []
     base = Path(path).stem
     for p in e.iter_paths():
         written += plot_path(e, p, out_dir / f"{base}_path_{p.name}", formats)
         written += plot_hessian(e, p, out_dir / f"{base}_hessian_{p.name}", formats)
+    if e.model == "tcm" and e.paths:
+        written += fig_tcm_summary([e], out_dir / f"{base}_summary", formats)
     return written

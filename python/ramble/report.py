@@ -1,0 +1,814 @@
+"""The reproduction report: figures and a claim-by-claim table, from experiment files only.
+
+:func:`write_report` draws every figure into ``out_dir/figures/`` (PNG and
+PDF) and writes ``out_dir/REPORT.md`` (figures embedded by relative links)
+and ``out_dir/claims.json``.  The table has one row per claim of the paper:
+the claim, the paper's value, the value measured in the files, and whether
+it holds (``yes`` / ``no`` / ``partly`` / ``not run``).  Every measured value
+and verdict is computed here from the files; nothing is hard-coded but the
+paper's own numbers and the thresholds below (docs/report.md explains each
+row).
+
+:func:`evaluate_claims` returns the rows as :class:`Claim` objects, and the
+``*_stats`` functions the numbers behind them, for callers that want them
+without the Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .io import Experiment, PathRecord, load
+from .plots import (
+    data_label,
+    fig2_tcm_hessian,
+    fig3_mnist_path,
+    fig4_mnist_hessian,
+    fig_tcm_summary,
+    fig_tcm_trace_vs_loss,
+    hessian_loss,
+    hessian_points,
+    n_nonzero,
+    plot_path,
+)
+
+HOLDS = ("yes", "no", "partly", "not run")
+
+# ------------------------------------------------------------ thresholds
+#: trace "proportional" to the loss: Pearson r at least this on every path ...
+R_PROPORTIONAL = 0.9
+#: ... and the ratio trace/loss varying by at most this coefficient of variation (std/mean) on every path.
+CV_PROPORTIONAL = 0.10
+#: a loss curve reverses direction only when it moves back by more than this fraction of its range.
+LOSS_NOISE_FRACTION = 0.01
+#: a test-error curve reverses direction only when it moves back by more than this many test samples.
+ERROR_NOISE_SAMPLES = 1
+#: "away from both SGD solutions": normalised distance within [AWAY, 1 - AWAY].
+AWAY = 0.1
+#: "at about 0.2" (whole MNIST): within this of 0.2.
+PAPER_BEST_AT = 0.2
+BEST_AT_TOLERANCE = 0.1
+
+#: The paper's settings (Sect. 3), for the "differs from the paper" notes.
+PAPER_SETTINGS = {
+    "tcm": {"n_inputs": 300, "n_hidden": 3, "n_patterns": 620, "train lr": 0.1, "gamma": 0.001, "N_epochs": 5, "variant": "paper", "solutions": 3},
+    "mnist100": {"train_size": 100, "train lr": 0.1, "gamma": 0.001, "N_epochs": 5, "variant": "paper"},
+    "mnist": {"train_size": 60000, "train lr": 0.1, "gamma": 0.1, "N_epochs": 5, "variant": "paper"},
+}
+PAPER_TCM_DATASETS = 10
+
+
+@dataclass
+class Claim:
+    """One row of the report's table."""
+
+    id: str
+    claim: str
+    paper: str
+    measured: str
+    holds: str
+    note: str = ""
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.holds not in HOLDS:
+            raise ValueError(f"holds must be one of {HOLDS}, got {self.holds!r}")
+
+
+# ------------------------------------------------------------ small measures
+def direction_changes(y: Sequence[float], threshold: float) -> int:
+    """How often ``y`` reverses direction by more than ``threshold`` (hysteresis; 0: monotonic, 1: bi-tonic).
+
+    A reversal is counted when the curve moves back from its running extreme
+    by more than ``threshold``; smaller wiggles are noise.
+    """
+    y = np.asarray(y, dtype=float)
+    if len(y) < 3:
+        return 0
+    trend = 0
+    hi = lo = ext = y[0]
+    changes = 0
+    for v in y[1:]:
+        if trend == 0:
+            hi, lo = max(hi, v), min(lo, v)
+            if hi - lo > threshold:
+                trend = 1 if v == hi else -1
+                ext = v
+        elif trend > 0:
+            if v > ext:
+                ext = v
+            elif ext - v > threshold:
+                changes += 1
+                trend, ext = -1, v
+        else:
+            if v < ext:
+                ext = v
+            elif v - ext > threshold:
+                changes += 1
+                trend, ext = 1, v
+    return changes
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def tally(flags: Sequence[bool]) -> str:
+    """yes when all, partly when some, no when none, not run when empty."""
+    flags = list(flags)
+    if not flags:
+        return "not run"
+    n = sum(bool(f) for f in flags)
+    return "yes" if n == len(flags) else ("no" if n == 0 else "partly")
+
+
+def n_test_samples(e: Experiment) -> int:
+    """Test images used by a LeNet5 file (from ``/data`` ``test_indices`` "a:b", else the config)."""
+    ti = e.data.get("test_indices")
+    if isinstance(ti, str) and ":" in ti:
+        a, b = ti.split(":")[:2]
+        try:
+            return int(b) - int(a or 0)
+        except ValueError:
+            pass
+    return int(e.config.get("test_size") or 10000)
+
+
+def in_s(p: PathRecord) -> bool:
+    """A found path: status complete and zero training error at every recorded point."""
+    return p.complete and len(p.train_error) > 0 and float(np.max(p.train_error)) == 0.0
+
+
+def _f(x: float, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+
+def _g(x: float, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{nd}g}"
+
+
+def _pct(x: float, nd: int = 1) -> str:
+    return f"{100 * x:.{nd}f}%"
+
+
+# ------------------------------------------------------------ TCM
+def tcm_stats(exps: Sequence[Experiment]) -> dict[str, Any]:
+    """Every number behind the TCM rows, from the loaded files."""
+    paths = [(e, p) for e in exps for p in e.iter_paths()]
+    s: dict[str, Any] = {"files": len(exps), "pairs": len(paths)}
+    s["complete"] = sum(p.complete for _, p in paths)
+    s["found"] = sum(in_s(p) for _, p in paths)
+    s["via_waypoints"] = sum(in_s(p) and int(p.attrs.get("waypoints", 0) or 0) > 0 for _, p in paths)
+    s["max_train_error_on_found"] = max([float(np.max(p.train_error)) for _, p in paths if p.complete] or [float("nan")])
+    lines = [float(np.max(p.linear.train_error)) for _, p in paths if p.linear is not None]
+    s["lines"] = len(lines)
+    s["lines_leaving"] = sum(v > 0 for v in lines)
+    s["line_max_error_median"] = float(np.median(lines)) if lines else float("nan")
+    s["line_max_error_min"] = float(min(lines)) if lines else float("nan")
+    s["line_max_error_max"] = float(max(lines)) if lines else float("nan")
+    s["iterations"] = [int(p.attrs.get("iterations", 0) or 0) for _, p in paths]
+    hp = [(e, p) for e, p in paths if p.hessian is not None and "eigenvalues" in p.hessian]
+    s["hessian_paths"] = len(hp)
+    if not hp:
+        return s
+    Ks = sorted({int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0) for e, _ in hp})
+    s["K"] = Ks[0] if len(Ks) == 1 else Ks
+    Ns = sorted({int(e.model_info.get("N", e.config.get("n_inputs", 0)) or 0) for e, _ in hp})
+    s["N"] = Ns[0] if len(Ns) == 1 else Ns
+    const_values: list[int] = []
+    nnz_all, const, neg_nonzero, rel_min, rtols, n_points = [], [], 0, [], set(), 0
+    r_list, cv_list, ratio_min, ratio_max = [], [], [], []
+    end_min, end_total = 0, 0
+    per_path = []
+    for e, p in hp:
+        h = p.hessian
+        ev = np.asarray(h["eigenvalues"], dtype=float)
+        rtol = float(h.get("attrs", {}).get("nonzero_rtol", 1e-8))
+        rtols.add(rtol)
+        scale = np.abs(ev).max(axis=1, keepdims=True)
+        nz_mask = np.abs(ev) > rtol * scale
+        nnz = n_nonzero(p)
+        if nnz is None:
+            nnz = nz_mask.sum(axis=1)
+        n_points += len(ev)
+        nnz_all.extend(int(v) for v in nnz)
+        const.append(bool(len(set(nnz.tolist())) == 1))
+        if const[-1]:
+            const_values.append(int(nnz[0]))
+        neg_nonzero += int(((ev < 0) & nz_mask).sum())
+        rel_min.append(float((ev.min(axis=1) / ev.max(axis=1)).min()))
+        tr = np.asarray(h["trace"], dtype=float)
+        lo = hessian_loss(p)
+        r = pearson(tr, lo)
+        ratio = tr / lo
+        cv = float(np.std(ratio) / np.mean(ratio))
+        r_list.append(r)
+        cv_list.append(cv)
+        ratio_min.append(float(ratio.min()))
+        ratio_max.append(float(ratio.max()))
+        ends = []
+        if len(tr) >= 2:
+            ends = [bool(tr[0] < tr[1]), bool(tr[-1] < tr[-2])]
+            end_min += sum(ends)
+            end_total += 2
+        per_path.append({"file": str(e.path), "path": p.name, "n_nonzero": [int(v) for v in nnz], "pearson": r, "ratio_cv": cv, "endpoint_minima": ends, "points": len(ev)})
+    nn = np.asarray(nnz_all)
+    s.update(
+        hessian_points=n_points,
+        nonzero_rtol=sorted(rtols),
+        nnz_min=int(nn.min()),
+        nnz_median=float(np.median(nn)),
+        nnz_max=int(nn.max()),
+        nnz_equal_K=int((nn == s["K"]).sum()) if isinstance(s["K"], int) else 0,
+        constant_paths=int(sum(const)),
+        constant_values=const_values,
+        negative_nonzero=neg_nonzero,
+        most_negative_relative=float(min(rel_min)),
+        pearson_min=float(np.nanmin(r_list)),
+        pearson_median=float(np.nanmedian(r_list)),
+        pearson_max=float(np.nanmax(r_list)),
+        ratio_cv_median=float(np.median(cv_list)),
+        ratio_cv_max=float(np.max(cv_list)),
+        ratio_min=float(min(ratio_min)),
+        ratio_max=float(max(ratio_max)),
+        endpoint_minima=end_min,
+        endpoints=end_total,
+        per_path=per_path,
+    )
+    return s
+
+
+def tcm_claims(exps: Sequence[Experiment]) -> list[Claim]:
+    s = tcm_stats(exps) if exps else {"pairs": 0, "hessian_paths": 0}
+    out: list[Claim] = []
+    n = s["pairs"]
+    paper_pairs = f"{PAPER_TCM_DATASETS * 3}/{PAPER_TCM_DATASETS * 3} (10 data sets \u00d7 3 pairs)"
+    if n:
+        m = f"{s['found']}/{n} pairs ({s['files']} data set(s))"
+        if s["via_waypoints"]:
+            m += f"; {s['via_waypoints']} of them through waypoints (not in the paper's Algorithm 1)"
+        m += f"; largest training error on a found path {_pct(s['max_train_error_on_found'])}"
+        holds = tally([True] * s["found"] + [False] * (n - s["found"]))
+    else:
+        m, holds = "no TCM file", "not run"
+    out.append(Claim("C1", "TCM: a path inside S joins every pair of solutions", paper_pairs, m, holds, numbers={k: s.get(k) for k in ("found", "pairs", "complete", "via_waypoints", "files")}))
+    if not s.get("hessian_paths"):
+        for cid, text, paper in (
+            ("C5", "TCM: number of non-zero Hessian eigenvalues equals K", "3 (= K)"),
+            ("C6", "TCM: number of non-zero eigenvalues constant along each path", "constant"),
+            ("C7", "TCM: all non-zero eigenvalues positive", "all strictly positive"),
+            ("C8", "TCM: training loss proportional to the trace of the Hessian", "proportional"),
+            ("C9", "TCM: the solutions (endpoints) are local minima of the trace along the path", "yes"),
+        ):
+            out.append(Claim(cid, text, paper, "no Hessian stored" if n else "no TCM file", "not run"))
+        return out
+    K = s["K"]
+    hp = s["hessian_paths"]
+    out.append(
+        Claim(
+            "C5",
+            "TCM: number of non-zero Hessian eigenvalues equals K",
+            "3 (= K) along the path",
+            f"min {s['nnz_min']} / median {s['nnz_median']:g} / max {s['nnz_max']} over {s['hessian_points']} points of {hp} paths "
+            f"(|\u03bb| > {', '.join(f'{r:g}' for r in s['nonzero_rtol'])} \u00b7 max|\u03bb|); {s['nnz_equal_K']} points have exactly K = {K}",
+            "yes" if s["nnz_equal_K"] == s["hessian_points"] else ("partly" if s["nnz_equal_K"] else "no"),
+            numbers={k: s[k] for k in ("nnz_min", "nnz_median", "nnz_max", "hessian_points", "nnz_equal_K", "K")},
+        )
+    )
+    out.append(
+        Claim(
+            "C6",
+            "TCM: number of non-zero eigenvalues constant along each path",
+            "constant",
+            f"constant on {s['constant_paths']}/{hp} paths"
+            + (f" (count there: {', '.join(str(v) for v in s['constant_values'])}; full rank is N = {s.get('N')})" if s["constant_paths"] else ""),
+            tally([True] * s["constant_paths"] + [False] * (hp - s["constant_paths"])),
+            numbers={"constant_paths": s["constant_paths"], "hessian_paths": hp},
+        )
+    )
+    out.append(
+        Claim(
+            "C7",
+            "TCM: all non-zero Hessian eigenvalues positive",
+            "all strictly positive",
+            f"{s['negative_nonzero']} negative non-zero eigenvalues; most negative eigenvalue / largest = {_g(s['most_negative_relative'], 2)}",
+            "yes" if s["negative_nonzero"] == 0 else "no",
+            note="expected for this model: the TCM Hessian is a sum of positive semidefinite terms off htanh's kinks (docs/hessian.md)",
+            numbers={"negative_nonzero": s["negative_nonzero"], "most_negative_relative": s["most_negative_relative"]},
+        )
+    )
+    prop = s["pearson_min"] >= R_PROPORTIONAL and s["ratio_cv_max"] <= CV_PROPORTIONAL
+    out.append(
+        Claim(
+            "C8",
+            "TCM: training loss proportional to the trace of the Hessian along the path",
+            "proportional",
+            f"Pearson r(trace, loss) per path: min {_f(s['pearson_min'])} / median {_f(s['pearson_median'])} / max {_f(s['pearson_max'])}; "
+            f"trace/loss {_g(s['ratio_min'])}\u2013{_g(s['ratio_max'])}, its coefficient of variation per path median {_pct(s['ratio_cv_median'])} / max {_pct(s['ratio_cv_max'])}",
+            "yes" if prop else ("partly" if s["pearson_median"] >= R_PROPORTIONAL else "no"),
+            note=f"yes: r \u2265 {R_PROPORTIONAL} and CV \u2264 {CV_PROPORTIONAL:.0%} on every path; partly: median r \u2265 {R_PROPORTIONAL}",
+            numbers={k: s[k] for k in ("pearson_min", "pearson_median", "pearson_max", "ratio_cv_median", "ratio_cv_max", "ratio_min", "ratio_max")},
+        )
+    )
+    out.append(
+        Claim(
+            "C9",
+            "TCM: the solutions (endpoints) are local minima of the trace along the path",
+            "yes",
+            f"{s['endpoint_minima']}/{s['endpoints']} path endpoints have a smaller trace than the next Hessian point inward",
+            tally([True] * s["endpoint_minima"] + [False] * (s["endpoints"] - s["endpoint_minima"])),
+            note="one-sided, at the resolution of the stored Hessian points",
+            numbers={"endpoint_minima": s["endpoint_minima"], "endpoints": s["endpoints"]},
+        )
+    )
+    return out
+
+
+# ------------------------------------------------------------ LeNet5 / MNIST
+def mnist_stats(e: Experiment) -> dict[str, Any]:
+    """Every number behind the MNIST rows for one LeNet5 file."""
+    n_test = n_test_samples(e)
+    s: dict[str, Any] = {"file": str(e.path), "test_samples": n_test, "paths": []}
+    for p in e.iter_paths():
+        q: dict[str, Any] = {"path": p.name, "status": p.status, "found": in_s(p), "waypoints": int(p.attrs.get("waypoints", 0) or 0)}
+        q["line_max_train_error"] = float(np.max(p.linear.train_error)) if p.linear is not None else float("nan")
+        tl = np.asarray(p.train_loss, dtype=float)
+        q["train_loss_changes"] = direction_changes(tl, LOSS_NOISE_FRACTION * float(np.ptp(tl))) if len(tl) else 0
+        if "test_loss" in p.extra:
+            sl = np.asarray(p.extra["test_loss"], dtype=float)
+            se = np.asarray(p.extra["test_error"], dtype=float)
+            x = np.asarray(p.extra.get("test_distance", p.distance), dtype=float)
+            q["test_loss_changes"] = direction_changes(sl, LOSS_NOISE_FRACTION * float(np.ptp(sl)))
+            q["test_error_changes"] = direction_changes(se, (ERROR_NOISE_SAMPLES + 0.5) / n_test)
+            q["r_test_loss_error"] = pearson(sl, se)
+            k = int(np.argmin(se))
+            at_min = np.flatnonzero(se <= se[k] + 0.5 / n_test)
+            q.update(
+                best_test_error=float(se[k]),
+                best_at=float(x[k]),
+                best_at_range=[float(x[at_min].min()), float(x[at_min].max())],
+                endpoint_test_errors=[float(se[0]), float(se[-1])],
+                best_train_loss=float(tl[k]) if k < len(tl) else float("nan"),
+                endpoint_train_losses=[float(tl[0]), float(tl[-1])],
+            )
+            q["better_than_endpoints_by_samples"] = int(round((min(se[0], se[-1]) - se[k]) * n_test))
+        if p.hessian is not None and "eigenvalues" in p.hessian:
+            ev = np.asarray(p.hessian["eigenvalues"], dtype=float)
+            q["hessian_points"] = int(len(ev))
+            q["hessian_k"] = int(ev.shape[1])
+            q["smallest_top_eigenvalue"] = float(ev.min())
+            q["largest_eigenvalue"] = float(ev.max())
+            conv = p.hessian.get("converged")
+            q["converged"] = int(np.asarray(conv, dtype=bool).sum()) if conv is not None else int(ev.size)
+            q["eigenpairs"] = int(ev.size)
+            q["hessian_subset"] = p.hessian.get("attrs", {}).get("subset_size")
+        s["paths"].append(q)
+    return s
+
+
+def _mnist_found(cid: str, name: str, paper: str, e: Optional[Experiment], s: Optional[dict]) -> Claim:
+    if e is None:
+        return Claim(cid, f"{name}: a path inside S joins the two SGD solutions", paper, "no file", "not run")
+    ps = s["paths"]
+    n_found = sum(q["found"] for q in ps)
+    m = f"{n_found}/{len(ps)} pair(s)"
+    wp = sum(q["found"] and q["waypoints"] > 0 for q in ps)
+    if wp:
+        m += f", {wp} through waypoints"
+    bad = [f"{q['path']}: {q['status']}" for q in ps if not q["found"]]
+    if bad:
+        m += " (" + "; ".join(bad) + ")"
+    return Claim(cid, f"{name}: a path inside S joins the two SGD solutions", paper, m, tally([q["found"] for q in ps]), numbers={"found": n_found, "pairs": len(ps)})
+
+
+def _loss_shape(cid: str, name: str, s: Optional[dict]) -> Claim:
+    text = f"{name}: training and test loss along the path are neither monotonic nor bi-tonic"
+    paper = "more complex than monotonic or bi-tonic"
+    if s is None:
+        return Claim(cid, text, paper, "no file", "not run")
+    ps = [q for q in s["paths"] if "test_loss_changes" in q]
+    if not ps:
+        return Claim(cid, text, paper, "no test metrics stored", "not run")
+    m = "; ".join(f"{q['path']}: train {q['train_loss_changes']}, test {q['test_loss_changes']} direction changes" for q in ps)
+    flags = [q["train_loss_changes"] >= 2 and q["test_loss_changes"] >= 2 for q in ps]
+    holds = tally(flags)
+    if holds == "no" and any(q["train_loss_changes"] >= 2 or q["test_loss_changes"] >= 2 for q in ps):
+        holds = "partly"
+    return Claim(cid, text, paper, m, holds, note=f"a reversal counts when the curve moves back by more than {LOSS_NOISE_FRACTION:.0%} of its range; 0 = monotonic, 1 = bi-tonic", numbers={"paths": ps})
+
+
+def _error_shape(cid: str, name: str, s: Optional[dict]) -> Claim:
+    text = f"{name}: test error along the path is not monotonic (similar to the test loss, not locally the same)"
+    paper = "not monotonic; similar to the test loss"
+    if s is None:
+        return Claim(cid, text, paper, "no file", "not run")
+    ps = [q for q in s["paths"] if "test_error_changes" in q]
+    if not ps:
+        return Claim(cid, text, paper, "no test metrics stored", "not run")
+    m = "; ".join(f"{q['path']}: {q['test_error_changes']} direction changes, r(test loss, test error) = {_f(q['r_test_loss_error'])}" for q in ps)
+    holds = tally([q["test_error_changes"] >= 2 for q in ps])
+    if holds == "no" and any(q["test_error_changes"] == 1 for q in ps):
+        holds = "partly"
+    return Claim(cid, text, paper, m, holds, note=f"a reversal counts when the error moves back by more than {ERROR_NOISE_SAMPLES} test sample(s) of {s['test_samples']}; yes: \u2265 2 reversals (neither monotonic nor bi-tonic)", numbers={"paths": ps})
+
+
+def _best_desc(q: dict) -> str:
+    lo, hi = q["best_at_range"]
+    where = f"{q['best_at']:.2f}" + (f" (minimum reached on {lo:.2f}\u2013{hi:.2f})" if hi - lo > 0.005 else "")
+    ea, eb = q["endpoint_test_errors"]
+    return (
+        f"{q['path']}: best test error {_pct(q['best_test_error'], 2)} at {where}, endpoints {_pct(ea, 2)} / {_pct(eb, 2)} "
+        f"({q['better_than_endpoints_by_samples']} test samples below the better endpoint); training loss there {_g(q['best_train_loss'])}, "
+        f"at the endpoints {_g(q['endpoint_train_losses'][0])} / {_g(q['endpoint_train_losses'][1])}"
+    )
+
+
+def _better(q: dict) -> bool:
+    return q["better_than_endpoints_by_samples"] > ERROR_NOISE_SAMPLES
+
+
+def _best_at_02(cid: str, name: str, s: Optional[dict]) -> Claim:
+    """Whole MNIST (Sect. 3.2): the best test error at about 0.2, far from both solutions, with a higher training loss."""
+    text = f"{name}: the best test error on the path lies at about 0.2, away from both SGD solutions, where the training loss is higher"
+    paper = "at about 0.2 of the normalised distance, far from both solutions, higher training loss"
+    if s is None:
+        return Claim(cid, text, paper, "no file", "not run")
+    ps = [q for q in s["paths"] if "best_at" in q and q["found"]]
+    if not ps:
+        return Claim(cid, text, paper, "no complete path with test metrics", "not run")
+    flags, partial = [], []
+    for q in ps:
+        away = AWAY <= q["best_at"] <= 1 - AWAY
+        near = abs(q["best_at"] - PAPER_BEST_AT) <= BEST_AT_TOLERANCE
+        higher = q["best_train_loss"] > max(q["endpoint_train_losses"])
+        flags.append(_better(q) and away and near and higher)
+        partial.append(_better(q) and (away or higher))
+    holds = tally(flags)
+    if holds == "no" and any(partial):
+        holds = "partly"
+    note = (
+        f"yes: more than {ERROR_NOISE_SAMPLES} test sample(s) below both endpoints, at a normalised distance within \u00b1{BEST_AT_TOLERANCE} of {PAPER_BEST_AT} "
+        f"and in [{AWAY}, {1 - AWAY}], with a training loss above both endpoints'; partly: better than both endpoints and either away from them or at a higher training loss"
+    )
+    return Claim(cid, text, paper, "; ".join(_best_desc(q) for q in ps), holds, note=note, numbers={"paths": ps})
+
+
+def _better_than_sgd(cid: str, sets: Sequence[tuple[str, Optional[dict]]]) -> Claim:
+    """Sect. 4: SGD alone does not guarantee the best generalisation: some point of the path beats both solutions."""
+    text = "LeNet5: some point of the path has a lower test error than both SGD solutions (\"SGD alone is not sufficient to guarantee the best generalization\")"
+    paper = "yes (whole MNIST, Fig. 5; Sect. 4)"
+    parts, flags = [], []
+    for name, s in sets:
+        if s is None:
+            continue
+        ps = [q for q in s["paths"] if "best_at" in q and q["found"]]
+        for q in ps:
+            parts.append(f"{name} {_best_desc(q)}")
+            flags.append(_better(q))
+    if not flags:
+        return Claim(cid, text, paper, "no LeNet5 file with test metrics", "not run")
+    return Claim(cid, text, paper, "; ".join(parts), tally(flags), note=f"better: more than {ERROR_NOISE_SAMPLES} test sample(s) below both endpoints", numbers={"better": sum(flags), "paths": len(flags)})
+
+
+def _lenet_hessian(cid: str, name: str, s: Optional[dict]) -> Claim:
+    text = f"{name}: the top-20 Hessian eigenvalues are positive along the whole path"
+    paper = "all positive"
+    if s is None:
+        return Claim(cid, text, paper, "no file", "not run")
+    ps = [q for q in s["paths"] if "smallest_top_eigenvalue" in q]
+    if not ps:
+        return Claim(cid, text, paper, "no Hessian stored", "not run")
+    m = "; ".join(
+        f"{q['path']}: smallest of the top-{q['hessian_k']} {_g(q['smallest_top_eigenvalue'])} (largest {_g(q['largest_eigenvalue'])}) at {q['hessian_points']} points, {q['converged']}/{q['eigenpairs']} eigenpairs converged"
+        + (f", Hessian over {q['hessian_subset']} training images" if q.get("hessian_subset") else "")
+        for q in ps
+    )
+    return Claim(cid, text, paper, m, tally([q["smallest_top_eigenvalue"] > 0 for q in ps]), numbers={"paths": ps})
+
+
+def _lines(tcm: Optional[dict], mnist: Sequence[tuple[str, Optional[dict]]]) -> Claim:
+    parts, leave, total = [], 0, 0
+    if tcm and tcm.get("lines"):
+        parts.append(f"TCM {tcm['lines_leaving']}/{tcm['lines']} (largest training error on the line: min {_pct(tcm['line_max_error_min'])} / median {_pct(tcm['line_max_error_median'])} / max {_pct(tcm['line_max_error_max'])})")
+        leave += tcm["lines_leaving"]
+        total += tcm["lines"]
+    for name, s in mnist:
+        if s is None:
+            continue
+        v = [q["line_max_train_error"] for q in s["paths"] if math.isfinite(q["line_max_train_error"])]
+        if v:
+            k = sum(x > 0 for x in v)
+            parts.append(f"{name} {k}/{len(v)} (largest training error on the line {', '.join(_pct(x) for x in v)})")
+            leave += k
+            total += len(v)
+    holds = tally([True] * leave + [False] * (total - leave))
+    return Claim("C4", "The straight line W_a \u2192 W_b leaves S (training error > 0 somewhere on it)", "typically yes (error on l_ab > 0)", "; ".join(parts) or "no straight line stored", holds, numbers={"leaving": leave, "lines": total})
+
+
+def evaluate_claims(tcm: Sequence[Experiment], mnist100: Optional[Experiment] = None, full_mnist: Optional[Experiment] = None) -> list[Claim]:
+    """The table's rows, in order, computed from loaded files."""
+    ts = tcm_stats(tcm) if tcm else None
+    s100 = mnist_stats(mnist100) if mnist100 is not None else None
+    sfull = mnist_stats(full_mnist) if full_mnist is not None else None
+    tc = tcm_claims(tcm)
+    rows = [tc[0]]
+    rows.append(_mnist_found("C2", "LeNet5 MNIST-100", "found (always)", mnist100, s100))
+    rows.append(_mnist_found("C3", "LeNet5 whole MNIST", "found", full_mnist, sfull))
+    rows.append(_lines(ts, [("MNIST-100", s100), ("whole MNIST", sfull)]))
+    rows += tc[1:]
+    rows.append(_lenet_hessian("C10", "LeNet5 MNIST-100", s100))
+    rows.append(_loss_shape("C11", "LeNet5 MNIST-100", s100))
+    rows.append(_error_shape("C12", "LeNet5 MNIST-100", s100))
+    rows.append(_error_shape("C13", "LeNet5 whole MNIST", sfull))
+    rows.append(_best_at_02("C14", "LeNet5 whole MNIST", sfull))
+    rows.append(_better_than_sgd("C15", [("MNIST-100", s100), ("whole MNIST", sfull)]))
+    return rows
+
+
+# ------------------------------------------------------------ settings
+def _settings(e: Experiment) -> dict[str, Any]:
+    c = e.config
+    path = c.get("path", {}) or {}
+    d: dict[str, Any] = {"model": e.model, "backend": e.backend, "seed": c.get("seed")}
+    if e.model == "tcm":
+        d.update(n_inputs=c.get("n_inputs"), n_hidden=c.get("n_hidden"), n_patterns=c.get("n_patterns"))
+        d["train lr"] = (c.get("train") or {}).get("lr")
+    else:
+        d.update(train_size=c.get("train_size"), test_size=n_test_samples(e), device=c.get("resolved_device", c.get("device")))
+        d["train lr"] = c.get("train_lr")
+    d.update(solutions=c.get("n_solutions"), pairs=c.get("pairs"), variant=path.get("variant"), gamma=path.get("gamma"), N_epochs=path.get("n_epochs"))
+    d["path lr"] = path.get("lr")
+    return d
+
+
+def _paper_key(e: Experiment) -> str:
+    if e.model == "tcm":
+        return "tcm"
+    return "mnist" if int(e.config.get("train_size") or 0) >= 60000 else "mnist100"
+
+
+def deviations(e: Experiment) -> list[str]:
+    """Settings of the file that differ from the paper's (Sect. 3)."""
+    d = _settings(e)
+    out = []
+    for k, v in PAPER_SETTINGS[_paper_key(e)].items():
+        if k in d and d[k] is not None and d[k] != v:
+            if k == "variant":
+                out.append(f"path algorithm variant '{d[k]}' (paper: Algorithm 1 as printed, ramble's 'paper' variant)")
+            else:
+                out.append(f"{k} = {d[k]} (paper: {v})")
+    return out
+
+
+# ------------------------------------------------------------ markdown
+def _md_cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _rel(p: Path, base: Path) -> str:
+    return str(Path(p).relative_to(base)).replace("\\", "/")
+
+
+def _fmt_meta(meta: Mapping[str, Any], indent: int = 0) -> list[str]:
+    lines = []
+    for k, v in meta.items():
+        pad = "  " * indent
+        if isinstance(v, Mapping):
+            lines.append(f"{pad}- **{k}**:")
+            lines += _fmt_meta(v, indent + 1)
+        elif isinstance(v, float):
+            lines.append(f"{pad}- **{k}**: {v:.4g}")
+        else:
+            lines.append(f"{pad}- **{k}**: {v}")
+    return lines
+
+
+def write_report(
+    out_dir: str | Path,
+    tcm_files: Iterable[str | Path],
+    mnist100_file: Optional[str | Path] = None,
+    full_mnist_file: Optional[str | Path] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+    formats: Sequence[str] = ("png", "pdf"),
+) -> Path:
+    """Draw every figure into ``out_dir/figures/``, write ``out_dir/REPORT.md`` and ``claims.json``; return REPORT.md's path."""
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    formats = tuple(formats)
+    if "png" not in formats:
+        formats = ("png",) + formats
+    tcm = [load(f, weights=False) for f in tcm_files]
+    m100 = load(mnist100_file, weights=False) if mnist100_file else None
+    full = load(full_mnist_file, weights=False) if full_mnist_file else None
+    exps = [*tcm, *([m100] if m100 else []), *([full] if full else [])]
+    not_complete = [f"{e.path} (status {e.status})" for e in exps if e.status != "complete"]
+
+    claims = evaluate_claims(tcm, m100, full)
+
+    # -------- figures
+    figs: dict[str, list[tuple[str, Path]]] = {"summary": [], "fig2": [], "fig3": [], "fig4": [], "fig5": [], "tcm_path": []}
+
+    def png(paths: list[Path]) -> Optional[Path]:
+        return next((q for q in paths if q.suffix == ".png"), None)
+
+    if tcm:
+        w = png(fig_tcm_summary(tcm, fig_dir / "tcm_summary", formats))
+        if w:
+            figs["summary"].append(("All TCM pairs: path found, the straight line's largest training error, iterations", w))
+        w = png(fig_tcm_trace_vs_loss(tcm, fig_dir / "tcm_trace_vs_loss", formats))
+        if w:
+            figs["summary"].append(("TCM: trace of the Hessian against the training loss at every Hessian point", w))
+    for e in tcm:
+        for p in e.iter_paths():
+            tag = f"{e.path.stem}_{p.name}"
+            w = png(fig2_tcm_hessian(e, p, fig_dir / f"fig2_tcm_hessian_{tag}", formats))
+            if w:
+                figs["fig2"].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+            w = png(plot_path(e, p, fig_dir / f"tcm_path_{tag}", formats))
+            if w:
+                figs["tcm_path"].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+    for e, key, hkey in ((m100, "fig3", "fig4"), (full, "fig5", "fig4")):
+        if e is None:
+            continue
+        for p in e.iter_paths():
+            tag = f"{e.path.stem}_{p.name}"
+            w = png(fig3_mnist_path(e, p, fig_dir / f"{key}_mnist_path_{tag}", formats))
+            if w:
+                figs[key].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+            w = png(fig4_mnist_hessian(e, p, fig_dir / f"fig4_mnist_hessian_{tag}", formats))
+            if w:
+                figs[hkey].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+
+    # -------- markdown
+    L: list[str] = []
+    L.append("# ramble: reproduction report")
+    L.append("")
+    L.append("Tartaglione & Grangetto, *Take a Ramble into Solution Spaces for Classification Problems in Neural Networks* (ICIAP 2019), Sect. 3.")
+    L.append(f"Everything below is computed from the experiment files listed under *Settings and provenance* by `ramble.report` (ramble {__version__}); docs/report.md says how each row is measured.")
+    L.append("")
+    if not_complete:
+        L.append("**Warning: files not complete (their numbers are not trustworthy):** " + "; ".join(not_complete))
+        L.append("")
+    L.append("## Claims of the paper")
+    L.append("")
+    L.append("| # | claim | paper | measured | holds |")
+    L.append("|---|---|---|---|---|")
+    for c in claims:
+        measured = c.measured + (f" *({c.note})*" if c.note else "")
+        L.append(f"| {c.id} | {_md_cell(c.claim)} | {_md_cell(c.paper)} | {_md_cell(measured)} | **{c.holds}** |")
+    L.append("")
+    L.append("## Where the measurements disagree with the paper")
+    L.append("")
+    dis = [c for c in claims if c.holds in ("no", "partly")]
+    if dis:
+        for c in dis:
+            L.append(f"- **{c.id}** ({c.holds}): {c.claim}. Paper: {c.paper}. Measured: {c.measured}.")
+    else:
+        L.append("- None of the rows that were run disagrees with the paper.")
+    nr = [c.id for c in claims if c.holds == "not run"]
+    if nr:
+        L.append(f"- Not run (no file or no data for them): {', '.join(nr)}.")
+    devs = [(e, deviations(e)) for e in exps]
+    devs = [(e, d) for e, d in devs if d]
+    if devs:
+        L.append("- Settings that differ from the paper's:")
+        for e, d in devs:
+            L.append(f"  - `{e.path.name}`: {'; '.join(d)}")
+    if tcm and len(tcm) != PAPER_TCM_DATASETS:
+        L.append(f"- The paper used {PAPER_TCM_DATASETS} TCM data sets; this report has {len(tcm)}.")
+    L.append("")
+
+    L.append("## Figures")
+    L.append("")
+
+    def embed(title: str, items: list[tuple[str, Path]], what: str, all_: bool = False) -> None:
+        if not items:
+            return
+        L.append(f"### {title}")
+        L.append("")
+        shown = items if all_ else items[:1]
+        for cap, w in shown:
+            L.append(f"![{what}: {cap}]({_rel(w, out_dir)})")
+            L.append("")
+            L.append(f"*{what}: {cap}.*")
+            L.append("")
+        rest = items[len(shown) :]
+        if rest:
+            L.append("Other paths: " + ", ".join(f"[{cap}]({_rel(w, out_dir)})" for cap, w in rest))
+            L.append("")
+
+    embed("All TCM paths", figs["summary"], "Summary", all_=True)
+    embed("Fig. 2: TCM Hessian eigenvalues along the path", figs["fig2"], "Fig. 2")
+    embed("TCM: training loss and error along the path and the straight line", figs["tcm_path"], "TCM path")
+    embed("Fig. 3: LeNet5 MNIST-100, loss and error along the path", figs["fig3"], "Fig. 3", all_=True)
+    embed("Fig. 4: LeNet5 top-20 Hessian eigenvalues along the path", figs["fig4"], "Fig. 4", all_=True)
+    embed("Fig. 5: LeNet5 whole MNIST, loss and error along the path", figs["fig5"], "Fig. 5", all_=True)
+    if full is None:
+        L.append("### Fig. 5: LeNet5 whole MNIST")
+        L.append("")
+        L.append("Not run (no whole-MNIST file given).")
+        L.append("")
+    L.append("Every figure is also stored as PDF next to its PNG in `figures/`.")
+    L.append("")
+
+    # -------- settings
+    L.append("## Settings and provenance")
+    L.append("")
+    L.append("### Software and machine")
+    L.append("")
+    if meta:
+        L += _fmt_meta(meta)
+    else:
+        L.append("- (no run information given by the caller)")
+    L.append(f"- **report written by**: ramble {__version__}")
+    L.append("")
+    L.append("### Files")
+    L.append("")
+    L.append("| file | model | backend | status | seed | sizes | solutions | train lr | variant | gamma | N_epochs | path lr | ramble | wall time [s] |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for e in exps:
+        d = _settings(e)
+        sizes = f"N={d.get('n_inputs')}, K={d.get('n_hidden')}, M={d.get('n_patterns')}" if e.model == "tcm" else f"train {d.get('train_size')}, test {d.get('test_size')}, {d.get('device')}"
+        wt = e.attrs.get("wall_time")
+        L.append(
+            f"| `{e.path}` | {e.model} | {e.backend} | {e.status} | {d.get('seed')} | {sizes} | {d.get('solutions')} ({d.get('pairs')}) | {d.get('train lr')} | {d.get('variant')} | {d.get('gamma')} | {d.get('N_epochs')} | {d.get('path lr')} | {e.attrs.get('ramble_version', '?')} | {_f(float(wt), 1) if wt is not None else 'n/a'} |"
+        )
+    L.append("")
+    L.append("### Paths")
+    L.append("")
+    L.append("| file | path | status | iterations | waypoints | recorded points | path wall time [s] | Hessian points | Hessian time [s] |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for e in exps:
+        for p in e.iter_paths():
+            h = p.hessian or {}
+            hs = h.get("seconds")
+            L.append(
+                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | "
+                f"{_f(float(p.attrs.get('wall_time', float('nan'))), 2)} | {len(h.get('index', [])) if h else 0} | {_f(float(np.sum(hs)), 2) if hs is not None else 'n/a'} |"
+            )
+    L.append("")
+    L.append("### Solutions")
+    L.append("")
+    L.append("| file | solution | init seed | epochs | seconds | min margin | test error |")
+    L.append("|---|---|---|---|---|---|---|")
+    for e in exps:
+        for i in sorted(e.solution_attrs):
+            a = e.solution_attrs[i]
+            te = a.get("test_error")
+            L.append(f"| `{e.path.name}` | {i} | {a.get('init_seed', '')} | {a.get('epochs', '')} | {_f(float(a.get('seconds', a.get('wall_s', float('nan')))), 2)} | {_g(float(a.get('min_margin', float('nan'))))} | {_pct(te, 2) if te is not None else ''} |")
+    L.append("")
+    L.append("### Full configuration of each file")
+    L.append("")
+    for e in exps:
+        L.append(f"<details><summary><code>{e.path}</code> (created {e.attrs.get('created', '?')}, finished {e.attrs.get('finished', '?')})</summary>")
+        L.append("")
+        L.append("```json")
+        L.append(json.dumps(e.config, indent=1, sort_keys=True))
+        L.append("```")
+        L.append("")
+        L.append("</details>")
+        L.append("")
+
+    report = out_dir / "REPORT.md"
+    report.write_text("\n".join(L))
+    (out_dir / "claims.json").write_text(json.dumps(_clean([asdict(c) for c in claims]), indent=1, default=_json_default))
+    return report
+
+
+def _clean(o: Any) -> Any:
+    """NaN and infinities as null, so claims.json is strict JSON."""
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)

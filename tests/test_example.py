@@ -1,0 +1,51 @@
+"""examples/custom_plot.py: the analysis API example runs on a real file and draws a PNG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ramble.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_plot.py"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    return env
+
+
+@pytest.fixture(scope="module")
+def tcm_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("example") / "tcm.h5"
+    r = CliRunner().invoke(main, ["--quiet", "tcm", "run", "--backend", "python", "-N", "60", "-K", "3", "-M", "100", "--seed", "4", "--solutions", "2", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_custom_plot_example_draws_a_png(tcm_file, tmp_path):
+    out = tmp_path / "custom.png"
+    res = subprocess.run([sys.executable, str(EXAMPLE), str(tcm_file), str(out)], capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and out.stat().st_size > 1000
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_custom_plot_example_uses_only_the_io_api():
+    src = EXAMPLE.read_text()
+    imports = [line.strip() for line in src.splitlines() if line.startswith(("import ", "from "))]
+    ramble_imports = [line for line in imports if "ramble" in line]
+    assert ramble_imports == ["from ramble.io import load  # noqa: E402"]
+    assert all(line.split()[1].split(".")[0] in {"__future__", "sys", "matplotlib", "numpy", "ramble"} for line in imports), imports
+
+
+def test_custom_plot_example_usage_error(tmp_path):
+    res = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=_env(), timeout=60)
+    assert res.returncode == 2 and "usage" in res.stderr

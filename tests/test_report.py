@@ -1,0 +1,221 @@
+"""The reproduction report: figures and the claim table, checked against numbers recomputed here from the files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ramble.cli import main
+from ramble.io import load
+from ramble.report import direction_changes, tally, write_report
+from ramble.spectra import HessianConfig, compute_and_store
+
+FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CLAIM_IDS = [f"C{i}" for i in range(1, 16)]
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report_files")
+    tcm = d / "tcm.h5"
+    # The Julia TCM run in its own process (Julia's start-up runs while the MNIST file is made here).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ramble.cli", "--quiet", "tcm", "run", "--backend", "julia", "-N", "60", "-K", "3", "-M", "100", "--seed", "4", "--solutions", "3", "--hessian-points", "5", "--out", str(tcm)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+    )
+    mnist = d / "mnist.h5"
+    r = CliRunner().invoke(
+        main,
+        ["--quiet", "mnist", "run", "--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "20", "--weight-rows", "5", "--linear-points", "5", "--out", str(mnist)],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    compute_and_store(mnist, HessianConfig(points=3, k=4, trace_samples=5), device="cpu")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    return tcm, mnist
+
+
+@pytest.fixture(scope="module")
+def report(files, tmp_path_factory):
+    tcm, mnist = files
+    out = tmp_path_factory.mktemp("report")
+    meta = {"python": "3.test", "torch": "9.9", "wall time [s]": {"tcm": 1.5, "mnist": 2.5}}
+    path = write_report(out, [tcm], mnist100_file=mnist, meta=meta)
+    return path, path.read_text()
+
+
+def rows(text):
+    """Claim id -> (claim, paper, measured, holds) from the report's table."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| (C\d+) \| (.*) \| (.*) \| (.*) \| \*\*(.*)\*\* \|$", line)
+        if m:
+            out[m.group(1)] = m.groups()[1:]
+    return out
+
+
+def test_report_written_with_every_figure(report):
+    path, text = report
+    out = path.parent
+    assert path.name == "REPORT.md" and path.exists()
+    links = re.findall(r"\]\((figures/[^)]+)\)", text)
+    assert links, "no figure linked"
+    for link in links:
+        f = out / link
+        assert f.exists() and f.stat().st_size > 1000, link
+        assert f.read_bytes()[:8] == PNG_MAGIC
+        pdf = f.with_suffix(".pdf")
+        assert pdf.exists() and pdf.read_bytes()[:5] == b"%PDF-", pdf
+    names = {p.name for p in (out / "figures").iterdir()}
+    for stem in ["tcm_summary", "tcm_trace_vs_loss", "fig3_mnist_path_mnist_0-1", "fig4_mnist_hessian_mnist_0-1"] + [f"fig2_tcm_hessian_tcm_{q}" for q in ("0-1", "0-2", "1-2")]:
+        for ext in ("png", "pdf"):
+            assert f"{stem}.{ext}" in names, (stem, ext, sorted(names))
+    for f in (out / "figures").iterdir():
+        assert f.stat().st_size > 0, f
+    # embedded figures: the summary, Fig. 2, Fig. 3 and Fig. 4 at least
+    for stem in ("tcm_summary", "fig2_tcm_hessian_tcm_0-1", "fig3_mnist_path_mnist_0-1", "fig4_mnist_hessian_mnist_0-1"):
+        assert f"](figures/{stem}.png)" in text
+
+
+def test_every_claim_row_present(report):
+    _, text = report
+    r = rows(text)
+    assert list(r) == CLAIM_IDS
+    for cid, (_, _, _, holds) in r.items():
+        assert holds in ("yes", "no", "partly", "not run"), (cid, holds)
+    # no whole-MNIST file: its rows are not run
+    for cid in ("C3", "C13", "C14"):
+        assert r[cid][3] == "not run"
+    claims = json.loads((report[0].parent / "claims.json").read_text())
+    assert [c["id"] for c in claims] == CLAIM_IDS
+
+
+def test_settings_and_provenance(report, files):
+    _, text = report
+    assert "## Settings and provenance" in text
+    for s in ("**python**: 3.test", "**torch**: 9.9", "**tcm**: 1.5", "**mnist**: 2.5"):
+        assert s in text
+    for f in files:
+        e = load(f, weights=False)
+        assert f"`{f}`" in text
+        for p in e.iter_paths():
+            wt = f"{float(p.attrs['wall_time']):.2f}"
+            assert re.search(rf"\| `{f.name}` \| {p.name} \| {p.status} \|.*\| {re.escape(wt)} \|", text), (f.name, p.name, wt)
+        assert json.dumps(e.config, indent=1, sort_keys=True) in text
+
+
+def test_tcm_numbers_match_the_files(report, files):
+    _, text = report
+    r = rows(text)
+    e = load(files[0], weights=False)
+    ps = list(e.iter_paths())
+    found = sum(p.complete and p.train_error.max() == 0 for p in ps)
+    assert f"{found}/{len(ps)} pairs" in r["C1"][2]
+    assert r["C1"][3] == ("yes" if found == len(ps) else ("no" if found == 0 else "partly"))
+    # straight lines: count the ones with a training error
+    leave = sum(p.linear.train_error.max() > 0 for p in ps)
+    assert f"TCM {leave}/{len(ps)}" in r["C4"][2]
+    # non-zero eigenvalues recomputed from the stored spectra
+    counts = []
+    for p in ps:
+        ev = p.hessian["eigenvalues"]
+        counts += list((np.abs(ev) > 1e-8 * np.abs(ev).max(axis=1, keepdims=True)).sum(axis=1))
+    counts = np.array(counts)
+    assert f"min {counts.min()} / median {np.median(counts):g} / max {counts.max()}" in r["C5"][2]
+    assert r["C5"][3] == ("yes" if (counts == 3).all() else ("partly" if (counts == 3).any() else "no"))
+    # the correlation of the trace with the training loss recorded on the path, per path
+    rs, ends = [], 0
+    for p in ps:
+        idx = p.hessian["index"]  # TCM: every recorded point keeps its weights
+        tr = p.hessian["trace"]
+        rs.append(np.corrcoef(tr, p.train_loss[idx])[0, 1])
+        ends += int(tr[0] < tr[1]) + int(tr[-1] < tr[-2])
+    assert f"min {min(rs):.3f} / median {np.median(rs):.3f} / max {max(rs):.3f}" in r["C8"][2]
+    assert f"{ends}/{2 * len(ps)} path endpoints" in r["C9"][2]
+    neg = sum(int(((p.hessian["eigenvalues"] < 0) & (np.abs(p.hessian["eigenvalues"]) > 1e-8 * np.abs(p.hessian["eigenvalues"]).max(axis=1, keepdims=True))).sum()) for p in ps)
+    assert f"{neg} negative non-zero eigenvalues" in r["C7"][2]
+
+
+def test_mnist_numbers_match_the_file(report, files):
+    _, text = report
+    r = rows(text)
+    e = load(files[1], weights=False)
+    p = e.paths["0-1"]
+    assert ("1/1 pair(s)" in r["C2"][2]) == (p.complete and p.train_error.max() == 0)
+    ev = p.hessian["eigenvalues"]
+    assert f"smallest of the top-{ev.shape[1]} {ev.min():.3g}" in r["C10"][2]
+    assert r["C10"][3] == ("yes" if ev.min() > 0 else "no")
+    te = p.extra["test_error"]
+    k = int(np.argmin(te))
+    assert f"best test error {100 * te[k]:.2f}% at {p.distance[k]:.2f}" in r["C15"][2]
+    assert f"endpoints {100 * te[0]:.2f}% / {100 * te[-1]:.2f}%" in r["C15"][2]
+    better = round((min(te[0], te[-1]) - te[k]) * 200) > 1
+    assert r["C15"][3] == ("yes" if better else "no")
+    r_le = np.corrcoef(p.extra["test_loss"], te)[0, 1]
+    assert f"r(test loss, test error) = {r_le:.3f}" in r["C12"][2]
+    assert "MNIST-100 1/1" in r["C4"][2] or p.linear.train_error.max() == 0
+
+
+def test_whole_mnist_rows_run_when_given(files, tmp_path):
+    tcm, mnist = files
+    path = write_report(tmp_path, [tcm], mnist100_file=None, full_mnist_file=mnist, formats=("png",))
+    r = rows(path.read_text())
+    assert r["C2"][3] == "not run" and r["C10"][3] == "not run"
+    for cid in ("C3", "C13", "C14"):
+        assert r[cid][3] != "not run", cid
+    assert (tmp_path / "figures" / "fig5_mnist_path_mnist_0-1.png").exists()
+
+
+def test_no_files_at_all_is_not_run(tmp_path):
+    path = write_report(tmp_path, [], formats=("png",))
+    r = rows(path.read_text())
+    assert list(r) == CLAIM_IDS
+    assert all(v[3] == "not run" for v in r.values())
+
+
+def test_plot_command_still_draws(files, tmp_path):
+    res = CliRunner().invoke(main, ["plot", str(files[0]), "--out", str(tmp_path), "--format", "png"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    written = [Path(x) for x in res.output.split()]
+    assert any("hessian" in w.name for w in written) and any("summary" in w.name for w in written)
+    assert all(w.exists() and w.read_bytes()[:8] == PNG_MAGIC for w in written)
+
+
+@pytest.mark.parametrize(
+    "y, thr, n",
+    [
+        ([0, 1, 2, 3, 4], 0.5, 0),  # monotonic
+        ([0, 2, 4, 3, 1], 0.5, 1),  # bi-tonic
+        ([0, 2, 1, 3, 1, 4], 0.5, 4),
+        ([0, 1, 0.9, 2, 1.95, 3], 0.2, 0),  # wiggles below the threshold are noise
+        ([5, 5, 5], 0.0, 0),
+        ([3, 1, 2], 0.5, 1),
+    ],
+)
+def test_direction_changes(y, thr, n):
+    assert direction_changes(y, thr) == n
+
+
+def test_tally():
+    assert tally([]) == "not run"
+    assert tally([True, True]) == "yes"
+    assert tally([True, False]) == "partly"
+    assert tally([False]) == "no"
