@@ -36,7 +36,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 
 from .io import Experiment, PathRecord, load  # noqa: E402
 
@@ -228,7 +227,7 @@ def fig2_tcm_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable
     ax.set_yscale("log")
     ax.set_ylabel("Hessian eigenvalue (log scale)")
     ax.set_title(f"(a) the {ntop} largest eigenvalues (lines, $\\lambda_1$ on top) and all non-zero ones (band)")
-    ax.legend(fontsize=8, loc="lower center", ncol=3)
+    ax.legend(fontsize=8, loc="center", ncol=3)  # inside the band: hides nothing but grey
     ax.grid(alpha=0.3, which="both")
     # (b) trace and training loss, each on its own axis
     tr = np.asarray(h["trace"], dtype=float)
@@ -244,7 +243,7 @@ def fig2_tcm_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable
     ratio = tr / loss_pts
     axt.set_title(f"(b) trace and training loss: Pearson r = {r:.3f}, trace/loss = {ratio.min():.3g}\u2013{ratio.max():.3g}")
     handles = axt.get_legend_handles_labels()[0] + axl.get_legend_handles_labels()[0]
-    axt.legend(handles=handles, fontsize=8, loc="lower center")
+    axt.legend(handles=handles, fontsize=8, loc="best")
     axt.grid(alpha=0.3)
     # (c) the number of non-zero eigenvalues
     K = int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0)
@@ -282,7 +281,9 @@ def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterab
             ax.plot(x[rr], ev[rr, cc], ls="none", marker="x", color="C3", ms=7, label="not converged")
             ax.legend(fontsize=8)
     pos = ev[ev > 0]
-    if len(pos) == ev.size:
+    if len(pos) == ev.size and pos.max() / pos.min() < 30:
+        ax.set_ylabel("Hessian eigenvalue")
+    elif len(pos) == ev.size:
         ax.set_yscale("log")
         ax.set_ylabel("Hessian eigenvalue (log scale)")
     else:
@@ -307,7 +308,7 @@ def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterab
     axl.plot(x, hessian_loss(p), color="k", marker="o", ms=3, ls="none")
     axl.set_ylabel("training loss (nats)")
     handles = axt.get_legend_handles_labels()[0] + axl.get_legend_handles_labels()[0]
-    axt.legend(handles=handles, fontsize=8, loc="upper right")
+    axt.legend(handles=handles, fontsize=8, loc="best")
     axt.set_title("(b) trace of the Hessian and training loss")
     axt.grid(alpha=0.3)
     axt.set_xlabel(XLABEL)

@@ -34,7 +34,6 @@ from .plots import (
     fig_tcm_summary,
     fig_tcm_trace_vs_loss,
     hessian_loss,
-    hessian_points,
     n_nonzero,
     plot_path,
 )
@@ -385,6 +384,8 @@ def _mnist_found(cid: str, name: str, paper: str, e: Optional[Experiment], s: Op
     if e is None:
         return Claim(cid, f"{name}: a path inside S joins the two SGD solutions", paper, "no file", "not run")
     ps = s["paths"]
+    if not ps:
+        return Claim(cid, f"{name}: a path inside S joins the two SGD solutions", paper, f"no path stored (file status {e.status})", "not run")
     n_found = sum(q["found"] for q in ps)
     m = f"{n_found}/{len(ps)} pair(s)"
     wp = sum(q["found"] and q["waypoints"] > 0 for q in ps)
@@ -588,7 +589,9 @@ def _fmt_meta(meta: Mapping[str, Any], indent: int = 0) -> list[str]:
     lines = []
     for k, v in meta.items():
         pad = "  " * indent
-        if isinstance(v, Mapping):
+        if isinstance(v, Mapping) and not v:
+            lines.append(f"{pad}- **{k}**: none")
+        elif isinstance(v, Mapping):
             lines.append(f"{pad}- **{k}**:")
             lines += _fmt_meta(v, indent + 1)
         elif isinstance(v, float):
