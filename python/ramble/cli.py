@@ -133,14 +133,9 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
         train=train,
         path=path_config_from(**path_kw),
     )
-    if hessian_points < 0 or hessian_points == 1:
-        raise RambleError(f"--hessian-points must be 0 or >= 2, got {hessian_points}")
+    check_hessian_points(hessian_points)
     path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
-    if hessian_points:
-        from .spectra import HessianConfig, compute_and_store
-
-        compute_and_store(path, HessianConfig(points=hessian_points))
-    click.echo(summary_text(path))
+    add_hessians(path, hessian_points)
 
 
 @tcm.command("crosscheck")
@@ -157,6 +152,20 @@ def tcm_crosscheck(seed: int, n_inputs: Optional[int], n_hidden: Optional[int], 
     click.echo(report.format())
     if not report.ok:
         raise RambleError("the Julia and Python backends disagree beyond the documented tolerances (see the table above)")
+
+
+def check_hessian_points(n: int) -> None:
+    if n < 0 or n == 1:
+        raise RambleError(f"--hessian-points must be 0 or >= 2 (both endpoints), got {n}")
+
+
+def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto") -> None:
+    """Spectra at ``n`` points of every path of ``path`` (none when n is 0), then the summary."""
+    if n:
+        from .spectra import HessianConfig, compute_and_store
+
+        compute_and_store(path, HessianConfig(points=n, subset=subset), device=device)
+    click.echo(summary_text(path))
 
 
 # ---------------------------------------------------------------- mnist
@@ -212,14 +221,10 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
         download=download,
         path=path_config_from(**path_kw),
     )
-    if hessian_points < 0 or hessian_points == 1:
-        raise RambleError(f"--hessian-points must be 0 or >= 2, got {hessian_points}")
+    check_hessian_points(hessian_points)
     path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
-    if hessian_points:
-        from .spectra import HessianConfig, compute_and_store
-
-        compute_and_store(path, HessianConfig(points=hessian_points, subset=None if train_size <= 1000 else 1000), device=device)
-    click.echo(summary_text(path))
+    # Whole-set Hessians over a fixed subset of 1,000 images (docs/hessian.md).
+    add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device)
 
 
 # ---------------------------------------------------------------- info / doctor

@@ -23,7 +23,7 @@ from .io import ExperimentWriter
 from .lenet import LeNetProblem, resolve_device, train_solution
 from .mnist import load_mnist
 from .path import PathConfig, find_path, find_path_with_waypoints
-from .progress import progress_bar
+from .progress import PathProgress
 from .tcm_experiment import PAIRINGS, pair_list
 
 log = logging.getLogger("ramble")
@@ -142,17 +142,10 @@ def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: boo
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
         n_complete = 0
         for i, j in pairs:
-            bar = progress_bar(total=1000, desc=f"path {i}-{j}", disable=not show_progress, unit="‰")
-            state = {"last": 0}
-
-            def tick(_it: int, frac: float) -> None:
-                now = int(max(0.0, min(1.0, frac)) * 1000)
-                if now > state["last"]:
-                    bar.update(now - state["last"])
-                    state["last"] = now
+            bar = PathProgress(f"path {i}-{j}", show_progress)
 
             def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple) -> "object":
-                return find_path(problem, start, target, path_cfg, progress=tick if show_progress else None, measure=measure, frame=frame)
+                return find_path(problem, start, target, path_cfg, progress=bar.callback, measure=measure, frame=frame)
 
             def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
                 w = w0

@@ -39,3 +39,24 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
         h.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(h)
     logger.propagate = False
+
+
+class PathProgress:
+    """A bar from 0 to 1000 per mille of the normalised distance, fed by the path's progress callback.
+
+    ``callback`` is None when the bar is disabled, so the path skips the calls.
+    """
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.bar = progress_bar(total=1000, desc=desc, disable=not enabled, unit="‰")
+        self.last = 0
+        self.callback = self.tick if enabled else None
+
+    def tick(self, _iteration: int, fraction: float) -> None:
+        now = int(max(0.0, min(1.0, fraction)) * 1000)
+        if now > self.last:
+            self.bar.update(now - self.last)
+            self.last = now
+
+    def close(self) -> None:
+        self.bar.close()

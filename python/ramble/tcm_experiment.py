@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .io import ExperimentWriter
 from .path import PathConfig
 from .patterns import random_patterns
-from .progress import progress_bar
+from .progress import PathProgress, progress_bar
 from .tcm import check_shape, gaussian_init
 from .training import TrainConfig, solve_with_restarts
 
@@ -117,16 +117,9 @@ def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = 
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
         n_complete = 0
         for i, j in pairs:
-            bar = progress_bar(total=1000, desc=f"path {i}-{j}", disable=not show_progress, unit="‰")
-            state = {"last": 0}
+            bar = PathProgress(f"path {i}-{j}", show_progress)
 
-            def tick(_it: int, frac: float) -> None:
-                now = int(max(0.0, min(1.0, frac)) * 1000)
-                if now > state["last"]:
-                    bar.update(now - state["last"])
-                    state["last"] = now
-
-            result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=tick if show_progress else None)
+            result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
             bar.close()
             log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
             writer.write_path(i, j, result)
