@@ -64,13 +64,14 @@ def _path_options(f):
         click.option("--margin-target", type=float, default=0.1, show_default=True, help="Repair lifts margins below this."),
         click.option("--max-iterations", type=int, default=20_000, show_default=True, help="Iteration limit of one path."),
         click.option("--tol", type=float, default=1e-3, show_default=True, help="Arrival radius as a fraction of |W_a - W_b|."),
+        click.option("--max-waypoints", type=int, default=10, show_default=True, help="Solutions a path may go through when a leg stalls (repair variant; 0: none)."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[int], path_lr: Optional[float], margin_target: float, max_iterations: int, tol: float, **extra: Any):
+def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[int], path_lr: Optional[float], margin_target: float, max_iterations: int, tol: float, max_waypoints: int = 10, **extra: Any):
     from .path import PathConfig
 
     if variant == "paper":
@@ -85,6 +86,7 @@ def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[in
         margin_target=margin_target,
         max_iterations=max_iterations,
         tol=tol,
+        max_waypoints=max_waypoints if variant == "repair" else 0,
         **extra,
     )
 
@@ -267,7 +269,7 @@ def info(file: str) -> None:
 
 @main.command("reproduce")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the files, figures and REPORT.md.")
-@click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True, help="quick: 3 TCM data sets, fewer Hessian points (under 15 min on 2 cores); paper: the paper's 10 data sets.")
+@click.option("--scale", type=click.Choice(["quick", "paper", "tiny"]), default="quick", show_default=True, help="quick: 3 TCM data sets, fewer Hessian points (under 15 min on 2 cores); paper: the paper's 10 data sets; tiny: toy sizes, for tests.")
 @click.option("--full-mnist/--no-full-mnist", default=None, help="Also the whole-MNIST path (default: only when CUDA is present).")
 @click.option("--tcm-backend", type=click.Choice(["julia", "python"]), default="julia", show_default=True)
 @click.option("--jobs", type=int, default=None, help="Experiments at a time (default: the cores available).")

@@ -121,8 +121,9 @@ EXCEPTIONS_BROKEN = (
 
 
 def _load_llvm_users_first() -> None:
-    """Load triton's LLVM (pulled in by torch.func / torch.compile) before Julia's.
+    """Load what must win symbol lookups before libjulia's dependencies: triton's LLVM, the GCC unwinder.
 
+    triton's LLVM (pulled in by torch.func / torch.compile):
     libjulia must be loaded RTLD_GLOBAL (its own ccalls look symbols up in the
     global scope), and it brings the system libLLVM with it.  triton's
     libtriton.so carries a private LLVM with default-visibility symbols: loaded
@@ -136,6 +137,14 @@ def _load_llvm_users_first() -> None:
         if importlib.util.find_spec("triton") is not None:
             importlib.import_module("triton._C.libtriton")
     except Exception:  # noqa: BLE001 - a broken triton only matters if torch loads it later
+        pass
+    # libjulia brings libunwind.so.8 into the global scope, and libunwind
+    # exports _Unwind_Resume & co.: every C++ extension loaded afterwards
+    # (matplotlib's ft2font, ...) would unwind its exceptions through it and
+    # abort.  With the GCC unwinder global first, they keep binding to it.
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
         pass
 
 

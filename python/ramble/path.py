@@ -80,7 +80,7 @@ class PathConfig:
     patience: int = 500
     record_every: int = 1
     weight_every: int = 1
-    max_waypoints: int = 3
+    max_waypoints: int = 10
     max_segment_checks: int = 10_000
 
     def __post_init__(self) -> None:

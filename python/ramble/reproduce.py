@@ -25,7 +25,7 @@ from .errors import ConfigError, RambleError, FormatError
 
 log = logging.getLogger("ramble")
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "paper", "tiny")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Scale:
     mnist_points: int
     mnist_hessian_points: int
     full_hessian_points: int
+    tcm_size: tuple[int, int, int] = (300, 3, 620)
+    mnist_extra: tuple[str, ...] = ()
 
 
 SCALE_SETTINGS = {
@@ -52,6 +54,11 @@ SCALE_SETTINGS = {
     "quick": Scale(tcm_seeds=(101, 102, 103), tcm_hessian_points=10, mnist_gamma=0.001, mnist_points=100, mnist_hessian_points=20, full_hessian_points=10),
     # Sect. 3 of the paper: 10 data sets x 3 solutions, every pair.
     "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20),
+    # For tests: every step, at toy sizes (N=60 TCM; 200 test images, few points).
+    "tiny": Scale(
+        tcm_seeds=(4,), tcm_hessian_points=4, mnist_gamma=0.1, mnist_points=20, mnist_hessian_points=3, full_hessian_points=3,
+        tcm_size=(60, 3, 100), mnist_extra=("--test-size", "200", "--n-epochs", "1", "--weight-rows", "5", "--linear-points", "5"),
+    ),
 }
 
 
@@ -78,13 +85,15 @@ def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_d
     jobs.append(
         Job(
             "mnist-100",
-            ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--hessian-points", str(scale.mnist_hessian_points), *data],
+            ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--hessian-points", str(scale.mnist_hessian_points), *data, *scale.mnist_extra],
             out_dir / "mnist" / "mnist-100.h5",
             10.0,
         )
     )
     for s in scale.tcm_seeds:
-        jobs.append(Job(f"tcm-{s}", ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", "3", "--hessian-points", str(scale.tcm_hessian_points)], out_dir / "tcm" / f"tcm-{s}.h5", 1.0))
+        n, k, m = scale.tcm_size
+        args = ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", "3", "--hessian-points", str(scale.tcm_hessian_points), "-N", str(n), "-K", str(k), "-M", str(m)]
+        jobs.append(Job(f"tcm-{s}", args, out_dir / "tcm" / f"tcm-{s}.h5", 1.0))
     return sorted(jobs, key=lambda j: -j.weight)
 
 
