@@ -252,7 +252,7 @@ def summary_text(path: str | Path) -> str:
         line_err = f", straight line max train error {p.linear.train_error.max():.3f}" if p.linear is not None else ""
         lines.append(
             f"  path {p.name}: {p.status}{' (' + p.reason + ')' if p.reason else ''}; {len(p.distance)} points, "
-            f"{n_iter} iterations, {p.attrs.get('waypoints', 0)} waypoint(s), elastic {acc} accepted / {rep} repaired / {ref} refused, "
+            f"{n_iter} iterations, {p.attrs.get('waypoints', 0)} waypoint(s) reached of {p.attrs.get('waypoints_trained', 0)} trained, elastic {acc} accepted / {rep} repaired / {ref} refused, "
             f"{float(p.attrs.get('wall_time', 0.0)):.2f} s{line_err}"
         )
         if p.hessian is not None:

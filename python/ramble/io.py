@@ -130,6 +130,7 @@ class ExperimentWriter:
             p.attrs[k] = int(getattr(result, k))
         p.attrs["wall_time"] = float(result.wall_time)
         p.attrs["waypoints"] = len(getattr(result, "waypoints", []))
+        p.attrs["waypoints_trained"] = int(getattr(result, "waypoints_trained", 0))
         if getattr(result, "waypoints", None):
             p.attrs["waypoint_iterations"] = np.asarray(result.waypoints, dtype=np.int64)
         p.attrs["path_config"] = json.dumps(result.config, sort_keys=True)

@@ -157,6 +157,7 @@ class PathResult:
     weight_index: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
     waypoints: list = field(default_factory=list)
+    waypoints_trained: int = 0
 
     @property
     def complete(self) -> bool:
@@ -551,15 +552,15 @@ def find_path_with_waypoints(
             targets.pop()
             continue
         if not r.reason.startswith("stalled") or used >= max_waypoints:
-            return in_frame(merge_legs(legs, "failed", r.reason + (f" (after {used} waypoint(s))" if used else "")), frame)
+            return in_frame(merge_legs(legs, "failed", r.reason + (f" (after {used} waypoint(s))" if used else ""), used), frame)
         w_s = torch.as_tensor(r.weights[-1], dtype=w_a.dtype, device=w_a.device)
         waypoint = solve(0.5 * (w_s + target))
         if waypoint is None:
-            return in_frame(merge_legs(legs, "failed", r.reason + "; no waypoint solution could be trained from the midpoint"), frame)
+            return in_frame(merge_legs(legs, "failed", r.reason + "; no waypoint solution could be trained from the midpoint", used), frame)
         used += 1
         start = w_s
         targets.append(waypoint)
-    return in_frame(merge_legs(legs, "complete", ""), frame)
+    return in_frame(merge_legs(legs, "complete", "", used), frame)
 
 
 def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
@@ -573,11 +574,15 @@ def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathRes
     return r
 
 
-def merge_legs(legs: list[PathResult], status: str, reason: str) -> PathResult:
-    """One PathResult from consecutive legs (each leg's first point is the previous leg's last)."""
+def merge_legs(legs: list[PathResult], status: str, reason: str, trained: int = 0) -> PathResult:
+    """One PathResult from consecutive legs (each leg's first point is the previous leg's last).
+
+    ``trained``: waypoints trained (``waypoints`` lists those actually reached).
+    """
     if len(legs) == 1:
         r = legs[0]
         r.status, r.reason = status, reason
+        r.waypoints_trained = trained
         r.extra = dict(r.extra, leg=np.zeros(len(r.iteration), dtype=np.int64))
         return r
     weights, rows, iters, dist, loss, err, leg_of = [], [], [], [], [], [], []
@@ -629,4 +634,5 @@ def merge_legs(legs: list[PathResult], status: str, reason: str) -> PathResult:
     )
     merged.extra["leg"] = np.concatenate(leg_of)
     merged.waypoints = waypoints
+    merged.waypoints_trained = trained
     return merged
