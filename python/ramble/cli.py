@@ -310,6 +310,18 @@ def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Op
     click.echo(summary_text(file))
 
 
+@main.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--sample-rows", type=click.IntRange(min=2), default=20, show_default=True, help="LeNet5: weight rows (both endpoints included) whose training accuracy is recomputed; the TCM checks every row.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="LeNet5: MNIST folder, if moved since the run.")
+@click.option("--device", default="cpu", show_default=True)
+def verify_cmd(file: str, sample_rows: int, data_dir: Optional[str], device: str) -> None:
+    """Recompute FILE's claims from its stored data: checksums, endpoints, membership in S, Eq. 4 (docs/verify.md)."""
+    from .verify import verify_or_raise
+
+    verify_or_raise(file, echo=click.echo, sample_rows=sample_rows, data_dir=data_dir, device=device)
+
+
 @main.command("plot")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="figures", show_default=True, help="Folder for the figures.")

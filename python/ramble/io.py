@@ -146,6 +146,7 @@ class ExperimentWriter:
             p.create_dataset("weight_index", data=np.asarray(weight_index, dtype=np.int64))
         for k, v in {**getattr(result, "extra", {}), **(extra or {})}.items():
             p.create_dataset(k, data=np.asarray(v))
+        p.attrs["sha256"] = datasets_sha256(p)
         self.f.flush()
         return p
 
@@ -168,6 +169,24 @@ class ExperimentWriter:
         self.f.attrs["finished"] = _now()
         self.f.attrs["status"] = status
         self.f.flush()
+
+
+def datasets_sha256(group: h5py.Group) -> str:
+    """SHA-256 (hex) of the datasets directly in ``group``; subgroups (``linear/``, ``hessian/``) are not covered.
+
+    Datasets in sorted name order; for each, ``name``, the NumPy dtype string
+    (e.g. ``<f8``), the shape (comma-separated) each followed by a NUL byte,
+    then the raw C-order bytes of the data.  Stored as a path's ``sha256``
+    attribute; ``ramble verify`` recomputes it (docs/verify.md).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(k for k in group if isinstance(group[k], h5py.Dataset)):
+        a = np.ascontiguousarray(group[name][()])
+        h.update(f"{name}\0{a.dtype.str}\0{','.join(str(n) for n in a.shape)}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _attr(v: Any) -> Any:
