@@ -121,3 +121,15 @@ def test_tcm_julia_run_with_hessian_points_is_reproducible(tmp_path):
         np.testing.assert_allclose(ev, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
         assert tr == pytest.approx(np.trace(hp), rel=1e-10)
     assert np.all(h["n_nonzero"] >= 1)
+
+
+def test_paper_size_seed_108_connects_every_pair(tmp_path):
+    # The hardest data set of 101-110: one pair needs the norm escape, one
+    # is routed through the third solution (docs/path-algorithm.md).
+    out = tmp_path / "s108.h5"
+    r = run("tcm", "run", "--backend", "julia", "--seed", "108", "--solutions", "3", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    e = recheck_file(out)  # every point of every path in S, endpoints exact
+    assert all(p.complete for p in e.iter_paths())
+    assert any(list(np.atleast_1d(p.attrs["via"])) for p in e.iter_paths())
+    assert any(p.attrs["escape_scale"] > 1 for p in e.iter_paths())

@@ -95,3 +95,26 @@ def test_straight_line_endpoints(small_tcm):
     line = straight_line(prob, w_a, w_b, 11)
     assert line["alpha"][0] == 0 and line["alpha"][-1] == 1 and len(line["alpha"]) == 11
     assert line["train_error"][0] == 0 and line["train_error"][-1] == 0
+
+
+def test_reversed_path_is_the_same_path_backwards(small_tcm):
+    from ramble.path import reversed_path
+
+    prob, (w_a, w_b) = small_tcm
+    r = find_path(prob, w_a, w_b, PathConfig())
+    b = reversed_path(r)
+    assert np.array_equal(b.weights[0], r.weights[-1]) and np.array_equal(b.weights[-1], r.weights[0])
+    assert b.distance[0] == pytest.approx(0.0) and b.distance[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(b.distance, 1 - np.linalg.norm(b.weights - w_a.numpy(), axis=1) / float((w_b - w_a).norm()), atol=1e-12)
+
+
+def test_straight_leg_refuses_a_segment_leaving_S(small_tcm):
+    from ramble.path import straight_leg
+
+    prob, (w_a, w_b) = small_tcm
+    # the straight line between these two solutions leaves S (test above)
+    assert straight_leg(prob.contains, prob.evaluate, w_a, w_b) is None
+    leg = straight_leg(prob.contains, prob.evaluate, w_a, 1.2 * w_a)
+    if leg is not None:  # scaling up keeps this solution in S
+        assert len(leg.weights) == 11 and np.all(leg.train_error == 0)
+        assert all(prob.contains(torch.from_numpy(w)) for w in leg.weights)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .path import PathConfig, PathResult, ProgressFn, find_path, find_path_with_waypoints, straight_line
+from .path import ESCAPE_SCALES, PathConfig, PathResult, ProgressFn, find_path, find_path_with_escape, straight_line
+from .problem import Evaluation
 from .patterns import Patterns
 from .tcm import TCMProblem
 from .training import SolveOutcome, TrainConfig, gd_solve
@@ -105,8 +106,9 @@ def connect(
     """The path from ``w_a`` to ``w_b`` on any backend, through waypoints when a leg stalls.
 
     Waypoints are trained by the backend's ``gd_solve`` (as solutions are),
-    starting from the midpoint; ``path_cfg.max_waypoints`` bounds them and the
-    paper variant uses none.
+    starting from the midpoint; ``path_cfg.max_waypoints`` bounds them.  If
+    that fails, the norm escape of :func:`ramble.path.find_path_with_escape`
+    (``path_cfg.escape``).  The paper variant uses neither.
     """
     max_wp = path_cfg.max_waypoints if path_cfg.variant == "repair" else 0
 
@@ -117,4 +119,14 @@ def connect(
         out = backend.gd_solve(w0.numpy(), train_cfg)
         return torch.from_numpy(out.w) if out.solved else None
 
-    return find_path_with_waypoints(leg, solve, torch.from_numpy(np.asarray(w_a, np.float64)), torch.from_numpy(np.asarray(w_b, np.float64)), max_wp)
+    def contains(w: torch.Tensor) -> bool:
+        return bool((backend.margins(w.numpy()) > 0).all())
+
+    def evaluate(w: torch.Tensor) -> Evaluation:
+        loss, _ = backend.loss_and_grad(w.numpy())
+        return Evaluation(loss=loss, error=float((backend.margins(w.numpy()) <= 0).mean()))
+
+    scales = ESCAPE_SCALES if path_cfg.variant == "repair" and path_cfg.escape else ()
+    wa = torch.from_numpy(np.asarray(w_a, np.float64))
+    wb = torch.from_numpy(np.asarray(w_b, np.float64))
+    return find_path_with_escape(leg, solve, contains, evaluate, wa, wb, max_wp, scales)

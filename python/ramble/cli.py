@@ -250,8 +250,13 @@ def summary_text(path: str | Path) -> str:
         n_iter = p.attrs.get("iterations", 0)
         acc, rep, ref = (p.attrs.get(k, 0) for k in ("elastic_accepted", "elastic_repaired", "elastic_refused"))
         line_err = f", straight line max train error {p.linear.train_error.max():.3f}" if p.linear is not None else ""
+        via = p.attrs.get("via", [])
+        via = [via] if isinstance(via, int) else list(via)
+        how = (f"; through solution {', '.join(map(str, via))}" if via else "") + (
+            f"; at {p.attrs['escape_scale']:g}x the norms" if float(p.attrs.get("escape_scale", 1.0)) != 1.0 else ""
+        )
         lines.append(
-            f"  path {p.name}: {p.status}{' (' + p.reason + ')' if p.reason else ''}; {len(p.distance)} points, "
+            f"  path {p.name}: {p.status}{' (' + p.reason + ')' if p.reason else ''}{how}; {len(p.distance)} points, "
             f"{n_iter} iterations, {p.attrs.get('waypoints', 0)} waypoint(s) reached of {p.attrs.get('waypoints_trained', 0)} trained, elastic {acc} accepted / {rep} repaired / {ref} refused, "
             f"{float(p.attrs.get('wall_time', 0.0)):.2f} s{line_err}"
         )

@@ -131,6 +131,8 @@ class ExperimentWriter:
         p.attrs["wall_time"] = float(result.wall_time)
         p.attrs["waypoints"] = len(getattr(result, "waypoints", []))
         p.attrs["waypoints_trained"] = int(getattr(result, "waypoints_trained", 0))
+        p.attrs["escape_scale"] = float(getattr(result, "escape_scale", 1.0))
+        p.attrs["via"] = np.asarray(getattr(result, "via", []), dtype=np.int64)
         if getattr(result, "waypoints", None):
             p.attrs["waypoint_iterations"] = np.asarray(result.waypoints, dtype=np.int64)
         p.attrs["path_config"] = json.dumps(result.config, sort_keys=True)

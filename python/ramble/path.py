@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .problem import PathProblem
+from .problem import Evaluation, PathProblem
 
 Variant = Literal["paper", "repair"]
 VARIANTS: tuple[str, ...] = ("paper", "repair")
@@ -67,6 +67,8 @@ class PathConfig:
     (and always of the first and last); metrics are kept for all of them.
     ``max_waypoints``: solutions the path may go through when a leg stalls
     (:func:`find_path_with_waypoints`; 0 = never, always 0 for ``paper``).
+    ``escape``: when that fails, retry at larger norms
+    (:func:`find_path_with_escape`; TCM; never for ``paper``).
     """
 
     variant: Variant = "repair"
@@ -81,6 +83,7 @@ class PathConfig:
     record_every: int = 1
     weight_every: int = 1
     max_waypoints: int = 10
+    escape: bool = True
     max_segment_checks: int = 10_000
 
     def __post_init__(self) -> None:
@@ -158,6 +161,8 @@ class PathResult:
     extra: dict = field(default_factory=dict)
     waypoints: list = field(default_factory=list)
     waypoints_trained: int = 0
+    escape_scale: float = 1.0
+    via: list = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -563,6 +568,112 @@ def find_path_with_waypoints(
     return in_frame(merge_legs(legs, "complete", "", used), frame)
 
 
+ESCAPE_SCALES: tuple[float, ...] = (1.5, 2.0)
+"""Norm scales tried by :func:`find_path_with_escape` when the path at the endpoints' own norms fails."""
+
+
+def straight_leg(
+    contains: Callable[[torch.Tensor], bool],
+    evaluate: Callable[[torch.Tensor], "Evaluation"],
+    w_from: torch.Tensor,
+    w_to: torch.Tensor,
+    checks: int = 200,
+    keep: int = 11,
+) -> Optional[PathResult]:
+    """The straight segment ``w_from -> w_to`` as a leg, if all ``checks + 1`` evenly spaced points are in S.
+
+    ``keep`` of them (both ends included) are recorded; None if a point is outside S.
+    """
+    ts = np.linspace(0.0, 1.0, checks + 1)
+    for t in ts:
+        if not contains(w_from + float(t) * (w_to - w_from)):
+            return None
+    kept_t = np.linspace(0.0, 1.0, keep)
+    pts = [w_from + float(t) * (w_to - w_from) for t in kept_t]
+    evs = [evaluate(w) for w in pts]
+    d = float((w_to - w_from).norm())
+    return PathResult(
+        status="complete", reason="", weights=torch.stack(pts).detach().cpu().numpy(),
+        iteration=np.full(keep, -1, dtype=np.int64),
+        distance=np.array([1.0 - float((w - w_to).norm()) / d if d > 0 else 1.0 for w in pts]),
+        train_loss=np.array([e.loss for e in evs]), train_error=np.array([e.error for e in evs]),
+        decisions=np.zeros(0, dtype=np.int8), gd_refused=np.zeros(0, dtype=np.int8), iterations=0,
+        elastic_accepted=0, elastic_repaired=0, elastic_refused=0, gd_accepted=0, gd_refused_total=0,
+        segment_checks=checks + 1, wall_time=0.0,
+    )
+
+
+def find_path_with_escape(
+    leg: LegFn,
+    solve: SolveFn,
+    contains: Callable[[torch.Tensor], bool],
+    evaluate: Callable[[torch.Tensor], "Evaluation"],
+    w_a: torch.Tensor,
+    w_b: torch.Tensor,
+    max_waypoints: int,
+    scales: Sequence[float] = ESCAPE_SCALES,
+) -> PathResult:
+    """:func:`find_path_with_waypoints`, and if it fails, the same path at a larger norm.
+
+    Norm escape: for each c in ``scales``, if the radial segments
+    ``w_a -> c w_a`` and ``c w_b -> w_b`` lie in S (checked at 201 points
+    each), the path ``c w_a -> c w_b`` is drawn (with waypoints) and the
+    three are joined.  Why: the greedy pull can stall near a local minimum
+    of the distance to W_b within S (docs/path-algorithm.md, seed 108), while
+    at a larger norm the same pair connects; scaling a TCM's weights by c is
+    clipping htanh at 1/c.  The merged result's ``escape_scale`` says which
+    c was used (1.0: none); the radial legs have iteration -1.
+    """
+    r = find_path_with_waypoints(leg, solve, w_a, w_b, max_waypoints)
+    if r.complete or not scales:
+        return r
+    tried = []
+    for c in scales:
+        up = straight_leg(contains, evaluate, w_a, c * w_a)
+        down = straight_leg(contains, evaluate, c * w_b, w_b) if up is not None else None
+        if up is None or down is None:
+            tried.append(f"{c:g} (radial segment leaves S)")
+            continue
+        mid = find_path_with_waypoints(leg, solve, c * w_a, c * w_b, max_waypoints)
+        if not mid.complete:
+            tried.append(f"{c:g} ({mid.reason})")
+            continue
+        merged = in_frame(merge_legs([up, mid, down], "complete", "", mid.waypoints_trained), (w_a, w_b))
+        merged.waypoints = list(mid.waypoints)  # the radial legs take no iterations
+        merged.escape_scale = float(c)
+        return merged
+    r.reason += "; norm escape failed at scale " + ", ".join(tried)
+    return r
+
+
+def reversed_path(r: PathResult) -> PathResult:
+    """The same complete path walked backwards (all weights kept); iterations count down."""
+    if r.weight_index is not None:
+        raise ValueError("only paths that keep every point's weights can be reversed")
+    n = r.iterations
+    w = r.weights[::-1].astype(np.float64)
+    d = np.linalg.norm(w[-1] - w[0])
+    return PathResult(
+        status=r.status, reason=r.reason, weights=r.weights[::-1].copy(),
+        iteration=np.where(r.iteration[::-1] >= 0, n - 1 - r.iteration[::-1], -1),
+        distance=1.0 - np.linalg.norm(w - w[-1], axis=1) / d if d > 0 else np.ones(len(w)), train_loss=r.train_loss[::-1].copy(), train_error=r.train_error[::-1].copy(),
+        decisions=r.decisions[::-1].copy(), gd_refused=r.gd_refused[::-1].copy(), iterations=n,
+        elastic_accepted=r.elastic_accepted, elastic_repaired=r.elastic_repaired, elastic_refused=r.elastic_refused,
+        gd_accepted=r.gd_accepted, gd_refused_total=r.gd_refused_total, segment_checks=r.segment_checks,
+        wall_time=r.wall_time, config=r.config, extra={k: np.asarray(v)[::-1].copy() for k, v in r.extra.items()},
+        waypoints=[n - w for w in r.waypoints][::-1], waypoints_trained=r.waypoints_trained, escape_scale=r.escape_scale, via=list(r.via)[::-1],
+    )
+
+
+def route_through(first: PathResult, second: PathResult, k: int, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
+    """W_i -> W_k -> W_j from two complete paths sharing the solution ``k`` (every weight kept)."""
+    merged = in_frame(merge_legs([first, second], "complete", "", first.waypoints_trained + second.waypoints_trained), frame)
+    merged.via = list(first.via) + [int(k)] + list(second.via)
+    merged.waypoints = list(first.waypoints) + [first.iterations + w for w in second.waypoints]
+    merged.escape_scale = max(first.escape_scale, second.escape_scale)
+    return merged
+
+
 def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
     """Recompute ``distance`` against ``frame = (w_a, w_b)`` when every point's weights are kept."""
     if r.weight_index is None and len(r.weights):
@@ -587,6 +698,8 @@ def merge_legs(legs: list[PathResult], status: str, reason: str, trained: int = 
         return r
     weights, rows, iters, dist, loss, err, leg_of = [], [], [], [], [], [], []
     extra: dict[str, list[np.ndarray]] = {}
+    # per-point extras kept only where every leg has them (a straight radial leg has none)
+    common = set.intersection(*(set(r.extra) for r in legs)) - {"leg"}
     offset_rows = 0
     offset_iter = 0
     waypoints = []
@@ -603,8 +716,8 @@ def merge_legs(legs: list[PathResult], status: str, reason: str, trained: int = 
         loss.append(r.train_loss[skip:])
         err.append(r.train_error[skip:])
         leg_of.append(np.full(t - skip, n, dtype=np.int64))
-        for k, v in r.extra.items():
-            extra.setdefault(k, []).append(np.asarray(v)[skip:])
+        for k in common:
+            extra.setdefault(k, []).append(np.asarray(r.extra[k])[skip:])
         offset_rows += t - skip
         offset_iter += r.iterations
         if n < len(legs) - 1 and legs[n].complete:

@@ -19,7 +19,7 @@ import numpy as np
 from .backends import BACKENDS, connect, make_backend
 from .errors import ConfigError
 from .io import ExperimentWriter
-from .path import PathConfig
+from .path import PathConfig, PathResult, reversed_path, route_through
 from .patterns import random_patterns
 from .progress import PathProgress, progress_bar
 from .tcm import check_shape, gaussian_init
@@ -75,6 +75,41 @@ def pair_list(n: int, how: str) -> list[tuple[int, int]]:
     raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {how!r}")
 
 
+def reroute(results: dict[tuple[int, int], PathResult], solutions: list[np.ndarray]) -> list[tuple[tuple[int, int], int, PathResult]]:
+    """For each failed pair (i, j), a path through a solution k joined to both by complete paths.
+
+    Paths are in S whichever way they are walked, so a stored k -> i serves
+    as i -> k reversed.  The recorded failure is replaced; the path's ``via``
+    says which solution it goes through.
+    """
+    import torch
+
+    def oriented(a: int, b: int) -> Optional[PathResult]:
+        r = results.get((a, b))
+        if r is not None and r.complete and not r.via:
+            return r
+        r = results.get((b, a))
+        if r is not None and r.complete and not r.via:
+            return reversed_path(r)
+        return None
+
+    out = []
+    for (i, j), r in sorted(results.items()):
+        if r.complete:
+            continue
+        for k in range(len(solutions)):
+            if k in (i, j):
+                continue
+            first, second = oriented(i, k), oriented(k, j)
+            if first is not None and second is not None:
+                frame = (torch.from_numpy(solutions[i]), torch.from_numpy(solutions[j]))
+                routed = route_through(first, second, k, frame)
+                routed.reason = ""
+                out.append(((i, j), k, routed))
+                break
+    return out
+
+
 def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = False, show_progress: bool = True) -> Path:
     """Run the experiment and write ``out``; returns its path.
 
@@ -116,6 +151,8 @@ def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = 
             solutions.append(sol.w)
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
         n_complete = 0
+        results: dict[tuple[int, int], PathResult] = {}
+        lines: dict[tuple[int, int], dict] = {}
         for i, j in pairs:
             bar = PathProgress(f"path {i}-{j}", show_progress)
 
@@ -125,6 +162,13 @@ def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = 
             writer.write_path(i, j, result)
             line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
             writer.write_arrays(f"paths/{i}-{j}/linear", line)
-            n_complete += result.complete
+            results[(i, j)], lines[(i, j)] = result, line
+        if cfg.path.variant == "repair":
+            for (i, j), k, routed in reroute(results, solutions):
+                log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
+                writer.write_path(i, j, routed)
+                writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
+                results[(i, j)] = routed
+        n_complete = sum(r.complete for r in results.values())
         writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
