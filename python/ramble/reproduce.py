@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -149,7 +149,9 @@ def machine_meta() -> dict:
     try:
         from .julia_bridge import bridge_info
 
-        info = bridge_info()
+        # The experiments ran Julia in their own processes; the report's process
+        # needs only the version and the bridge, so it does not start Julia.
+        info = bridge_info(start=False)
         meta["julia"] = str(info.get("version", "?"))
         meta["julia bridge"] = str(info.get("bridge", "?"))
     except Exception as e:  # noqa: BLE001 - the report says Julia was unusable rather than failing
@@ -205,9 +207,11 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     from .report import write_report
 
-    tcm_files = [j.out for j in todo if j.name.startswith("tcm-") and j.out.exists() and finished(j.out)]
-    m100 = next((j.out for j in todo if j.name == "mnist-100" and finished(j.out)), None)
-    mfull = next((j.out for j in todo if j.name == "mnist-full" and finished(j.out)), None)
+    # a job that exited 0 wrote a complete file; one done earlier was checked above
+    done = {j.name: j.out for j in todo if j.status.startswith("done")}
+    tcm_files = [out for name, out in done.items() if name.startswith("tcm-")]
+    m100 = done.get("mnist-100")
+    mfull = done.get("mnist-full")
     report = write_report(out, tcm_files, m100, mfull, meta)
     if failed:
         raise RambleError(f"{len(failed)} experiment(s) failed ({', '.join(j.name for j in failed)}); see {out / 'logs'}; the report covers the rest: {report}")
