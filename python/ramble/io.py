@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
@@ -197,6 +199,66 @@ def _attr(v: Any) -> Any:
     if v is None:
         return "null"
     return v
+
+
+# ------------------------------------------------------------ atomic updates
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def staging_path(path: str | os.PathLike) -> Path:
+    """Where a commit to ``path`` is prepared (same folder, so the final rename is atomic)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.commit")
+
+
+@contextmanager
+def update(path: str | os.PathLike, check: bool = True) -> Iterator[h5py.File]:
+    """Change an existing ramble file all-or-nothing: yields it open for writing.
+
+    The changes are made to a copy beside it (``.<name>.commit``), which is
+    flushed, fsynced and renamed over ``path`` when the block ends without an
+    exception.  A kill or an error (a full disk) at any moment leaves ``path``
+    exactly as it was: the rename is atomic on POSIX file systems.  A stale
+    copy from a killed commit is simply overwritten by the next one.
+    """
+    p = Path(path)
+    if check:
+        open_checked(p).close()
+    tmp = staging_path(p)
+    try:
+        shutil.copyfile(p, tmp)
+        f = h5py.File(tmp, "r+")
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RambleError(f"cannot write {p}: {e}") from None
+    ok = False
+    try:
+        yield f
+        ok = True
+    finally:
+        try:
+            f.close()
+            if ok:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, p)
+                _fsync_dir(p.parent if str(p.parent) else Path("."))
+        except OSError as e:
+            ok = False
+            raise RambleError(f"cannot write {p}: {e}; the file keeps its previous state") from None
+        finally:
+            if not ok:
+                tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------- reading

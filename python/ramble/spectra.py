@@ -31,7 +31,7 @@ import torch
 
 from .errors import ConfigError, RambleError
 from .hessian import NONZERO_RTOL, WHICH, along_path, classification_loss, count_nonzero, select_points, set_threads_to_free_cores, subset_indices
-from .io import Experiment, PathRecord, load, open_checked
+from .io import Experiment, PathRecord, load, update
 
 log = logging.getLogger("ramble")
 
@@ -180,8 +180,7 @@ def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] 
 
 def store(path: str | Path, name: str, out: dict[str, Any]) -> None:
     """Replace ``/paths/<name>/hessian`` with ``out`` (arrays) and ``out['attrs']``."""
-    f = open_checked(path, "r+")
-    try:
+    with update(path) as f:
         g = f[f"paths/{name}"]
         if "hessian" in g:
             del g["hessian"]
@@ -192,6 +191,3 @@ def store(path: str | Path, name: str, out: dict[str, Any]) -> None:
             h.create_dataset(k, data=np.asarray(v))
         for k, v in out.get("attrs", {}).items():
             h.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
-        f.flush()
-    finally:
-        f.close()
