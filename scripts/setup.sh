@@ -15,5 +15,5 @@ fi
 # torchvision beside another torch fails with "operator torchvision::nms does
 # not exist"); on a machine with a CUDA GPU this is the CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test,vision]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test,vision,cluster]"
 .venv/bin/ramble --version

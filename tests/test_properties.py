@@ -67,3 +67,137 @@ def test_cli_tcm_run_never_crashes(tmp_path, n, k, m, gamma, lr, sols):
     assert r.exit_code in (0, 1), (r.exit_code, r.output, r.exception)
     if r.exit_code == 1:
         assert r.output.startswith("error: ") and r.output.count("\n") == 1, r.output
+
+
+# ----------------------------------------------------------------------------- issue 6: the rest of the argument space
+import functools  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from ramble.mnist_experiment import MnistExperimentConfig  # noqa: E402
+from ramble.spectra import HessianConfig  # noqa: E402
+
+FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
+
+
+#: MnistExperimentConfig fields, any value, and what an accepted value must satisfy.
+MNIST_FIELDS = {
+    "n_solutions": (ints, lambda v: v >= 1),
+    "train_lr": (floats, lambda v: v > 0 and math.isfinite(v)),
+    "max_epochs": (ints, lambda v: v >= 1),
+    "batch_size": (ints, lambda v: v >= 1),
+    "points": (ints, lambda v: v >= 1),
+    "weight_rows": (ints, lambda v: v >= 1),
+    "linear_points": (ints, lambda v: v >= 2),
+    "polish_margin": (floats, lambda v: v >= 0),
+    "seed": (st.integers(-5, 2**31), lambda v: v >= 0),
+}
+
+
+@st.composite
+def one_mnist_field(draw):
+    name = draw(st.sampled_from(sorted(MNIST_FIELDS)))
+    return name, draw(MNIST_FIELDS[name][0])
+
+
+@given(field=one_mnist_field())
+@settings(max_examples=200, deadline=None)
+def test_mnist_experiment_config_validates(field):
+    """One field at a time (the others at their defaults): accepted only inside its range, else a one-line ConfigError."""
+    name, value = field
+    if accepted_or_config_error(lambda: MnistExperimentConfig(**{name: value})):
+        assert MNIST_FIELDS[name][1](value), f"{name}={value!r} was accepted"
+
+
+@given(points=st.none() | ints, every=st.none() | ints, k=ints, tol=floats, subset=st.none() | ints, trace=ints)
+@settings(max_examples=200, deadline=None)
+def test_hessian_config_validates(points, every, k, tol, subset, trace):
+    ok = accepted_or_config_error(lambda: HessianConfig(points=points, every=every, k=k, tol=tol, subset=subset, trace_samples=trace))
+    if ok:
+        assert (points is None) != (every is None) and (points is None or points >= 2) and (every is None or every >= 1)
+        assert k >= 1 and 0 < tol < 1 and (subset is None or subset >= 1) and trace >= 0
+
+
+NEG = st.floats(max_value=-1e-300, allow_nan=False)  # strictly negative, -inf included
+#: ``ramble mnist run`` options, a strategy of values each of them must refuse, and how the refusal names the option.
+MNIST_BAD = {
+    "--train-size": (st.integers(max_value=0) | st.integers(min_value=60_001), r"train_size="),
+    "--test-size": (st.integers(max_value=0) | st.integers(min_value=10_001), r"test_size="),
+    "--solutions": (st.integers(max_value=0), r"--solutions"),
+    "--seed": (st.integers(max_value=-1), r"--seed"),
+    "--gamma": (st.floats(max_value=0) | st.floats(min_value=1, exclude_min=True) | st.just(math.nan), r"gamma"),
+    "--path-lr": (NEG | st.sampled_from([math.inf, math.nan]), r"path learning rate"),
+    "--train-lr": (st.floats(max_value=0, allow_nan=False) | st.sampled_from([math.inf, math.nan]), r"training learning rate"),
+    "--max-epochs": (st.integers(max_value=0), r"--max-epochs"),
+    "--batch-size": (st.integers(max_value=0), r"--batch-size"),
+    "--points": (st.integers(max_value=0), r"--points"),
+    "--weight-rows": (st.integers(max_value=0), r"--weight-rows"),
+    "--linear-points": (st.integers(max_value=1), r"--linear-points"),
+    "--hessian-points": (st.integers(max_value=-1) | st.just(1), r"--hessian-points"),
+    "--polish-margin": (NEG, r"--polish-margin"),
+    "--n-epochs": (st.integers(max_value=-1), r"N_epochs"),
+    "--tol": (st.floats(max_value=0, allow_nan=False) | st.floats(min_value=1, allow_nan=False), r"arrival tolerance"),
+    "--margin-target": (st.floats(max_value=0, allow_nan=False), r"margin target"),
+    "--max-iterations": (st.integers(max_value=0), r"max iterations"),
+    "--max-waypoints": (st.integers(max_value=-1), r"max waypoints"),
+}
+
+
+@st.composite
+def one_bad_mnist_option(draw):
+    name = draw(st.sampled_from(sorted(MNIST_BAD)))
+    strategy, named = MNIST_BAD[name]
+    return name, draw(strategy), named
+
+
+@given(bad=one_bad_mnist_option())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_cli_mnist_run_refuses_each_bad_value_in_one_line(tmp_path, bad):
+    """One numeric option out of range, the others tiny and valid: refused before any training, naming the option and the value."""
+    name, value, named = bad
+    out = tmp_path / "never.h5"
+    valid = {"--train-size": "20", "--test-size": "20", "--solutions": "2", "--max-epochs": "50", "--points": "5", "--weight-rows": "3", "--linear-points": "2"}
+    valid.pop(name, None)
+    args = ["--quiet", "mnist", "run", "--data-dir", FIXTURE, "--device", "cpu", *[x for kv in valid.items() for x in kv], name, repr(value), "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, (r.exit_code, r.output, r.exception)
+    line = r.stderr.strip()
+    assert line.startswith("error: ") and "\n" not in line, r.output
+    assert __import__("re").search(named, line), line
+    assert (repr(value) if isinstance(value, float) else str(value)) in line, line
+    assert not out.exists()
+
+
+@functools.lru_cache(maxsize=None)
+def _tcm30():
+    from ramble.backends import PythonTCM
+    from ramble.patterns import random_patterns
+    from ramble.tcm import TCMProblem
+
+    pats = random_patterns(30, 40, 3)
+    return TCMProblem(pats, 3), PythonTCM(pats, 3)
+
+
+_elements = st.floats(allow_nan=True, allow_infinity=True, width=64)
+vectors = hnp.arrays(np.float64, st.integers(0, 33), elements=_elements) | hnp.arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 31)), elements=_elements)
+
+
+@given(a=vectors, b=vectors, through=st.sampled_from(["find_path", "connect"]))
+@settings(max_examples=50, deadline=None)
+def test_path_endpoints_validate(a, b, through):
+    """Any two arrays as endpoints: a ConfigError naming the problem (not in S, shapes), or a path between two solutions."""
+    from ramble.backends import connect
+    from ramble.path import find_path
+
+    problem, backend = _tcm30()
+    cfg = PathConfig(max_iterations=20)
+    if through == "find_path":
+        call = lambda: find_path(problem, torch.from_numpy(a), torch.from_numpy(b), cfg)  # noqa: E731
+    else:
+        call = lambda: connect(backend, a, b, cfg, TrainConfig(max_epochs=5, restarts=1))  # noqa: E731
+    if accepted_or_config_error(call):
+        assert a.shape == b.shape == (30,)
+        assert problem.contains(torch.from_numpy(a)) and problem.contains(torch.from_numpy(b))

@@ -60,9 +60,12 @@ class PythonTCM:
     def __init__(self, patterns: Patterns, n_hidden: int) -> None:
         self.problem = TCMProblem(patterns, n_hidden)
 
-    @staticmethod
-    def _t(w: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64))
+    def _t(self, w: np.ndarray) -> torch.Tensor:
+        arr = np.ascontiguousarray(w, dtype=np.float64)
+        if arr.ndim != 1 or arr.shape[0] != self.problem.n_inputs:
+            # the same check and message as the Julia backend's
+            raise ConfigError(f"weights must be a flat vector of length N={self.problem.n_inputs}, got shape {arr.shape}")
+        return torch.from_numpy(arr)
 
     def loss_and_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad = self.problem.loss_and_grad(self._t(w))
@@ -112,7 +115,7 @@ def connect(
     """
     max_wp = path_cfg.max_waypoints if path_cfg.variant == "repair" else 0
 
-    def leg(start: torch.Tensor, target: torch.Tensor, _frame: tuple) -> PathResult:
+    def leg(start: torch.Tensor, target: torch.Tensor, _frame: tuple, _checkpoint: object = None) -> PathResult:
         return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress)
 
     def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:

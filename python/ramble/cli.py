@@ -7,6 +7,7 @@ line, ``error: ...``, and exit with status 1; usage errors exit with 2
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import platform
@@ -23,8 +24,13 @@ from .progress import progress_enabled, setup_logging
 log = logging.getLogger("ramble")
 
 
+#: OS errors that are the machine's state, not a bug: a full disk, a file size
+#: limit, a quota, no permission, a read-only file system.
+_MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
 class RambleGroup(click.Group):
-    """A click group that turns RambleError into a one-line message and exit 1."""
+    """A click group that turns RambleError (and a full disk or a permission error) into a one-line message and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,7 +38,14 @@ class RambleGroup(click.Group):
         except RambleError as e:
             if ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            # one line, whatever the message holds (HDF5's OS errors and Julia's carry newlines)
+            click.echo("error: " + " ".join(str(e).split()), err=True)
+            ctx.exit(1)
+        except OSError as e:
+            if e.errno not in _MACHINE_ERRNOS or ctx.find_root().params.get("debug"):
+                raise
+            what = f"{e.filename}: " if e.filename else ""
+            click.echo("error: " + " ".join(f"{what}{e.strerror or e}".split()), err=True)
             ctx.exit(1)
 
 
@@ -90,6 +103,43 @@ def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[in
     )
 
 
+def _output_options(f):
+    f = click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue this interrupted run's file, with the settings stored in it (no other run options).")(f)
+    f = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")(f)
+    return click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Output HDF5 file (required unless --resume).")(f)
+
+
+def _checkpoint_options(f):
+    f = click.option("--checkpoint-iterations", type=int, default=None, help="Also commit a running path's state every this many iterations.")(f)
+    return click.option("--checkpoint-every", type=float, default=60.0, show_default=True, help="Commit a running path's state to the file every this many seconds.")(f)
+
+
+#: Options that say how to run, not what to compute: allowed beside --resume.
+RUN_ONLY_OPTIONS = ("resume", "checkpoint_every", "checkpoint_iterations")
+
+
+def _resumed(ctx: click.Context, out: Optional[str], resume: Optional[str], policy: Any = None) -> bool:
+    """Handle ``--resume FILE`` (True when done); refuse it beside options that define a run."""
+    if resume is None:
+        if out is None:
+            raise RambleError("give --out FILE for a new run, or --resume FILE to continue an interrupted one")
+        return False
+    given = [p for p, v in ctx.params.items() if p not in RUN_ONLY_OPTIONS and ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        names = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise RambleError(f"--resume {resume} continues the run with the settings stored in the file; drop {names}")
+    _resume_file(ctx, resume, policy)
+    return True
+
+
+def _resume_file(ctx: click.Context, file: str, policy: Any = None) -> None:
+    from .checkpoint import CheckpointPolicy
+    from .resume import resume
+
+    path = resume(file, show_progress=progress_enabled(ctx.obj["quiet"]), checkpoints=policy or CheckpointPolicy())
+    click.echo(summary_text(path))
+
+
 @tcm.command("run")
 @click.option("--backend", type=click.Choice(["julia", "python"]), default="julia", show_default=True)
 @click.option("--seed", type=int, default=101, show_default=True, help="Seed of the data set; solution seeds derive from it.")
@@ -106,13 +156,15 @@ def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[in
 @_path_options
 @click.option("--linear-points", type=int, default=101, show_default=True, help="Points on the straight line W_a -> W_b.")
 @click.option("--hessian-points", type=int, default=0, show_default=True, help="Exact Hessian spectra at this many points of each path (0: none).")
-@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output HDF5 file.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@_output_options
 @click.pass_context
-def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: str, force: bool, **path_kw: Any) -> None:
+def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], **path_kw: Any) -> None:
     """Train solutions on one random data set and connect them by zero-error paths."""
     from .tcm_experiment import TCMExperimentConfig, run_tcm_experiment
     from .training import TrainConfig
+
+    if _resumed(ctx, out, resume):
+        return
 
     base = TrainConfig()
     train = TrainConfig(
@@ -135,7 +187,7 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
         path=path_config_from(**path_kw),
     )
     check_hessian_points(hessian_points)
-    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), attrs={"hessian_points": hessian_points})
     add_hessians(path, hessian_points)
 
 
@@ -193,13 +245,20 @@ def mnist() -> None:
 @click.option("--weight-rows", type=int, default=100, show_default=True, help="About how many of them keep their weights.")
 @click.option("--linear-points", type=int, default=101, show_default=True)
 @click.option("--hessian-points", type=int, default=0, show_default=True, help="Top-20 Hessian eigenvalues at this many points of each path (0: none).")
-@click.option("--out", "out", type=click.Path(dir_okay=False), required=True)
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@_output_options
+@_checkpoint_options
 @click.pass_context
-def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, hessian_points: int, out: str, force: bool, **path_kw: Any) -> None:
+def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], checkpoint_every: float, checkpoint_iterations: Optional[int], **path_kw: Any) -> None:
     """Train LeNet5 solutions on MNIST and connect them by zero-error paths, with test metrics."""
+    from .checkpoint import CheckpointPolicy
     from .mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
 
+    policy = CheckpointPolicy(checkpoint_every, checkpoint_iterations)
+    if _resumed(ctx, out, resume, policy):
+        return
+
+    if seed < 0:
+        raise RambleError(f"--seed must be >= 0, got {seed}")
     base = paper_path_config(train_size)
     for key, default in (("gamma", base.gamma), ("n_epochs", base.n_epochs), ("path_lr", base.lr)):
         if path_kw[key] is None and path_kw["variant"] == "repair":
@@ -223,9 +282,36 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
         path=path_config_from(**path_kw),
     )
     check_hessian_points(hessian_points)
-    path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]))
+    path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), checkpoints=policy, attrs={"hessian_points": hessian_points})
     # Whole-set Hessians over a fixed subset of 1,000 images (docs/hessian.md).
     add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device)
+
+
+# ---------------------------------------------------------------- resume
+@main.command("resume")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_checkpoint_options
+@click.pass_context
+def resume_cmd(ctx: click.Context, file: str, checkpoint_every: float, checkpoint_iterations: Optional[int]) -> None:
+    """Continue an interrupted `tcm run` or `mnist run` from its file (the same as `run --resume FILE`)."""
+    from .checkpoint import CheckpointPolicy
+
+    _resume_file(ctx, file, CheckpointPolicy(checkpoint_every, checkpoint_iterations))
+
+
+@main.command("diff")
+@click.argument("first", type=click.Path(dir_okay=False))
+@click.argument("second", type=click.Path(dir_okay=False))
+def diff_cmd(first: str, second: str) -> None:
+    """Compare two experiment files, timings aside; exit 1 if they differ."""
+    from .filediff import diff
+
+    lines = diff(first, second)
+    for line in lines[:50]:
+        click.echo(line)
+    if lines:
+        raise RambleError(f"{len(lines)} difference(s) between {first} and {second}")
+    click.echo("same (timings aside)")
 
 
 # ---------------------------------------------------------------- info / doctor
@@ -288,6 +374,45 @@ def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Opti
     click.echo(str(report))
 
 
+@main.command("sweep")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Sweep folder: one HDF5 file per experiment, index.json, sweep-success.png/pdf, SWEEP.md.")
+@click.option("--seeds", default="101-104", show_default=True, help="Data sets: comma-separated seeds and ranges (101-104,110).")
+@click.option("--gammas", default="0.001,0.003,0.01,0.03,0.1", show_default=True, help="Elastic constants, each in (0, 1].")
+@click.option("--n-epochs", "n_epochs", default="1,2,5", show_default=True, help="N_epochs values, each >= 0.")
+@click.option("--variant", "variants", default="paper", show_default=True, help="paper, repair, or both: paper,repair.")
+@click.option("--path-lr", "path_lrs", default=None, help="Path learning rates (eta), comma-separated. Default: the variant's (0.1 paper, 0.01 repair).")
+@click.option("--backend", type=click.Choice(["julia", "python"]), default="julia", show_default=True)
+@click.option("--solutions", "n_solutions", type=int, default=3, show_default=True, help="Solutions per data set.")
+@click.option("--pairs", type=click.Choice(["all", "chain", "star"]), default="all", show_default=True)
+@click.option("-N", "n_inputs", type=int, default=300, show_default=True)
+@click.option("-K", "n_hidden", type=int, default=3, show_default=True)
+@click.option("-M", "n_patterns", type=int, default=620, show_default=True)
+@click.option("--train-lr", type=float, default=0.1, show_default=True, help="GD learning rate for the solutions.")
+@click.option("--max-iterations", type=int, default=20_000, show_default=True, help="Iteration limit of one path.")
+@click.option("--linear-points", type=int, default=101, show_default=True)
+@click.option("--engine", type=click.Choice(["local", "dask", "serial"]), default="local", show_default=True, help="local: a process pool here; dask: a Dask cluster (pip install \"ramble[cluster]\"); serial: this process.")
+@click.option("--workers", type=int, default=None, help="Processes (local, or a Dask LocalCluster started here). Default: the cores available.")
+@click.option("--scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:8786); its workers must see --out at the same path.")
+@click.pass_context
+def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epochs: str, variants: str, path_lrs: Optional[str], backend: str, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, max_iterations: int, linear_points: int, engine: str, workers: Optional[int], scheduler: Optional[str]) -> None:
+    """Run a grid of TCM experiments (seeds x gammas x N_epochs x variants) in parallel; success-rate map and SWEEP.md (docs/sweeps.md)."""
+    from .sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep, write_sweep_outputs
+    from .training import TrainConfig
+
+    cfg = SweepConfig(
+        seeds=parse_int_list(seeds, "--seeds"), gammas=parse_float_list(gammas, "--gammas"), n_epochs=parse_int_list(n_epochs, "--n-epochs"),
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()), lrs=None if path_lrs is None else parse_float_list(path_lrs, "--path-lr"),
+        n_inputs=n_inputs, n_hidden=n_hidden, n_patterns=n_patterns, n_solutions=n_solutions, pairs=pairs, backend=backend,
+        linear_points=linear_points, max_iterations=max_iterations, train=TrainConfig(lr=train_lr),
+    )
+    run = run_sweep(cfg, out_dir, engine=engine, workers=workers, scheduler=scheduler, show_progress=progress_enabled(ctx.obj["quiet"]))
+    figs, report = write_sweep_outputs(out_dir)
+    click.echo(report.read_text())
+    click.echo(f"{run.run} experiment(s) run, {run.skipped} already done, {run.wall_time:.1f} s; {report}, {', '.join(map(str, figs))}")
+    if run.failed:
+        raise RambleError(f"{len(run.failed)} experiment(s) failed (first: {run.failed[0]}); {Path(out_dir) / 'index.json'} lists them")
+
+
 @main.command("hessian")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--points", type=int, default=None, help="Points evenly spaced in normalised distance, endpoints included (default 20).")
@@ -304,8 +429,10 @@ def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Opti
 @click.option("--device", default="auto", show_default=True)
 def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Optional[str], k: int, which: str, tol: float, subset: Optional[int], subset_seed: Optional[int], trace_samples: int, backend: Optional[str], data_dir: Optional[str], device: str) -> None:
     """Hessian spectra along the paths of FILE, stored under /paths/<i>-<j>/hessian."""
+    from .lenet import resolve_device
     from .spectra import HessianConfig, compute_and_store
 
+    resolve_device(device)  # an unknown device, or CUDA where there is none, is refused whatever the file's model
     if points is None and every is None:
         points = 20
     cfg = HessianConfig(points=points, every=every, k=k, which=which, tol=tol, subset=subset, subset_seed=subset_seed, trace_samples=trace_samples)
@@ -321,9 +448,71 @@ def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Op
 @click.option("--device", default="cpu", show_default=True)
 def verify_cmd(file: str, sample_rows: int, data_dir: Optional[str], device: str) -> None:
     """Recompute FILE's claims from its stored data: checksums, endpoints, membership in S, Eq. 4 (docs/verify.md)."""
+    from .lenet import resolve_device
     from .verify import verify_or_raise
 
+    resolve_device(device)  # refused up front, even for a TCM file that would not use it
     verify_or_raise(file, echo=click.echo, sample_rows=sample_rows, data_dir=data_dir, device=device)
+
+
+@main.command("connectivity")
+@click.argument("file", type=click.Path(dir_okay=False))
+def connectivity_cmd(file: str) -> None:
+    """Which solutions of FILE are connected inside S: stores /connectivity and prints the statement (docs/connectivity.md)."""
+    from .connectivity import OUTCOME_NAMES, connectivity_file
+
+    c = connectivity_file(file)
+    click.echo(f"{file}: {c.statement()}")
+    if c.n >= 2:
+        click.echo("outcome matrix (" + ", ".join(f"{k}: {v}" for k, v in sorted(OUTCOME_NAMES.items())) + "):")
+        for row in c.matrix:
+            click.echo("  " + " ".join(f"{int(v):2d}" for v in row))
+
+
+@main.command("convexity")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--samples", type=int, default=2000, show_default=True, help="Points sampled per kind.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling (each kind draws from its own stream).")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["solutions", "path_hull", "path_segment", "cross_segment"]), help="Only these kinds (repeatable; default: every kind the file allows).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="LeNet5: MNIST folder, if moved since the run.")
+@click.option("--device", default="auto", show_default=True, help="LeNet5: auto, cpu, cuda or cuda:N.")
+@click.pass_context
+def convexity_cmd(ctx: click.Context, file: str, samples: int, seed: int, kinds: tuple[str, ...], data_dir: Optional[str], device: str) -> None:
+    """Sample convex combinations of FILE's solutions and path points; the fraction in S with a Wilson 95 % interval, stored under /convexity."""
+    from .convexity import KINDS, probe_and_store
+
+    results, skipped = probe_and_store(file, samples=samples, seed=seed, kinds=kinds or KINDS, data_dir=data_dir, device=device, show_progress=progress_enabled(ctx.obj["quiet"]))
+    click.echo(f"{file}: convexity probe, seed {seed}")
+    for r in results.values():
+        click.echo("  " + r.line())
+    for k, why in skipped.items():
+        click.echo(f"  {k}: skipped ({why})")
+
+
+@main.command("curves")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--pair", default=None, help="Only this path (e.g. 0-1); default: every path of FILE.")
+@click.option("--steps", type=int, default=None, help="SGD steps on the Bezier control point (default 1000).")
+@click.option("--lr", type=float, default=None, help="SGD learning rate (default 0.05).")
+@click.option("--momentum", type=float, default=None, help="SGD momentum in [0, 1) (default 0.9).")
+@click.option("--weight-decay", type=float, default=None, help="L2 weight decay on the control point (default 0).")
+@click.option("--t-samples", type=int, default=None, help="Values of t per SGD step (default 1).")
+@click.option("--seed", type=int, default=None, help="Seed of the t samples (default 0).")
+@click.option("--points", type=int, default=None, help="Evenly spaced t at which both curves are evaluated, endpoints included (default 61).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="LeNet5: MNIST folder, if moved since the run.")
+@click.option("--device", default="auto", show_default=True, help="LeNet5: auto, cpu, cuda or cuda:N (the TCM runs on the CPU in float64).")
+@click.pass_context
+def curves_cmd(ctx: click.Context, file: str, pair: Optional[str], data_dir: Optional[str], device: str, **settings: Optional[float]) -> None:
+    """Garipov et al.'s Bezier curve and the straight line between FILE's solutions, held against S; stored under /paths/<i>-<j>/curves (docs/curves.md)."""
+    from .curves import BezierConfig, run_curves, summary_lines
+    from .lenet import resolve_device
+
+    cfg = BezierConfig(**{k: v for k, v in settings.items() if v is not None})
+    resolve_device(device)  # refused up front, before any training
+    outcomes = run_curves(file, cfg, pair=pair, data_dir=data_dir, device=device, progress=progress_enabled(ctx.obj["quiet"]))
+    click.echo(f"{file}: curves stored ({json.dumps(cfg.to_dict(), sort_keys=True)})")
+    for line in summary_lines(outcomes):
+        click.echo(line)
 
 
 @main.command("plot")

@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .backends import PythonTCM, connect
-from .errors import RambleError
+from .errors import ConfigError, RambleError
 from .path import PathConfig, PathResult
 from .patterns import random_patterns
 from .tcm import check_shape, gaussian_init
@@ -202,6 +202,8 @@ def crosscheck(
     Starts Julia if needed (JuliaError if it cannot).
     """
     check_shape(n_inputs, n_hidden)
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     tcfg = train_cfg or TrainConfig()
     pcfg = path_cfg or PathConfig()
     say = log or (lambda _msg: None)

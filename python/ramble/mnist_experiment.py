@@ -13,16 +13,17 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from .checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
 from .errors import ConfigError
-from .io import ExperimentWriter
+from .io import ExperimentWriter, pair_name
 from .lenet import LeNetProblem, resolve_device, train_solution
 from .mnist import load_mnist
-from .path import PathConfig, find_path, find_path_with_waypoints
+from .path import PathConfig, PathResult, find_path, find_path_with_waypoints
 from .progress import PathProgress
 from .tcm_experiment import PAIRINGS, pair_list
 
@@ -76,7 +77,9 @@ class MnistExperimentConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.linear_points < 2:
             raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
-        if self.polish_margin < 0:
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if not (self.polish_margin >= 0):
             raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
 
     def to_dict(self) -> dict:
@@ -113,8 +116,24 @@ def model_attrs(problem: LeNetProblem) -> dict:
     }
 
 
-def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: bool = False, show_progress: bool = True) -> Path:
-    """Run the experiment, write ``out``, return its path."""
+def run_mnist_experiment(
+    cfg: MnistExperimentConfig,
+    out: str | Path,
+    force: bool = False,
+    show_progress: bool = True,
+    resume: bool = False,
+    checkpoints: CheckpointPolicy = CheckpointPolicy(),
+    attrs: Optional[dict] = None,
+) -> Path:
+    """Run the experiment, write ``out``, return its path.
+
+    Each solution, and each path with its straight line, is committed as it
+    finishes; a running path commits its state as ``checkpoints`` says
+    (default every 60 s).  ``resume=True`` continues an interrupted file of
+    the same config: stored solutions and paths are read back, a path with a
+    checkpoint continues from it.  ``attrs``: extra root attributes of a new
+    file (e.g. ``hessian_points``).
+    """
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     data = load_mnist(cfg.data_dir, cfg.train_size, cfg.test_size, download=cfg.download)
@@ -128,11 +147,17 @@ def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: boo
         ev = problem.evaluate_on(w, test_x, test_y)
         return {"test_loss": ev.loss, "test_error": ev.error}
 
-    with ExperimentWriter(out, model="lenet5", backend="torch", config=config, force=force) as writer:
-        writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
-        writer.set_attrs("model", model_attrs(problem))
+    with ExperimentWriter(out, model="lenet5", backend="torch", config=config, force=force, resume=resume, attrs=attrs) as writer:
+        done = writer.read() if resume else None
+        if done is None or "name" not in done.model_info:
+            with writer.commit():
+                writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
+                writer.set_attrs("model", model_attrs(problem))
         solutions: list[torch.Tensor] = []
         for i in range(cfg.n_solutions):
+            if done is not None and i in done.solutions:
+                solutions.append(torch.from_numpy(done.solutions[i]).to(device=device, dtype=problem.dtype))
+                continue
             seed = solution_seed(cfg.seed, i)
             w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
             test = measure(w)
@@ -142,10 +167,14 @@ def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: boo
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
         n_complete = 0
         for i, j in pairs:
+            stored = done.paths.get(pair_name(i, j)) if done is not None else None
+            if stored is not None and stored.linear is not None:
+                n_complete += stored.complete
+                continue
             bar = PathProgress(f"path {i}-{j}", show_progress)
 
-            def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple) -> "object":
-                return find_path(problem, start, target, path_cfg, progress=bar.callback, measure=measure, frame=frame)
+            def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, checkpoint: Optional[Checkpoint] = None) -> PathResult:
+                return find_path(problem, start, target, path_cfg, progress=bar.callback, measure=measure, frame=frame, checkpoint=checkpoint)
 
             def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
                 w = w0
@@ -155,24 +184,30 @@ def run_mnist_experiment(cfg: MnistExperimentConfig, out: str | Path, force: boo
                     w = problem.descent_step(w, cfg.train_lr)
                 return None
 
-            result = find_path_with_waypoints(leg, solve, solutions[i], solutions[j], path_cfg.max_waypoints)
+            saver = FileCheckpoint(writer, pair_name(i, j), checkpoints)
+            result = find_path_with_waypoints(leg, solve, solutions[i], solutions[j], path_cfg.max_waypoints, checkpoint=saver)
             bar.close()
             log.info("path %d-%d: %s after %d iterations, %d waypoint(s), %.1f s %s", i, j, result.status, result.iterations, len(result.waypoints), result.wall_time, result.reason)
-            writer.write_path(i, j, result)
-            alpha = np.linspace(0.0, 1.0, cfg.linear_points)
-            tl, te, sl, se = [], [], [], []
-            for a in alpha:
-                w = solutions[i] + float(a) * (solutions[j] - solutions[i])
-                ev = problem.evaluate(w)
-                t = measure(w)
-                tl.append(ev.loss)
-                te.append(ev.error)
-                sl.append(t["test_loss"])
-                se.append(t["test_error"])
-            writer.write_arrays(f"paths/{i}-{j}/linear", {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se})
+            line = straight_line_metrics(problem, measure, solutions[i], solutions[j], cfg.linear_points)
+            with writer.commit():
+                writer.write_path(i, j, result)
+                writer.write_arrays(f"paths/{i}-{j}/linear", line)
             n_complete += result.complete
         writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
+
+
+def straight_line_metrics(problem: LeNetProblem, measure: Callable[[torch.Tensor], dict[str, float]], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int) -> dict[str, np.ndarray]:
+    """Train and test loss/error at ``n_points`` evenly spaced alpha on W_a + alpha (W_b - W_a)."""
+    alpha = np.linspace(0.0, 1.0, n_points)
+    rows = []
+    for a in alpha:
+        w = w_a + float(a) * (w_b - w_a)
+        ev = problem.evaluate(w)
+        t = measure(w)
+        rows.append((ev.loss, ev.error, t["test_loss"], t["test_error"]))
+    tl, te, sl, se = (np.array(c) for c in zip(*rows))
+    return {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se}
 
 
 def rebuild(weights_row: np.ndarray, param_names: list[str], param_shapes: list[list[int]]) -> dict[str, torch.Tensor]:

@@ -36,13 +36,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .errors import ConfigError
 from .problem import Evaluation, PathProblem
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 Variant = Literal["paper", "repair"]
 VARIANTS: tuple[str, ...] = ("paper", "repair")
@@ -314,6 +317,7 @@ def find_path(
     progress: Optional[ProgressFn] = None,
     measure: Optional[Callable[[torch.Tensor], dict[str, float]]] = None,
     frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    checkpoint: Optional["Checkpoint"] = None,
 ) -> PathResult:
     """Draw a path from ``w_a`` to ``w_b`` inside S (Algorithm 1, module docstring).
 
@@ -322,13 +326,15 @@ def find_path(
     iteration when given; ``measure(w)`` at every recorded point, its values
     returned in ``PathResult.extra``.  ``frame=(W_A, W_B)`` measures
     ``distance`` against another pair of endpoints (a leg of a longer path).
+    ``checkpoint`` (:mod:`ramble.checkpoint`): the run continues from its
+    saved state if it has one, and saves its state whenever it is due; the
+    result is the same as without interruption.
     """
-    if w_a.shape != w_b.shape or w_a.dim() != 1:
-        raise ConfigError(f"endpoints must be flat vectors of one length, got shapes {tuple(w_a.shape)} and {tuple(w_b.shape)}")
-    if not problem.contains(w_a):
-        raise ConfigError("W_a is not a solution: it misclassifies training samples")
-    if not problem.contains(w_b):
-        raise ConfigError("W_b is not a solution: it misclassifies training samples")
+    check_endpoints(problem, w_a, w_b)
+    for name, w in (("W_a", w_a), ("W_b", w_b)):
+        if not problem.contains(w):
+            wrong = int((~(problem.margins(w) > 0)).sum())  # NaN margins count as wrong
+            raise ConfigError(f"{name} is not a solution: it misclassifies {wrong} of {problem.n_samples} training samples")
     start = time.perf_counter()
     cfg = config
     norm = NormConstraint(w_a, w_b, problem.groups)
@@ -391,15 +397,44 @@ def find_path(
             extra={k: np.asarray(v) for k, v in extras.items()},
         )
 
-    w = w_a.clone()
-    record(w, -1)
-    if d_ab == 0.0:
-        return finish("complete", "", 0)
+    def snapshot(next_it: int) -> dict:
+        return {
+            "iteration": next_it, "w": w.cpu(), "best": best, "best_iter": best_iter, "last_failed_check": last_failed_check,
+            "recent_steps": list(recent_steps), "counts": dict(counts),
+            "decisions": torch.from_numpy(decisions[:next_it].copy()), "gd_refused": torch.from_numpy(gd_ref[:next_it].copy()),
+            "rec_iter": list(rec_iter), "dists": list(dists), "losses": list(losses), "errors": list(errors),
+            "extras": {k: list(v) for k, v in extras.items()}, "kept": torch.stack(kept).cpu(), "kept_rows": list(kept_rows),
+            "last_w": last["w"].cpu(), "elapsed": time.perf_counter() - start,
+        }
 
     best = 1.0
     best_iter = 0
     last_failed_check = math.inf
-    for it in range(cfg.max_iterations):
+    first_it = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        w = saved["w"].to(w_a.device, w_a.dtype)
+        first_it = int(saved["iteration"])
+        best, best_iter, last_failed_check = float(saved["best"]), int(saved["best_iter"]), float(saved["last_failed_check"])
+        recent_steps[:] = saved["recent_steps"]
+        counts.update(saved["counts"])
+        decisions[:first_it] = saved["decisions"].numpy()
+        gd_ref[:first_it] = saved["gd_refused"].numpy()
+        rec_iter[:], dists[:], losses[:], errors[:] = saved["rec_iter"], saved["dists"], saved["losses"], saved["errors"]
+        extras.update({k: list(v) for k, v in saved["extras"].items()})
+        kept[:] = [row.to(w_a.device, w_a.dtype) for row in saved["kept"]]
+        kept_rows[:] = saved["kept_rows"]
+        last["w"] = saved["last_w"].to(w_a.device, w_a.dtype)
+        start -= float(saved["elapsed"])
+    else:
+        w = w_a.clone()
+        record(w, -1)
+        if d_ab == 0.0:
+            return finish("complete", "", 0)
+
+    for it in range(first_it, cfg.max_iterations):
+        if checkpoint is not None and it > first_it and checkpoint.due():
+            checkpoint.save(snapshot(it))
         before = w
         # 1. gradient descent
         for _ in range(cfg.n_epochs):
@@ -466,6 +501,13 @@ def find_path(
     return finish("failed", f"iteration limit {cfg.max_iterations} reached, {rel:.3g} of the distance left", cfg.max_iterations)
 
 
+def check_endpoints(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor) -> None:
+    """ConfigError unless ``w_a`` and ``w_b`` are flat vectors of the problem's parameter count."""
+    n = max((g.stop for g in problem.groups), default=0)
+    if w_a.dim() != 1 or w_b.dim() != 1 or w_a.shape != w_b.shape or w_a.shape[0] != n:
+        raise ConfigError(f"endpoints must be flat vectors of the model's {n} parameters, got shapes {tuple(w_a.shape)} and {tuple(w_b.shape)}")
+
+
 def forward_limited(delta: torch.Tensor, toward: torch.Tensor, gamma: float) -> torch.Tensor:
     """The repair variant's GD step: no part pointing away from W_b, and no longer than the elastic step.
 
@@ -509,6 +551,7 @@ def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_
     """Train loss and error along l_ab(t) = W_a + t (W_b - W_a) (Eq. 2) at ``n_points`` evenly spaced t in [0, 1]."""
     if n_points < 2:
         raise ConfigError(f"the straight line needs at least 2 points, got {n_points}")
+    check_endpoints(problem, w_a, w_b)
     alpha = np.linspace(0.0, 1.0, n_points)
     evals = [problem.evaluate(w_a + float(a) * (w_b - w_a)) for a in alpha]
     return {
@@ -519,7 +562,8 @@ def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_
 
 
 SolveFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
-LegFn = Callable[[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]], PathResult]
+LegFn = Callable[..., PathResult]
+"""``leg(start, target, frame, checkpoint=None) -> PathResult``: one leg, e.g. :func:`find_path` on some backend."""
 
 
 def find_path_with_waypoints(
@@ -528,29 +572,48 @@ def find_path_with_waypoints(
     w_a: torch.Tensor,
     w_b: torch.Tensor,
     max_waypoints: int,
+    checkpoint: Optional["Checkpoint"] = None,
 ) -> PathResult:
     """Algorithm 1 with waypoints: when a leg stalls, go through a new solution.
 
-    ``leg(start, target, frame)`` runs :func:`find_path` (any backend) from
-    ``start`` to ``target`` measuring distance in ``frame = (w_a, w_b)``.  When
-    a leg ends "stalled" (the survey network is held at a wall of S that the
-    greedy pull toward the target cannot get around) and fewer than
-    ``max_waypoints`` were used, the point reached, ``w_s``, is kept, a
-    waypoint is trained from the midpoint of ``w_s`` and the target by
+    ``leg(start, target, frame, checkpoint)`` runs :func:`find_path` (any
+    backend) from ``start`` to ``target`` measuring distance in ``frame =
+    (w_a, w_b)``.  When a leg ends "stalled" (the survey network is held at a
+    wall of S that the greedy pull toward the target cannot get around) and
+    fewer than ``max_waypoints`` were used, the point reached, ``w_s``, is
+    kept, a waypoint is trained from the midpoint of ``w_s`` and the target by
     ``solve`` (gradient descent into S, the way solutions are found), and the
     path continues ``w_s -> waypoint -> target``; this recurses.  Each leg
     keeps Eq. 4 between its own endpoints.  The merged result's ``extra``
     holds ``leg`` (T,), the leg of every recorded point, and ``waypoints``
-    lists the iteration at which each waypoint was reached.
+    lists the iteration at which each waypoint was reached.  With
+    ``checkpoint``, the legs done so far and the running leg's state are
+    saved together, and a saved state is continued from.
     """
+    from .checkpoint import NestedCheckpoint, result_from_state, result_to_state
+
     legs: list[PathResult] = []
     targets = [w_b]
     start = w_a
     used = 0
     frame = (w_a, w_b)
+    leg_state = None
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        legs = [result_from_state(d) for d in saved["legs"]]
+        targets = [t.to(w_a.device, w_a.dtype) for t in saved["targets"]]
+        start = saved["start"].to(w_a.device, w_a.dtype)
+        used = int(saved["used"])
+        leg_state = saved.get("leg")
+
+    def driver_state() -> dict:
+        return {"legs": [result_to_state(r) for r in legs], "targets": [t.cpu() for t in targets], "start": start.cpu(), "used": used}
+
     while targets:
         target = targets[-1]
-        r = leg(start, target, frame)
+        view = NestedCheckpoint(checkpoint, driver_state, leg_state) if checkpoint is not None else None
+        leg_state = None
+        r = leg(start, target, frame, view)
         legs.append(r)
         if r.complete:
             start = target

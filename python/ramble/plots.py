@@ -11,7 +11,10 @@ Per path:
   loss (b), and the number of non-zero eigenvalues (c) (paper Fig. 2);
 * :func:`fig4_mnist_hessian` — LeNet5: the top-k (20) eigenvalues along the
   path (a), with the training loss and Hutchinson's trace (b) (paper Fig. 4);
-* :func:`plot_hessian` — whichever of the two fits the file's model.
+* :func:`plot_hessian` — whichever of the two fits the file's model;
+* :func:`fig_curves` — ramble's path, the straight line and the trained
+  Bezier curve (``ramble curves``) held against S: training error, where
+  each leaves S, test error (LeNet5).
 
 Over many files:
 
@@ -20,7 +23,9 @@ Over many files:
   error, iterations;
 * :func:`fig_tcm_trace_vs_loss` — trace of the Hessian against the training
   loss at every Hessian point of every TCM path (is the trace proportional
-  to the loss?).
+  to the loss?);
+* :func:`fig_sweep_success` — a sweep (:mod:`ramble.sweep`): success rate
+  of the paths over gamma and N_epochs, per variant (docs/sweeps.md).
 
 Every function takes a ``stem`` (a path without suffix) and returns the
 files it wrote, one per format (PNG and PDF by default).
@@ -28,6 +33,7 @@ files it wrote, one per format (PNG and PDF by default).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -37,6 +43,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .errors import RambleError  # noqa: E402
 from .io import Experiment, PathRecord, load  # noqa: E402
 
 FORMATS = ("png", "pdf")
@@ -49,14 +56,29 @@ TOP_TCM = 10
 # ----------------------------------------------------------------- helpers
 def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for ext in formats:
-        p = stem.with_name(stem.name + "." + ext)
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-        out.append(p)
-    plt.close(fig)
+    try:
+        _make_folder(stem.parent)
+        for ext in formats:
+            p = stem.with_name(stem.name + "." + ext)
+            try:
+                fig.savefig(p, dpi=150, bbox_inches="tight")
+            except OSError as e:  # unwritable folder, full disk: one line, not a traceback
+                raise RambleError(f"cannot write figure {p}: {e.strerror or e}") from None
+            out.append(p)
+    finally:
+        plt.close(fig)
     return out
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` (and parents) for figures; RambleError naming it if that fails or it is not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RambleError(f"cannot create figure folder {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise RambleError(f"figure folder {folder} is not writable")
 
 
 def _model_name(e: Experiment) -> str:
@@ -419,18 +441,224 @@ def fig_tcm_trace_vs_loss(tcm_files: Sequence, stem: Path, formats: Iterable[str
     return _save(fig, stem, formats)
 
 
+def fig_connectivity(e: Experiment, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Solutions as nodes (placed by classical MDS of their distances), paths as edges (docs/connectivity.md).
+
+    Edge colour and style: the path's outcome (green solid: complete,
+    orange dashed: routed through another solution, red dotted: failed);
+    edge width and label: the straight line's largest training error.
+    Nodes are coloured by connected component.  Pairs never attempted have no edge.
+    """
+    import textwrap
+
+    from matplotlib.lines import Line2D
+
+    from .connectivity import DIRECT, FAILED, ROUTED, analyse, classical_mds, edge_table, solution_distances
+
+    if len(e.solutions) < 2:
+        return []
+    keys = sorted(e.solutions)
+    pos_of = {k: r for r, k in enumerate(keys)}
+    xy, kept = classical_mds(solution_distances(e.solutions))
+    conn = analyse(e)
+    edges = edge_table(e)
+    errs = np.array([float(x["line_max_error"]) for x in edges], dtype=float)
+    top = float(np.nanmax(errs)) if np.isfinite(errs).any() and np.nanmax(errs) > 0 else 0.0
+
+    def width(err: float) -> float:
+        return 1.5 if not np.isfinite(err) or top == 0 else 1.0 + 7.0 * err / top
+
+    style = {DIRECT: ("C2", "-", "complete path"), ROUTED: ("C1", "--", "complete, routed through another solution"), FAILED: ("C3", ":", "failed")}
+    fig, ax = plt.subplots(figsize=(8, 7))
+    label_edges = len(keys) <= 8
+    for x in edges:
+        a, b = xy[pos_of[int(x["i"])]], xy[pos_of[int(x["j"])]]
+        col, ls, _ = style[int(x["outcome"])]
+        err = float(x["line_max_error"])
+        ax.plot([a[0], b[0]], [a[1], b[1]], color=col, ls=ls, lw=width(err), alpha=0.8, zorder=1, solid_capstyle="round")
+        if label_edges:
+            txt = ("n/a" if not np.isfinite(err) else f"{100 * err:.1f}%") + (f"\nvia {','.join(map(str, x['via']))}" if x["via"] else "")
+            m = (a + b) / 2
+            ax.text(m[0], m[1], txt, fontsize=7, ha="center", va="center", zorder=2, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    comp_of = {s: c for c, g in enumerate(conn.components) for s in g}
+    cmap = plt.cm.tab10
+    for k in keys:
+        p = xy[pos_of[k]]
+        ax.scatter([p[0]], [p[1]], s=420, color=cmap(comp_of.get(k, 0) % 10), edgecolor="k", zorder=3)
+        ax.text(p[0], p[1], str(k), ha="center", va="center", fontsize=10, fontweight="bold", color="white", zorder=4)
+    counts = conn.counts()
+    handles = [Line2D([], [], color=c, ls=ls, lw=2.5, label=f"{lab} ({counts[key]})") for (c, ls, lab), key in ((style[DIRECT], "direct"), (style[ROUTED], "routed"), (style[FAILED], "failed")) if counts[key] or key == "direct"]
+    if counts["not_attempted"]:
+        handles.append(Line2D([], [], ls="none", label=f"no edge: pair not attempted ({counts['not_attempted']})"))
+    if top > 0:
+        for v in (top / 4, top / 2, top):
+            handles.append(Line2D([], [], color="0.4", lw=width(v), label=f"straight line's max train error {100 * v:.1f}%"))
+    if len(conn.components) > 1:
+        for c, g in enumerate(conn.components):
+            handles.append(Line2D([], [], ls="none", marker="o", ms=10, mfc=cmap(c % 10), mec="k", label=f"component {c + 1}: {{{','.join(map(str, g))}}}"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.margins(0.15)
+    ax.set_xlabel("MDS coordinate 1 (Euclidean weight distance)")
+    ax.set_ylabel("MDS coordinate 2")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"solutions placed by classical MDS of their pairwise distances ({100 * kept:.0f}% of the distance variance in 2-D)\nedge labels: the straight line's largest training error", fontsize=9)
+    fig.suptitle(f"{_model_name(e)} {data_label(e)}\n" + "\n".join(textwrap.wrap(conn.statement(), 95)), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, stem, formats)
+
+
+def curve_series(p: PathRecord) -> list[dict]:
+    """The curves of ``p`` held against S, in drawing order: ramble's path, the straight line, the Bezier curve.
+
+    Each: ``name`` (plain text), ``label`` (with TeX), ``x`` (position 0..1: the stored normalised distance for
+    the path, t for the others), ``train_error`` (fraction), ``test_x`` and
+    ``test_error`` (None without a test set), ``outside`` (fraction of points
+    with training error > 0), ``worst`` (largest training error), ``n``
+    (points).  Empty when ``ramble curves`` has not been run on ``p``.
+    """
+    if not p.curves:
+        return []
+    out = []
+    te = p.extra.get("test_error")
+    series = [("ramble path", "ramble path $\\Omega_{ab}$", np.asarray(p.distance), p.train_error, np.asarray(p.extra.get("test_distance", p.distance)) if te is not None else None, te)]
+    for key, name, label in (("linear", "straight line", "straight line $l_{ab}$"), ("bezier", "Bezier curve", "Bezier curve (Garipov et al.)")):
+        c = p.curves.get(key)
+        if c is not None:
+            series.append((name, label, np.asarray(c.t), c.train_error, np.asarray(c.t) if "test_error" in c.extra else None, c.extra.get("test_error")))
+    for name, label, x, tr, tx, tt in series:
+        tr = np.asarray(tr, dtype=float)
+        out.append({"name": name, "label": label, "x": x, "train_error": tr, "test_x": tx, "test_error": None if tt is None else np.asarray(tt, dtype=float),
+                    "outside": float(np.mean(tr > 0)), "worst": float(np.max(tr)), "n": int(len(tr))})
+    return out
+
+
+def fig_curves(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Ramble's path, the straight line and the trained Bezier curve held against S.
+
+    (a) training error [%] against the position along each curve, (b) where
+    each curve is outside S (training error > 0), (c) test error [%] (LeNet5;
+    the TCM has no test set, which the panel says).  The legend gives each
+    curve's fraction of points outside S and its worst training error.
+    Returns [] when the path has no stored curves.
+    """
+    series = curve_series(p)
+    if not series:
+        return []
+    styles = [dict(color="C0", lw=1.6), dict(color="C3", ls="--", lw=1.4), dict(color="C2", lw=1.4)]
+    has_test = any(s["test_error"] is not None for s in series)
+    fig, (ax_tr, ax_out, ax_te) = plt.subplots(3, 1, figsize=(9, 8.2 if has_test else 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1, 3 if has_test else 0.5]})
+    n = len(series)
+    for k, (s, st) in enumerate(zip(series, styles)):
+        lab = f"{s['label']}: outside S at {100 * s['outside']:.1f}% of {s['n']} points, worst train error {100 * s['worst']:.2f}%"
+        ax_tr.plot(s["x"], 100 * s["train_error"], label=lab, **st)
+        bad = s["train_error"] > 0
+        ax_out.plot(s["x"][bad], np.full(int(bad.sum()), n - 1 - k), ls="none", marker="|", ms=9, color=st["color"])
+        if s["test_error"] is not None:
+            ax_te.plot(s["test_x"], 100 * s["test_error"], label=s["label"], **st)
+    ax_tr.set_ylabel("training error [%]")
+    ax_tr.set_title("(a) training error along each curve (0 everywhere = inside S)")
+    # headroom above the highest curve, so the legend (the point of the figure) hides none of them
+    top = max(float(np.max(100 * s["train_error"])) for s in series)
+    ax_tr.set_ylim(-0.05 * max(top, 1e-3), 1.7 * max(top, 1e-3))
+    ax_tr.legend(fontsize=8, loc="upper center")
+    ax_out.set_yticks(range(n))
+    ax_out.set_yticklabels([s["name"] for s in series][::-1], fontsize=8)
+    ax_out.set_ylim(-0.6, n - 0.4)
+    ax_out.set_title("(b) points outside S (training error > 0)", fontsize=10)
+    if has_test:
+        ax_te.set_ylabel("test error [%]")
+        ax_te.set_title("(c) test error along each curve")
+        ax_te.legend(fontsize=8)
+    else:
+        note = str(p.curves.get("bezier", next(iter(p.curves.values()))).attrs.get("no_test", "")) or "no test set stored for this model"
+        ax_te.text(0.5, 0.5, "(c) no test error: " + note, ha="center", va="center", wrap=True, fontsize=9, transform=ax_te.transAxes)
+        ax_te.set_yticks([])
+    for ax in (ax_tr, ax_out, ax_te):
+        ax.grid(alpha=0.3)
+    ax_te.set_xlabel("position along the curve: normalised distance (ramble path), t (straight line, Bezier curve)")
+    cfg = p.curves.get("bezier").attrs.get("config", "") if "bezier" in p.curves else ""
+    fig.suptitle(_title(e, p) + "\nother methods' curves held against S" + (f"; Bezier settings {cfg}" if cfg else ""), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem, formats)
+
+
+def fig_sweep_success(cells: Sequence, stem: Path, formats: Iterable[str] = FORMATS, title: str = "") -> list[Path]:
+    """Success rate of the paths of a sweep over gamma (x, log) and N_epochs (y), one panel per (variant, path lr).
+
+    ``cells``: :class:`ramble.sweep.SuccessCell` objects (``Sweep.success()``).
+    Each cell is annotated with complete/paths and the failed paths by
+    reason ("GD left S" is the paper's "eta, gamma not properly set"); cells
+    without paths stay grey.
+    """
+    cells = list(cells)
+    panels = sorted({(c.variant, c.lr) for c in cells})
+    if not panels:
+        return []
+    gammas = sorted({c.gamma for c in cells})
+    epochs = sorted({c.n_epochs for c in cells})
+    lg = np.log10(gammas)
+    mids = (lg[1:] + lg[:-1]) / 2
+    half = (lg[1] - lg[0]) / 2 if len(lg) > 1 else 0.5
+    edges = 10 ** np.concatenate([[lg[0] - (mids[0] - lg[0] if len(lg) > 1 else half)], mids, [lg[-1] + (lg[-1] - mids[-1] if len(lg) > 1 else half)]])
+    short = {"GD step left S": "GD left S", "stalled": "stalled", "iteration limit": "iter. limit", "other": "other"}
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 + 1.25 * len(gammas) * ncols, 0.3 + (1.1 + 0.8 * len(epochs)) * nrows), squeeze=False, sharey=True, layout="constrained")
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="0.92")
+    mesh = None
+    flat = axes.ravel()
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (variant, lr) in zip(flat, panels):
+        rate = np.full((len(epochs), len(gammas)), np.nan)
+        n_ok = n_all = 0
+        for c in cells:
+            if (c.variant, c.lr) != (variant, lr):
+                continue
+            i, j = epochs.index(c.n_epochs), gammas.index(c.gamma)
+            n_ok, n_all = n_ok + c.complete, n_all + c.paths
+            if c.paths:
+                rate[i, j] = c.complete / c.paths
+            lines = [f"{c.complete}/{c.paths}" if c.paths else "no paths"]
+            for kind, k in sorted(c.failures.items(), key=lambda kv: -kv[1]):
+                lines.append(f"{short.get(kind, kind)} {k}")
+            if c.task_errors:
+                lines.append(f"{c.task_errors} run error{'s' if c.task_errors != 1 else ''}")
+            dark = c.paths and not (0.25 < rate[i, j] < 0.8)
+            ax.text(gammas[j], i, "\n".join(lines), ha="center", va="center", fontsize=7.5, color="white" if dark else "black")
+        mesh = ax.pcolormesh(edges, np.arange(len(epochs) + 1) - 0.5, np.ma.masked_invalid(rate), cmap=cmap, vmin=0.0, vmax=1.0, edgecolors="white", linewidth=1.0)
+        ax.set_xscale("log")
+        ax.set_xticks(gammas)
+        ax.set_xticklabels([f"{g:g}" for g in gammas], fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel(r"elastic constant $\gamma$")
+        ax.set_title(f"{variant} variant, path lr {lr:g}: {n_ok}/{n_all} paths", fontsize=9)
+    for row in axes:
+        row[0].set_yticks(range(len(epochs)))
+        row[0].set_yticklabels([str(e) for e in epochs])
+        row[0].set_ylabel(r"$N_\mathrm{epochs}$")
+    fig.colorbar(mesh, ax=flat.tolist(), label="success rate (complete / paths)", fraction=0.04, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, stem, formats)
+
+
 # ----------------------------------------------------------------- one file
 def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Every figure for every path of one experiment file, into ``out_dir``."""
     e = load(path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
     formats = tuple(formats)
     written: list[Path] = []
     base = Path(path).stem
     for p in e.iter_paths():
         written += plot_path(e, p, out_dir / f"{base}_path_{p.name}", formats)
         written += plot_hessian(e, p, out_dir / f"{base}_hessian_{p.name}", formats)
+        written += fig_curves(e, p, out_dir / f"{base}_curves_{p.name}", formats)
     if e.model == "tcm" and e.paths:
         written += fig_tcm_summary([e], out_dir / f"{base}_summary", formats)
+    if len(e.solutions) >= 3:
+        written += fig_connectivity(e, out_dir / f"{base}_connectivity", formats)
     return written

@@ -11,7 +11,8 @@ row).
 
 :func:`evaluate_claims` returns the rows as :class:`Claim` objects, and the
 ``*_stats`` functions the numbers behind them, for callers that want them
-without the Markdown.
+without the Markdown.  :func:`sweep_lines` states the success rates of a
+sweep (``ramble sweep``, docs/sweeps.md) from its files.
 """
 
 from __future__ import annotations
@@ -601,6 +602,79 @@ def _fmt_meta(meta: Mapping[str, Any], indent: int = 0) -> list[str]:
     return lines
 
 
+def solution_space_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_dir: Optional[Path] = None, formats: Sequence[str] = ("png",)) -> list[str]:
+    """Markdown: per file, whether its solutions form one connected set inside S, and the stored convexity probe (docs/connectivity.md).
+
+    The statement is computed from the paths; the convexity numbers are read
+    from ``/convexity`` (``ramble convexity FILE``).  With ``fig_dir``, files
+    with >= 3 solutions get their connectivity figure embedded.
+    """
+    from .connectivity import analyse
+    from .convexity import format_line, read_convexity
+    from .errors import RambleError
+    from .plots import fig_connectivity
+
+    if not exps:
+        return []
+    L = ["## Connectivity and convexity of the solutions", ""]
+    for e in exps:
+        L.append(f"- `{e.path.name}` ({data_label(e)}): {analyse(e).statement()}")
+        try:
+            conv = read_convexity(e.path)
+        except RambleError:
+            conv = {}
+        if not conv:
+            L.append("  - convexity probe: not run (`ramble convexity FILE`)")
+        for kind, a in conv.items():
+            L.append(f"  - convexity probe, {format_line(kind, a)}; seed {a.get('seed')}")
+        if fig_dir is not None and out_dir is not None and len(e.solutions) >= 3:
+            w = next((q for q in fig_connectivity(e, fig_dir / f"connectivity_{e.path.stem}", formats) if q.suffix == ".png"), None)
+            if w:
+                L += ["", f"  ![Connectivity: {data_label(e)}]({_rel(w, out_dir)})"]
+    L.append("")
+    return L
+
+
+def curves_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_dir: Optional[Path] = None, formats: Sequence[str] = ("png",)) -> list[str]:
+    """Markdown: per path with stored curves (``ramble curves FILE``), the fraction of ramble's path, the straight line and the Bezier curve outside S, and their worst training error.
+
+    Everything is computed from the stored per-point training errors
+    (:func:`ramble.plots.curve_series`); with ``fig_dir`` each path's
+    :func:`ramble.plots.fig_curves` is drawn and embedded.
+    """
+    from .plots import curve_series, fig_curves
+
+    if not exps:
+        return []
+    L = ["## Other methods' paths held against S", ""]
+    rows = []
+    for e in exps:
+        for p in e.iter_paths():
+            for s in curve_series(p):
+                te = s["test_error"]
+                test = f"{_pct(float(np.min(te)))}\u2013{_pct(float(np.max(te)))}" if te is not None else "no test set"
+                rows.append(f"| `{e.path.name}` | {p.name} | {s['name']} | {s['n']} | **{_pct(s['outside'])}** | {_pct(s['worst'], 2)} | {test} |")
+    if not rows:
+        return L + ["Not run (`ramble curves FILE` trains the Bezier curve of Garipov et al. between each pair and evaluates it and the straight line; docs/curves.md).", ""]
+    L.append("Fraction of each curve's points outside S (training error > 0), its worst training error and its test error range, from the files (docs/curves.md). The TCM has random labels, so no test set.")
+    L.append("")
+    L.append("| file | path | curve | points | outside S | worst train error | test error |")
+    L.append("|---|---|---|---|---|---|---|")
+    L += rows
+    L.append("")
+    for e in exps:
+        for p in e.iter_paths():
+            b = p.curves.get("bezier")
+            if b is not None:
+                L.append(f"- `{e.path.name}` {p.name}: Bezier settings {b.attrs.get('config', '')}; expected training loss {_g(float(p.curves['linear'].attrs.get('expected_loss', float('nan')))) if 'linear' in p.curves else 'n/a'} on the straight line, {_g(float(b.attrs.get('expected_loss', float('nan'))))} on the trained curve; {_f(float(b.attrs.get('train_seconds', float('nan'))), 1)} s of training")
+            if fig_dir is not None and out_dir is not None and p.curves:
+                w = next((q for q in fig_curves(e, p, fig_dir / f"curves_{e.path.stem}_{p.name}", formats) if q.suffix == ".png"), None)
+                if w:
+                    L += ["", f"  ![Curves against S: {data_label(e)}, path {p.name}]({_rel(w, out_dir)})", ""]
+    L.append("")
+    return L
+
+
 def write_report(
     out_dir: str | Path,
     tcm_files: Iterable[str | Path],
@@ -696,6 +770,8 @@ def write_report(
     if tcm and len(tcm) != PAPER_TCM_DATASETS:
         L.append(f"- The paper used {PAPER_TCM_DATASETS} TCM data sets; this report has {len(tcm)}.")
     L.append("")
+    L += solution_space_lines(exps, fig_dir, out_dir, formats)
+    L += curves_lines(exps, fig_dir, out_dir, formats)
 
     L.append("## Figures")
     L.append("")
@@ -792,6 +868,53 @@ def write_report(
     report.write_text("\n".join(L))
     (out_dir / "claims.json").write_text(json.dumps(_clean([asdict(c) for c in claims]), indent=1, default=_json_default))
     return report
+
+
+def sweep_lines(folder_or_index: str | Path) -> list[str]:
+    """Markdown lines stating a sweep's success rates, per (variant, path lr): N_epochs x gamma tables.
+
+    Computed from the experiment files the index lists (:func:`ramble.sweep.load_sweep`
+    with ``from_files=True``), not from the index's summary of them.
+    """
+    from .sweep import FAILURE_KINDS, load_sweep
+
+    sw = load_sweep(folder_or_index, from_files=True)
+    fx, cells = sw.fixed, sw.success()
+    done = [t for t in sw.tasks if t.status == "done"]
+    n_ok, n_all = sum(p.complete for p in sw.paths), len(sw.paths)
+    seeds = sorted({t.seed for t in sw.tasks})
+    L = [
+        f"# Sweep in {sw.folder}",
+        "",
+        f"TCM N={fx.get('n_inputs')}, K={fx.get('n_hidden')}, M={fx.get('n_patterns')}; {fx.get('n_solutions')} solutions per data set "
+        f"({fx.get('pairs')} pairs); backend {fx.get('backend')}; data sets (seeds) {', '.join(map(str, seeds))}. "
+        f"{len(done)}/{len(sw.tasks)} experiments done; **{n_ok}/{n_all} paths complete**.",
+        "",
+    ]
+    gammas = sorted({c.gamma for c in cells})
+    epochs = sorted({c.n_epochs for c in cells})
+    for variant, lr in sorted({(c.variant, c.lr) for c in cells}):
+        mine = {(c.n_epochs, c.gamma): c for c in cells if (c.variant, c.lr) == (variant, lr)}
+        ok, tot = sum(c.complete for c in mine.values()), sum(c.paths for c in mine.values())
+        L += [f"## {variant} variant, path lr {lr:g}: {ok}/{tot} paths complete", ""]
+        L += ["| N_epochs \\ gamma | " + " | ".join(f"{g:g}" for g in gammas) + " |", "|---|" + "---|" * len(gammas)]
+        for e in epochs:
+            row = []
+            for g in gammas:
+                c = mine.get((e, g))
+                row.append("–" if c is None or not c.paths else f"{c.complete}/{c.paths} ({100 * c.rate:.0f} %)")
+            L.append(f"| {e} | " + " | ".join(row) + " |")
+        fails = {k: sum(c.failures.get(k, 0) for c in mine.values()) for k in FAILURE_KINDS}
+        why = ", ".join(f"{k}: {v}" for k, v in fails.items() if v) or "none"
+        note = ' ("GD step left S" is the paper\'s "eta, gamma not properly set")' if fails["GD step left S"] else ""
+        L += ["", f"Failed paths by reason: {why}{note}.", ""]
+    errors = [t for t in sw.tasks if t.status == "failed"]
+    if errors:
+        L += [f"{len(errors)} experiment(s) failed without paths:", ""] + [f"* `{t.file}`: {t.error}" for t in errors] + [""]
+    pending = [t for t in sw.tasks if t.status not in ("done", "failed")]
+    if pending:
+        L += [f"{len(pending)} experiment(s) not run yet (rerun the sweep to finish them).", ""]
+    return L
 
 
 def _clean(o: Any) -> Any:

@@ -117,10 +117,13 @@ def run_job(job: Job, out_dir: Path) -> Job:
     cmd = [sys.executable, "-m", "ramble.cli", *job.args, "--out", str(job.out), "--force"]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     t = time.perf_counter()
-    with open(job.log, "w") as fh:
-        fh.write("$ ramble " + " ".join(job.args) + f" --out {job.out} --force\n")
-        fh.flush()
-        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    try:
+        with open(job.log, "w") as fh:
+            fh.write("$ ramble " + " ".join(job.args) + f" --out {job.out} --force\n")
+            fh.flush()
+            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    except OSError as e:  # a full disk or a file size limit: one line naming the log, not a traceback
+        raise RambleError(f"cannot write {job.log}: {e.strerror or e}") from None
     job.seconds = time.perf_counter() - t
     if rc == 0:
         job.status = "done"
@@ -170,10 +173,23 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     n_jobs = jobs if jobs is not None else max(1, len(os.sched_getaffinity(0)))
     if n_jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {n_jobs}")
+    # Refuse bad input before any job starts, not in each job's log minutes later.
+    from .lenet import resolve_device
+    from .mnist import load_mnist
+
+    resolve_device(device)  # an unknown device, or CUDA where there is none
+    if tcm_backend == "julia":
+        from .julia_bridge import locate_julia
+
+        locate_julia()  # no Julia: JuliaError saying how to install it
+    load_mnist(data_dir, 1, 1)  # MNIST missing or corrupt (checksums): DataError naming the file
     if full_mnist is None:
         full_mnist = torch.cuda.is_available()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RambleError(f"cannot create output folder {out}: {e.strerror or e}") from None
     if not os.access(out, os.W_OK):
         raise RambleError(f"output folder {out} is not writable")
     started = time.perf_counter()
@@ -204,7 +220,10 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     meta["total wall time (s)"] = round(time.perf_counter() - started, 1)
     failed = [j for j in todo if j.status == "failed"]
     meta["failed experiments"] = {j.name: j.error for j in failed}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    except OSError as e:  # a full disk: one line naming the file
+        raise RambleError(f"cannot write {out / 'meta.json'}: {e.strerror or e}") from None
     from .report import write_report
 
     # a job that exited 0 wrote a complete file; one done earlier was checked above
@@ -212,9 +231,13 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     tcm_files = [out for name, out in done.items() if name.startswith("tcm-")]
     m100 = done.get("mnist-100")
     mfull = done.get("mnist-full")
-    report = write_report(out, tcm_files, m100, mfull, meta)
+    try:
+        report = write_report(out, tcm_files, m100, mfull, meta)
+    except OSError as e:
+        raise RambleError(f"cannot write the report into {out}: {e.strerror or e}") from None
     if failed:
-        raise RambleError(f"{len(failed)} experiment(s) failed ({', '.join(j.name for j in failed)}); see {out / 'logs'}; the report covers the rest: {report}")
+        why = "; ".join(f"{j.name}: {j.error.removeprefix('error: ')}" for j in failed)
+        raise RambleError(f"{len(failed)} experiment(s) failed ({why}); see {out / 'logs'}; the report covers the rest: {report}")
     return report
 
 

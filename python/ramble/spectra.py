@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import torch
 
-from .errors import ConfigError, RambleError
+from .errors import ConfigError, FormatError, RambleError
 from .hessian import NONZERO_RTOL, WHICH, along_path, classification_loss, count_nonzero, select_points, set_threads_to_free_cores, subset_indices
 from .io import Experiment, PathRecord, load, update
 
@@ -164,8 +164,11 @@ def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] 
         if name not in e.paths:
             raise RambleError(f"{path} has no path {name!r}; it has: {', '.join(sorted(e.paths)) or 'none'}")
         p = e.paths[name]
-        with h5py.File(path, "r") as f:
-            wds = f[f"paths/{name}/weights"][()]
+        try:
+            with h5py.File(path, "r") as f:
+                wds = f[f"paths/{name}/weights"][()]
+        except (KeyError, OSError, RuntimeError) as exc:  # a corrupt chunk, a missing dataset
+            raise FormatError(f"{path}: damaged ramble file, path {name} weights unreadable ({' '.join(str(exc).split())})") from None
         p.weights = wds
         rows = choose_rows(p, cfg)
         log.info("hessian %s: %d points", name, len(rows))

@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 
 from .backends import BACKENDS, connect, make_backend
-from .errors import ConfigError
-from .io import ExperimentWriter
+from .errors import ConfigError, FormatError
+from .io import ExperimentWriter, pair_name, path_result
 from .path import PathConfig, PathResult, reversed_path, route_through
 from .patterns import random_patterns
 from .progress import PathProgress, progress_bar
@@ -110,30 +110,43 @@ def reroute(results: dict[tuple[int, int], PathResult], solutions: list[np.ndarr
     return out
 
 
-def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = False, show_progress: bool = True) -> Path:
+def run_tcm_experiment(
+    cfg: TCMExperimentConfig,
+    out: str | Path,
+    force: bool = False,
+    show_progress: bool = True,
+    resume: bool = False,
+    attrs: Optional[dict] = None,
+) -> Path:
     """Run the experiment and write ``out``; returns its path.
 
     The file's status is "complete" when every step ran (individual paths
-    carry their own status), "failed" with the error otherwise.
+    carry their own status), "failed" with the error otherwise.  The data,
+    each solution and each path (with its straight line) are committed to the
+    file as they finish; ``resume=True`` continues an interrupted file of the
+    same config, reading back what it holds and computing only the rest.
+    Every unit is a function of the config alone (solution seeds derive from
+    ``cfg.seed`` and the solution's index; paths draw no random numbers), so
+    the resumed file holds the same numbers as an uninterrupted run.
+    ``attrs``: extra root attributes of a new file (e.g. ``hessian_points``).
     """
     started = time.perf_counter()
     patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
     backend = make_backend(cfg.backend, patterns, cfg.n_hidden)
     scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
-    with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force) as writer:
-        writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
-        writer.set_attrs(
-            "model",
-            {
-                "name": "tree committee machine",
-                "N": cfg.n_inputs,
-                "K": cfg.n_hidden,
-                "layout": "flat w of length N; hidden unit k owns entries k*N/K .. (k+1)*N/K-1, aligned with its inputs",
-                "loss": "mean over patterns of log(1 + exp(-2 sigma S)), S = sum_k htanh(h_k)",
-            },
-        )
+    with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force, resume=resume, attrs=attrs) as writer:
+        done = writer.read() if resume else None
+        if done is None or "train_inputs" not in done.data:
+            with writer.commit():
+                writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
+                writer.set_attrs("model", tcm_model_attrs(cfg))
+        elif not (np.array_equal(done.data["train_inputs"], patterns.inputs) and np.array_equal(done.data["train_labels"], patterns.labels)):
+            raise FormatError(f"cannot resume {out}: its stored data set differs from the one seed {cfg.seed} draws")
         solutions: list[np.ndarray] = []
         for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
+            if done is not None and i in done.solutions:
+                solutions.append(done.solutions[i])
+                continue
             sol = solve_with_restarts(
                 lambda w0: backend.gd_solve(w0, cfg.train),
                 lambda s: gaussian_init(cfg.n_inputs, scale, s),
@@ -150,25 +163,41 @@ def run_tcm_experiment(cfg: TCMExperimentConfig, out: str | Path, force: bool = 
             )
             solutions.append(sol.w)
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
-        n_complete = 0
         results: dict[tuple[int, int], PathResult] = {}
         lines: dict[tuple[int, int], dict] = {}
         for i, j in pairs:
+            stored = done.paths.get(pair_name(i, j)) if done is not None else None
+            if stored is not None and stored.linear is not None:
+                results[(i, j)] = path_result(stored)
+                lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error}
+                continue
             bar = PathProgress(f"path {i}-{j}", show_progress)
-
             result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
             bar.close()
             log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
-            writer.write_path(i, j, result)
             line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
-            writer.write_arrays(f"paths/{i}-{j}/linear", line)
+            with writer.commit():
+                writer.write_path(i, j, result)
+                writer.write_arrays(f"paths/{i}-{j}/linear", line)
             results[(i, j)], lines[(i, j)] = result, line
         if cfg.path.variant == "repair":
             for (i, j), k, routed in reroute(results, solutions):
                 log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
-                writer.write_path(i, j, routed)
-                writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
+                with writer.commit():
+                    writer.write_path(i, j, routed)
+                    writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
                 results[(i, j)] = routed
         n_complete = sum(r.complete for r in results.values())
         writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
+
+
+def tcm_model_attrs(cfg: TCMExperimentConfig) -> dict:
+    """``/model`` attributes: what the flat weight vector and the loss are."""
+    return {
+        "name": "tree committee machine",
+        "N": cfg.n_inputs,
+        "K": cfg.n_hidden,
+        "layout": "flat w of length N; hidden unit k owns entries k*N/K .. (k+1)*N/K-1, aligned with its inputs",
+        "loss": "mean over patterns of log(1 + exp(-2 sigma S)), S = sum_k htanh(h_k)",
+    }

@@ -56,7 +56,7 @@ class TrainConfig:
             raise ConfigError(f"kick_after and kick_every must be >= 1, got {self.kick_after} and {self.kick_every}")
         if self.restarts < 1:
             raise ConfigError(f"restarts must be >= 1, got {self.restarts}")
-        if self.polish_margin < 0.0:
+        if not (self.polish_margin >= 0.0):  # NaN too
             raise ConfigError(f"polish margin must be >= 0, got {self.polish_margin}")
         if self.polish_epochs < 0:
             raise ConfigError(f"polish epochs must be >= 0, got {self.polish_epochs}")

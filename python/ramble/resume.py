@@ -1,0 +1,82 @@
+"""Continue an interrupted experiment file with the settings stored in it (``ramble resume FILE``).
+
+The file's ``config`` attribute is the whole definition of the run, so a
+resumed run needs nothing else: the config is rebuilt, the run is restarted
+with ``resume=True`` (finished units are read back, a path's checkpoint is
+continued), and the Hessian spectra the original command asked for (root
+attribute ``hessian_points``) are added to the paths that lack them.
+docs/resume.md says what is guaranteed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointPolicy
+from .errors import FormatError
+from .io import _attrs, load, open_checked
+
+
+def stored_run(path: str | Path) -> dict[str, Any]:
+    """Root attributes of ``path`` with ``config`` parsed (FormatError if it is not a ramble file)."""
+    with open_checked(path) as f:
+        a = _attrs(f)
+    try:
+        a["config"] = json.loads(a.get("config", ""))
+    except json.JSONDecodeError:
+        raise FormatError(f"{path}: its config attribute is not JSON; cannot resume") from None
+    return a
+
+
+def _tcm_config(d: dict) -> Any:
+    from .path import PathConfig
+    from .tcm_experiment import TCMExperimentConfig
+    from .training import TrainConfig
+
+    return TCMExperimentConfig(**dict(d, train=TrainConfig(**d["train"]), path=PathConfig(**d["path"])))
+
+
+def _mnist_config(d: dict) -> Any:
+    from .mnist_experiment import MnistExperimentConfig
+    from .path import PathConfig
+
+    d = {k: v for k, v in d.items() if k != "resolved_device"}
+    return MnistExperimentConfig(**dict(d, path=PathConfig(**d["path"])))
+
+
+def resume(path: str | Path, show_progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> Path:
+    """Finish the run stored in ``path``; returns its path.  A complete file only gets missing Hessians."""
+    p = Path(path)
+    a = stored_run(p)
+    model = a.get("model")
+    try:
+        cfg = _tcm_config(a["config"]) if model == "tcm" else _mnist_config(a["config"])
+    except (KeyError, TypeError) as e:
+        raise FormatError(f"{p}: its config cannot be read back by this ramble ({e}); cannot resume") from None
+    if a.get("status") != "complete":
+        if model == "tcm":
+            from .tcm_experiment import run_tcm_experiment
+
+            run_tcm_experiment(cfg, p, show_progress=show_progress, resume=True)
+        else:
+            from .mnist_experiment import run_mnist_experiment
+
+            run_mnist_experiment(cfg, p, show_progress=show_progress, resume=True, checkpoints=checkpoints)
+    add_missing_hessians(p, int(a.get("hessian_points", 0)), model, cfg)
+    return p
+
+
+def add_missing_hessians(path: Path, points: int, model: str, cfg: Any) -> list[str]:
+    """Hessian spectra at ``points`` points of every path of ``path`` that has none yet."""
+    if points <= 0:
+        return []
+    from .spectra import HessianConfig, compute_and_store
+
+    missing = [p.name for p in load(path, weights=False).iter_paths() if p.hessian is None]
+    subset = None if model == "tcm" or cfg.train_size <= 1000 else 1000
+    device = "auto" if model == "tcm" else cfg.device
+    for name in missing:
+        compute_and_store(path, HessianConfig(points=points, subset=subset), only=name, device=device)
+    return missing
