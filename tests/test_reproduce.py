@@ -43,3 +43,22 @@ def test_reproduce_tiny(tmp_path):
     r2 = CliRunner().invoke(main, ["reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
     assert r2.exit_code == 0 and "already done" in r2.output
     assert np.array_equal(load(out / "tcm" / "tcm-4.h5").solutions[0], tcm.solutions[0])
+    # an interrupted experiment is resumed, not started again: its finished paths are kept as they are
+    import h5py
+
+    from ramble.filediff import diff
+
+    finished = tmp_path / "tcm-4-finished.h5"
+    finished.write_bytes((out / "tcm" / "tcm-4.h5").read_bytes())
+    with h5py.File(out / "tcm" / "tcm-4.h5", "r+") as f:
+        f.attrs["status"] = "running"
+        del f["paths/1-2"]
+        for p in f["paths"].values():
+            p.attrs["wall_time"] = -1.0  # marks the paths the resumed run must keep
+    r3 = CliRunner().invoke(main, ["--quiet", "reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
+    assert r3.exit_code == 0, r3.output
+    assert "--resume" in (out / "logs" / "tcm-4.log").read_text()
+    resumed = load(out / "tcm" / "tcm-4.h5")
+    assert resumed.status == "complete" and resumed.paths["0-1"].attrs["wall_time"] == -1.0
+    assert resumed.paths["1-2"].attrs["wall_time"] > 0 and resumed.paths["1-2"].hessian is not None
+    assert diff(finished, out / "tcm" / "tcm-4.h5") == []

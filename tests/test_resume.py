@@ -201,29 +201,36 @@ def test_diff_reports_a_changed_value(reference, tmp_path):
 
 
 def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
-    ref, _ = reference("tcm-python")
-    runner = CliRunner()
-    r = runner.invoke(main, ["tcm", "run", "--resume", str(ref), "--seed", "5"])
-    assert r.exit_code == 1 and "drop --seed" in r.output
-    r = runner.invoke(main, ["tcm", "run", "--out", str(ref), "--force", "--resume", str(ref)])
-    assert r.exit_code == 1 and "drop --out, --force" in r.output
-    r = runner.invoke(main, ["tcm", "run"])
-    assert r.exit_code == 1 and "--out FILE" in r.output and "--resume FILE" in r.output
-    r = runner.invoke(main, ["resume", str(tmp_path / "none.h5")])
-    assert r.exit_code == 1 and "no such file" in r.output
-    # a complete file is left as it is
-    before = ref.read_bytes()
-    r = runner.invoke(main, ["--quiet", "resume", str(ref)])
-    assert r.exit_code == 0 and ref.read_bytes() == before
-    # the API refuses a file written with another config
     from ramble.errors import RambleError
     from ramble.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
 
+    ref, _ = reference("tcm-python")
+    runner = CliRunner()
     running = tmp_path / "running.h5"
     shutil.copyfile(ref, running)
     with h5py.File(running, "r+") as f:
         f.attrs["status"] = "running"
-    with pytest.raises(RambleError, match="config differs"):
-        run_tcm_experiment(TCMExperimentConfig(n_inputs=30, n_hidden=3, n_patterns=40, seed=9, backend="python"), running, resume=True, show_progress=False)
-    with pytest.raises(RambleError, match="written by the 'python' backend"):
-        run_tcm_experiment(TCMExperimentConfig(n_inputs=30, n_hidden=3, n_patterns=40, n_solutions=3, backend="julia"), running, resume=True, show_progress=False)
+    before = running.read_bytes()
+    # run options beside --resume must be the file's own
+    r = runner.invoke(main, ["tcm", "run", "--backend", "python", *TCM_ARGS, "--seed", "5", "--resume", str(running)])
+    assert r.exit_code == 1 and "config differs" in r.output, r.output
+    r = runner.invoke(main, ["tcm", "run", "--backend", "julia", *TCM_ARGS, "--resume", str(running)])
+    assert r.exit_code == 1 and "written by the 'python' backend" in r.output, r.output
+    r = runner.invoke(main, ["tcm", "run", "--out", str(running), "--force", "--resume", str(running)])
+    assert r.exit_code == 1 and "--force and --resume exclude each other" in r.output, r.output
+    r = runner.invoke(main, ["tcm", "run", "--out", str(tmp_path / "other.h5"), "--resume", str(running)])
+    assert r.exit_code == 1 and "name different files" in r.output, r.output
+    assert running.read_bytes() == before
+    r = runner.invoke(main, ["tcm", "run"])
+    assert r.exit_code == 1 and "--out FILE" in r.output and "--resume FILE" in r.output
+    r = runner.invoke(main, ["resume", str(tmp_path / "none.h5")])
+    assert r.exit_code == 1 and "no such file" in r.output
+    # the same options as the file's: it is continued (and here finished)
+    r = runner.invoke(main, ["--quiet", "tcm", "run", "--backend", "python", *TCM_ARGS, "--resume", str(running)])
+    assert r.exit_code == 0 and diff(ref, running) == [], r.output
+    # a complete file: `ramble resume` leaves it as it is, the API refuses it
+    before = ref.read_bytes()
+    r = runner.invoke(main, ["--quiet", "resume", str(ref)])
+    assert r.exit_code == 0 and ref.read_bytes() == before
+    with pytest.raises(RambleError, match="complete already"):
+        run_tcm_experiment(TCMExperimentConfig(n_inputs=30, n_hidden=3, n_patterns=40, n_solutions=3, backend="python"), ref, resume=True, show_progress=False)

@@ -104,7 +104,7 @@ def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[in
 
 
 def _output_options(f):
-    f = click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue this interrupted run's file, with the settings stored in it (no other run options).")(f)
+    f = click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue this interrupted run's file: alone, with the settings stored in it; with run options, which must match them.")(f)
     f = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")(f)
     return click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Output HDF5 file (required unless --resume).")(f)
 
@@ -118,18 +118,24 @@ def _checkpoint_options(f):
 RUN_ONLY_OPTIONS = ("resume", "checkpoint_every", "checkpoint_iterations")
 
 
-def _resumed(ctx: click.Context, out: Optional[str], resume: Optional[str], policy: Any = None) -> bool:
-    """Handle ``--resume FILE`` (True when done); refuse it beside options that define a run."""
+def _resumed(ctx: click.Context, out: Optional[str], resume: Optional[str], policy: Any = None) -> tuple[bool, Optional[str]]:
+    """Handle ``--resume FILE``: (done, output file).
+
+    Alone, it continues the file with the settings stored in it (done).  Beside
+    options that define a run, the run goes on into FILE, and the file's
+    stored config must be the one those options give (checked when writing).
+    """
     if resume is None:
         if out is None:
             raise RambleError("give --out FILE for a new run, or --resume FILE to continue an interrupted one")
-        return False
+        return False, out
+    if out is not None and Path(out) != Path(resume):
+        raise RambleError(f"--out {out} and --resume {resume} name different files; --resume continues the file it names")
     given = [p for p, v in ctx.params.items() if p not in RUN_ONLY_OPTIONS and ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
-    if given:
-        names = ", ".join("--" + n.replace("_", "-") for n in given)
-        raise RambleError(f"--resume {resume} continues the run with the settings stored in the file; drop {names}")
-    _resume_file(ctx, resume, policy)
-    return True
+    if not given:
+        _resume_file(ctx, resume, policy)
+        return True, resume
+    return False, resume
 
 
 def _resume_file(ctx: click.Context, file: str, policy: Any = None) -> None:
@@ -163,7 +169,8 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
     from .tcm_experiment import TCMExperimentConfig, run_tcm_experiment
     from .training import TrainConfig
 
-    if _resumed(ctx, out, resume):
+    done, out = _resumed(ctx, out, resume)
+    if done:
         return
 
     base = TrainConfig()
@@ -187,8 +194,8 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
         path=path_config_from(**path_kw),
     )
     check_hessian_points(hessian_points)
-    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), attrs={"hessian_points": hessian_points})
-    add_hessians(path, hessian_points)
+    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, attrs={"hessian_points": hessian_points})
+    add_hessians(path, hessian_points, missing_only=resume is not None)
 
 
 @tcm.command("crosscheck")
@@ -212,12 +219,12 @@ def check_hessian_points(n: int) -> None:
         raise RambleError(f"--hessian-points must be 0 or >= 2 (both endpoints), got {n}")
 
 
-def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto") -> None:
-    """Spectra at ``n`` points of every path of ``path`` (none when n is 0), then the summary."""
+def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto", missing_only: bool = False) -> None:
+    """Spectra at ``n`` points of every path of ``path`` (none when n is 0; ``missing_only``: of paths without), then the summary."""
     if n:
         from .spectra import HessianConfig, compute_and_store
 
-        compute_and_store(path, HessianConfig(points=n, subset=subset), device=device)
+        compute_and_store(path, HessianConfig(points=n, subset=subset), device=device, missing_only=missing_only)
     click.echo(summary_text(path))
 
 
@@ -254,7 +261,8 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
     from .mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
 
     policy = CheckpointPolicy(checkpoint_every, checkpoint_iterations)
-    if _resumed(ctx, out, resume, policy):
+    done, out = _resumed(ctx, out, resume, policy)
+    if done:
         return
 
     if seed < 0:
@@ -282,9 +290,9 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
         path=path_config_from(**path_kw),
     )
     check_hessian_points(hessian_points)
-    path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), checkpoints=policy, attrs={"hessian_points": hessian_points})
+    path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, checkpoints=policy, attrs={"hessian_points": hessian_points})
     # Whole-set Hessians over a fixed subset of 1,000 images (docs/hessian.md).
-    add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device)
+    add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device, missing_only=resume is not None)
 
 
 # ---------------------------------------------------------------- resume

@@ -17,7 +17,8 @@ import numpy as np
 from .io import open_checked
 
 #: Attributes that describe a run of the program (when, how long, how often
-#: resumed), not its result; ``diff`` ignores them wherever they appear.
+#: resumed), not its result; ``diff`` ignores them wherever they appear, and
+#: datasets of these names (per-point timings such as ``hessian/seconds``).
 RUN_ATTRS = frozenset({"created", "finished", "wall_time", "wall_s", "seconds", "resumes", "saved", "error"})
 
 
@@ -58,7 +59,7 @@ def diff(path_a: str | os.PathLike, path_b: str | os.PathLike, ignore: frozenset
             if isinstance(ia, h5py.Dataset) != isinstance(ib, h5py.Dataset):
                 out.append(f"/{n}: a dataset in one file, a group in the other")
                 continue
-            if isinstance(ia, h5py.Dataset) and not _same(ia[()], ib[()]):
+            if isinstance(ia, h5py.Dataset) and n.rsplit("/", 1)[-1] not in ignore and not _same(ia[()], ib[()]):
                 out.append(f"/{n}: data differ (shapes {ia.shape} vs {ib.shape}, dtypes {ia.dtype} vs {ib.dtype})")
             out += _attr_diffs("/" + n, ia, ib, ignore)
     return out

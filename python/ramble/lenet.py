@@ -17,6 +17,7 @@ order; :func:`param_spec` lists the names and shapes.  See docs/lenet5.md.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Iterator, Sequence
 
@@ -138,6 +139,24 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             raise ConfigError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
         return dev
     raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def deterministic_cuda(device: torch.device) -> None:
+    """Ask PyTorch for reproducible CUDA kernels (no-op on CPU).
+
+    cuDNN's autotuner and atomic-add kernels (convolution weight gradients)
+    make CUDA runs differ in the last bits from run to run; these settings
+    pick deterministic algorithms instead, at some speed cost.  cuBLAS also
+    needs ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts, so it is set
+    here only if the user has not.  docs/resume.md states what is and is not
+    reproducible on each device.
+    """
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 # ----------------------------------------------------------------------------- the problem

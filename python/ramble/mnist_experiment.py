@@ -21,7 +21,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
 from .errors import ConfigError
 from .io import ExperimentWriter, pair_name
-from .lenet import LeNetProblem, resolve_device, train_solution
+from .lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
 from .mnist import load_mnist
 from .path import PathConfig, PathResult, find_path, find_path_with_waypoints
 from .progress import PathProgress
@@ -136,6 +136,7 @@ def run_mnist_experiment(
     """
     started = time.perf_counter()
     device = resolve_device(cfg.device)
+    deterministic_cuda(device)
     data = load_mnist(cfg.data_dir, cfg.train_size, cfg.test_size, download=cfg.download)
     problem = LeNetProblem.from_data(data, device=device, batch_size=cfg.batch_size)
     test_x = data.test_x.to(device)

@@ -110,18 +110,26 @@ def finished(path: Path) -> bool:
 
 
 def run_job(job: Job, out_dir: Path) -> Job:
-    """Run one job's command in a subprocess, its output into ``OUT/logs/<name>.log``."""
+    """Run one job's command in a subprocess, its output into ``OUT/logs/<name>.log``.
+
+    An interrupted file of the same job (status running or failed) is
+    resumed, not started again; one written with other settings is replaced.
+    """
     job.out.parent.mkdir(parents=True, exist_ok=True)
     job.log = out_dir / "logs" / f"{job.name}.log"
     job.log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "ramble.cli", *job.args, "--out", str(job.out), "--force"]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     t = time.perf_counter()
+    tries = [["--resume", str(job.out)], ["--out", str(job.out), "--force"]] if job.out.exists() else [["--out", str(job.out), "--force"]]
     try:
         with open(job.log, "w") as fh:
-            fh.write("$ ramble " + " ".join(job.args) + f" --out {job.out} --force\n")
-            fh.flush()
-            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            for how in tries:
+                fh.write("$ ramble " + " ".join([*job.args, *how]) + "\n")
+                fh.flush()
+                start = fh.tell()
+                rc = subprocess.call([sys.executable, "-m", "ramble.cli", *job.args, *how], stdout=fh, stderr=subprocess.STDOUT, env=env)
+                if rc == 0 or how[0] != "--resume" or not _unresumable(job.log, start):
+                    break
     except OSError as e:  # a full disk or a file size limit: one line naming the log, not a traceback
         raise RambleError(f"cannot write {job.log}: {e.strerror or e}") from None
     job.seconds = time.perf_counter() - t
@@ -132,6 +140,17 @@ def run_job(job: Job, out_dir: Path) -> Job:
         lines = job.log.read_text().strip().splitlines()
         job.error = lines[-1] if lines else f"exit status {rc}"
     return job
+
+
+#: Errors of ``--resume`` after which the job starts afresh: the file is of another job, or unreadable.
+UNRESUMABLE = ("cannot resume", "not a readable HDF5 file", "not a ramble file", "damaged ramble file", "format version")
+
+
+def _unresumable(log: Path, start: int) -> bool:
+    with open(log) as fh:
+        fh.seek(start)
+        text = fh.read()
+    return any(s in text for s in UNRESUMABLE)
 
 
 def machine_meta() -> dict:

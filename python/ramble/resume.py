@@ -16,7 +16,7 @@ from typing import Any
 
 from .checkpoint import CheckpointPolicy
 from .errors import FormatError
-from .io import _attrs, load, open_checked
+from .io import _attrs, open_checked
 
 
 def stored_run(path: str | Path) -> dict[str, Any]:
@@ -74,9 +74,6 @@ def add_missing_hessians(path: Path, points: int, model: str, cfg: Any) -> list[
         return []
     from .spectra import HessianConfig, compute_and_store
 
-    missing = [p.name for p in load(path, weights=False).iter_paths() if p.hessian is None]
     subset = None if model == "tcm" or cfg.train_size <= 1000 else 1000
     device = "auto" if model == "tcm" else cfg.device
-    for name in missing:
-        compute_and_store(path, HessianConfig(points=points, subset=subset), only=name, device=device)
-    return missing
+    return compute_and_store(path, HessianConfig(points=points, subset=subset), device=device, missing_only=True)

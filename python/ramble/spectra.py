@@ -153,12 +153,16 @@ def lenet_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianCo
     return out
 
 
-def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] = None, backend: Optional[str] = None, data_dir: Optional[str] = None, device: str = "auto") -> list[str]:
-    """Spectra for every path of the file (or ``only``), stored in the file; returns the path names done."""
+def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] = None, backend: Optional[str] = None, data_dir: Optional[str] = None, device: str = "auto", missing_only: bool = False) -> list[str]:
+    """Spectra for every path of the file (or ``only``), stored in the file; returns the path names done.
+
+    Each path's spectra are one commit.  ``missing_only``: skip paths that
+    have spectra already (a resumed run finishing what a kill interrupted).
+    """
     e = load(path, weights=False)
     if e.status != "complete":
         raise RambleError(f"{path} has status {e.status!r}; Hessians are computed on finished runs only")
-    names = [only] if only else [q.name for q in e.iter_paths()]
+    names = [only] if only else [q.name for q in e.iter_paths() if not (missing_only and q.hessian is not None)]
     done = []
     for name in names:
         if name not in e.paths:
