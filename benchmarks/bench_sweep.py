@@ -41,6 +41,20 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return f[3] + f[4], sum(f[:8])
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished descendants: the sweep's workers once they exit."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def machine() -> dict:
     import torch
 
@@ -118,24 +132,35 @@ def main() -> None:
     for rep in range(a.repeats):
         for engine, workers in runs:
             folder = root / f"{engine}-{workers}-{rep}"
-            before = loadavg()
+            before, ticks0, cpu0 = loadavg(), cpu_ticks(), children_cpu()
             t = time.perf_counter()
             run = run_sweep(cfg, folder, engine=engine, workers=workers, show_progress=False)
             wall = time.perf_counter() - t
-            after = loadavg()
+            after, ticks1 = loadavg(), cpu_ticks()
+            time.sleep(1.0)  # let the last workers exit and be reaped, so their CPU time is counted
+            cpu = children_cpu() - cpu0
+            idle = (ticks1[0] - ticks0[0]) / max(1, ticks1[1] - ticks0[1])
             sw = load_sweep(folder)
             digest = file_digest(folder)
             if reference is None:
                 reference = digest
             task_time = sum(x.wall_time or 0.0 for x in sw.tasks)
+            task_cpu = sum(float(x.get("cpu_time") or 0.0) for x in sw.index["tasks"])
+            # each worker's first task includes starting its Julia (and compiling)
+            firsts: dict[str, float] = {}
+            for x in sorted(sw.index["tasks"], key=lambda x: x.get("started", "")):
+                firsts.setdefault(x.get("worker", ""), float(x.get("wall_time") or 0.0))
             row = {
+                "workers_cpu_s": cpu, "sum_task_cpu_s": task_cpu, "cores_used": cpu / wall, "machine_idle_fraction": idle,
+                "first_task_per_worker_s": sorted(firsts.values()), "median_task_s": statistics.median(x.wall_time or 0.0 for x in sw.tasks),
                 "engine": engine, "workers": workers, "repeat": rep, "wall_s": wall, "sum_task_s": task_time,
                 "paths": len(sw.paths), "paths_complete": sum(p.complete for p in sw.paths), "failed_tasks": len(run.failed),
                 "identical_to_first_run": digest == reference, "loadavg_before": before, "loadavg_after": after,
                 "worker_processes": len({x.worker for x in sw.tasks}),
             }
             results.append(row)
-            print(f"{engine}:{workers} repeat {rep}: {wall:.1f} s wall, {task_time:.1f} s in tasks, {row['paths_complete']}/{row['paths']} paths, identical {row['identical_to_first_run']}, load {before} -> {after}", flush=True)
+            print(f"{engine}:{workers} repeat {rep}: {wall:.1f} s wall, {task_time:.1f} s in tasks (median {row['median_task_s']:.2f} s, first per worker {[round(v, 1) for v in row['first_task_per_worker_s']]}), "
+                  f"{task_cpu:.1f} CPU s in tasks, workers {cpu:.1f} CPU s = {cpu / wall:.2f} cores, machine idle {100 * idle:.0f} %, {row['paths_complete']}/{row['paths']} paths, identical {row['identical_to_first_run']}, load {before} -> {after}", flush=True)
 
     summary = {}
     for engine, workers in runs:

@@ -39,6 +39,18 @@ def test_reproduce_tiny(tmp_path):
     assert f"{n_complete}/{len(tcm.paths)}" in text
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) >= 10
+    # beyond the paper: many solutions (connectivity), convexity probes, Bezier curves, all from the files
+    many = load(out / "beyond" / "many-tcm-4.h5")
+    assert len(many.paths) == 6 and many.status == "complete"
+    import h5py
+
+    with h5py.File(out / "beyond" / "many-tcm-4.h5", "r") as f:
+        statement = f["connectivity"].attrs["statement"]
+        assert "convexity" in f
+    assert statement in text and "## Connectivity and convexity" in text
+    assert tcm.paths["0-1"].curves and mnist.paths["0-1"].curves
+    assert "Bezier" in text or "bezier" in text
+    assert any("connectivity" in link for link in links)
     # a second run finds everything done and only redraws the report
     r2 = CliRunner().invoke(main, ["reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
     assert r2.exit_code == 0 and "already done" in r2.output

@@ -96,6 +96,7 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
         (dict(n_inputs=31), "K=3 must divide N=31"),
         (dict(backend="fortran"), "unknown backend 'fortran'"),
         (dict(pairs="some"), "--pairs must be one of"),
+        (dict(weight_every=0), "weight_every must be >= 1"),
     ],
 )
 def test_config_validation(kw, message):
@@ -116,6 +117,7 @@ def test_tasks_expand_grid_with_variant_default_lr():
     c = t.config
     assert (c.path.variant, c.path.gamma, c.path.n_epochs, c.path.lr, c.path.max_waypoints) == ("paper", 3e-05, 5, 0.1, 0)
     assert len(small_config(lrs=(0.1, 0.01)).tasks()) == 2 * 2 * 2 * 2
+    assert small_config(weight_every=5).tasks()[0].config.path.weight_every == 5
 
 
 def test_parse_lists():
@@ -220,6 +222,8 @@ def test_load_sweep_reads_the_index(dask_folder):
     a = sw.paths_array()
     assert a.shape == (8,) and a.dtype.names[:6] == ("file", "seed", "variant", "lr", "gamma", "n_epochs")
     assert int(a["complete"].sum()) == sum(p.complete for p in sw.paths) == 4
+    assert np.all(a["reached"][a["complete"]] == 1.0) and np.all(a["reached"][~a["complete"]] < 1.0)
+    assert np.all(a["elastic_accepted"] + a["elastic_refused"] > 0)
     cells = {(c.variant, c.gamma): c for c in sw.success()}
     assert len(cells) == 4 and all(c.paths == 2 for c in cells.values())
     assert cells[("repair", 0.1)].rate == 1.0 and cells[("paper", 0.01)].rate == 0.0

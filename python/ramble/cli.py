@@ -355,6 +355,13 @@ def summary_text(path: str | Path) -> str:
         )
         if p.hessian is not None:
             lines.append(f"    hessian at {len(p.hessian.get('index', []))} points ({p.hessian['attrs'].get('method', '')})")
+    if e.status != "complete":
+        import h5py
+
+        with h5py.File(e.path, "r") as f:
+            for name, d in f.get("checkpoints", {}).items():
+                lines.append(f"  path {name}: running; checkpoint at iteration {int(d.attrs.get('iteration', -1))}, saved {d.attrs.get('saved', '?')}")
+        lines.append(f"  incomplete: continue it with `ramble resume {e.path}`")
     return "\n".join(lines)
 
 
@@ -397,12 +404,13 @@ def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Opti
 @click.option("-M", "n_patterns", type=int, default=620, show_default=True)
 @click.option("--train-lr", type=float, default=0.1, show_default=True, help="GD learning rate for the solutions.")
 @click.option("--max-iterations", type=int, default=20_000, show_default=True, help="Iteration limit of one path.")
+@click.option("--weight-every", type=int, default=1, show_default=True, help="Keep the weights of every k-th point of a path (metrics of all); 10 makes the files about 10x smaller.")
 @click.option("--linear-points", type=int, default=101, show_default=True)
 @click.option("--engine", type=click.Choice(["local", "dask", "serial"]), default="local", show_default=True, help="local: a process pool here; dask: a Dask cluster (pip install \"ramble[cluster]\"); serial: this process.")
 @click.option("--workers", type=int, default=None, help="Processes (local, or a Dask LocalCluster started here). Default: the cores available.")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:8786); its workers must see --out at the same path.")
 @click.pass_context
-def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epochs: str, variants: str, path_lrs: Optional[str], backend: str, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, max_iterations: int, linear_points: int, engine: str, workers: Optional[int], scheduler: Optional[str]) -> None:
+def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epochs: str, variants: str, path_lrs: Optional[str], backend: str, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, max_iterations: int, weight_every: int, linear_points: int, engine: str, workers: Optional[int], scheduler: Optional[str]) -> None:
     """Run a grid of TCM experiments (seeds x gammas x N_epochs x variants) in parallel; success-rate map and SWEEP.md (docs/sweeps.md)."""
     from .sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep, write_sweep_outputs
     from .training import TrainConfig
@@ -411,7 +419,7 @@ def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epoch
         seeds=parse_int_list(seeds, "--seeds"), gammas=parse_float_list(gammas, "--gammas"), n_epochs=parse_int_list(n_epochs, "--n-epochs"),
         variants=tuple(v.strip() for v in variants.split(",") if v.strip()), lrs=None if path_lrs is None else parse_float_list(path_lrs, "--path-lr"),
         n_inputs=n_inputs, n_hidden=n_hidden, n_patterns=n_patterns, n_solutions=n_solutions, pairs=pairs, backend=backend,
-        linear_points=linear_points, max_iterations=max_iterations, train=TrainConfig(lr=train_lr),
+        linear_points=linear_points, max_iterations=max_iterations, weight_every=weight_every, train=TrainConfig(lr=train_lr),
     )
     run = run_sweep(cfg, out_dir, engine=engine, workers=workers, scheduler=scheduler, show_progress=progress_enabled(ctx.obj["quiet"]))
     figs, report = write_sweep_outputs(out_dir)

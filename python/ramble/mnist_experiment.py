@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
+from .connectivity import store_connectivity
 from .errors import ConfigError
 from .io import ExperimentWriter, pair_name
 from .lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
@@ -194,7 +195,9 @@ def run_mnist_experiment(
                 writer.write_path(i, j, result)
                 writer.write_arrays(f"paths/{i}-{j}/linear", line)
             n_complete += result.complete
-        writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+        with writer.commit():
+            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
+            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
 
 

@@ -682,8 +682,14 @@ def write_report(
     full_mnist_file: Optional[str | Path] = None,
     meta: Optional[Mapping[str, Any]] = None,
     formats: Sequence[str] = ("png", "pdf"),
+    beyond_files: Iterable[str | Path] = (),
 ) -> Path:
-    """Draw every figure into ``out_dir/figures/``, write ``out_dir/REPORT.md`` and ``claims.json``; return REPORT.md's path."""
+    """Draw every figure into ``out_dir/figures/``, write ``out_dir/REPORT.md`` and ``claims.json``; return REPORT.md's path.
+
+    ``beyond_files``: experiments beyond the paper's (e.g. many solutions on
+    one data set); they appear in the connectivity, convexity and curve
+    sections only, never in the paper's claim rows.
+    """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -770,8 +776,9 @@ def write_report(
     if tcm and len(tcm) != PAPER_TCM_DATASETS:
         L.append(f"- The paper used {PAPER_TCM_DATASETS} TCM data sets; this report has {len(tcm)}.")
     L.append("")
-    L += solution_space_lines(exps, fig_dir, out_dir, formats)
-    L += curves_lines(exps, fig_dir, out_dir, formats)
+    beyond = [load(f, weights=False) for f in beyond_files]
+    L += solution_space_lines([*exps, *beyond], fig_dir, out_dir, formats)
+    L += curves_lines([*exps, *beyond], fig_dir, out_dir, formats)
 
     L.append("## Figures")
     L.append("")

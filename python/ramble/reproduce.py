@@ -19,7 +19,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import ConfigError, RambleError, FormatError
 
@@ -47,17 +47,22 @@ class Scale:
     full_hessian_points: int
     tcm_size: tuple[int, int, int] = (300, 3, 620)
     mnist_extra: tuple[str, ...] = ()
+    many_solutions: int = 5
+    convexity_samples: int = 1000
+    mnist_convexity_samples: int = 500
+    curve_args: tuple[str, ...] = ()
 
 
 SCALE_SETTINGS = {
     # Sized for a 2-core CPU in under 15 minutes (benchmarks/README.md).
     "quick": Scale(tcm_seeds=(101, 102, 103), tcm_hessian_points=10, mnist_gamma=0.001, mnist_points=100, mnist_hessian_points=20, full_hessian_points=10),
     # Sect. 3 of the paper: 10 data sets x 3 solutions, every pair.
-    "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20),
+    "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20, convexity_samples=2000, mnist_convexity_samples=2000),
     # For tests: every step, at toy sizes (N=60 TCM; 200 test images, few points).
     "tiny": Scale(
         tcm_seeds=(4,), tcm_hessian_points=4, mnist_gamma=0.1, mnist_points=20, mnist_hessian_points=3, full_hessian_points=3,
         tcm_size=(60, 3, 100), mnist_extra=("--test-size", "200", "--n-epochs", "1", "--weight-rows", "5", "--linear-points", "5"),
+        many_solutions=4, convexity_samples=50, mnist_convexity_samples=20, curve_args=("--steps", "30", "--points", "7"),
     ),
 }
 
@@ -74,12 +79,17 @@ class Job:
     status: str = "pending"
     log: Optional[Path] = None
     error: str = ""
+    analyses: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(HDF5 object the analysis stores, ``ramble`` arguments before FILE) run on the finished file."""
 
 
 def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str) -> list[Job]:
-    """The experiments to run, longest first."""
+    """The experiments to run, longest first, each with the analyses beyond the paper it gets."""
     jobs: list[Job] = []
     data = ["--data-dir", data_dir] if data_dir else []
+    convexity = ("convexity", ("convexity", "--samples", str(scale.convexity_samples)))
+    curves = ("paths/0-1/curves/bezier", ("curves", "--pair", "0-1", *scale.curve_args))
+    lenet_opts = tuple(data) + (("--device", device) if device != "auto" else ())
     if full_mnist:
         jobs.append(Job("mnist-full", ["mnist", "run", "--train-size", "60000", "--solutions", "2", "--device", device, "--hessian-points", str(scale.full_hessian_points), *data], out_dir / "mnist" / "mnist-full.h5", 100.0))
     jobs.append(
@@ -88,23 +98,32 @@ def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_d
             ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--hessian-points", str(scale.mnist_hessian_points), *data, *scale.mnist_extra],
             out_dir / "mnist" / "mnist-100.h5",
             10.0,
+            analyses=(("convexity", ("convexity", "--samples", str(scale.mnist_convexity_samples), *lenet_opts)), (curves[0], curves[1] + lenet_opts)),
         )
     )
-    for s in scale.tcm_seeds:
-        n, k, m = scale.tcm_size
-        args = ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", "3", "--hessian-points", str(scale.tcm_hessian_points), "-N", str(n), "-K", str(k), "-M", str(m)]
-        jobs.append(Job(f"tcm-{s}", args, out_dir / "tcm" / f"tcm-{s}.h5", 1.0))
+    n, k, m = scale.tcm_size
+    size = ["-N", str(n), "-K", str(k), "-M", str(m)]
+    for i, s in enumerate(scale.tcm_seeds):
+        args = ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", "3", "--hessian-points", str(scale.tcm_hessian_points), *size]
+        jobs.append(Job(f"tcm-{s}", args, out_dir / "tcm" / f"tcm-{s}.h5", 1.0, analyses=(convexity,) + ((curves,) if i == 0 else ())))
+    # Beyond the paper: many solutions of one data set, every pair (connectivity, convexity).
+    s = scale.tcm_seeds[0]
+    args = ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", str(scale.many_solutions), "--pairs", "all", *size]
+    jobs.append(Job(f"many-tcm-{s}", args, out_dir / "beyond" / f"many-tcm-{s}.h5", 2.0, analyses=(convexity,)))
     return sorted(jobs, key=lambda j: -j.weight)
 
 
-def finished(path: Path) -> bool:
-    """True if ``path`` is a complete ramble file (so the job need not run again)."""
+def finished(path: Path, analyses: tuple = ()) -> bool:
+    """True if ``path`` is a complete ramble file holding every analysis' output (so the job need not run again)."""
     if not path.exists():
         return False
-    from .io import load
+    from .io import load, open_checked
 
     try:
-        return load(path, weights=False).status == "complete"
+        if load(path, weights=False).status != "complete":
+            return False
+        with open_checked(path) as f:
+            return all(name in f for name, _ in analyses)
     except FormatError:
         return False
 
@@ -121,6 +140,9 @@ def run_job(job: Job, out_dir: Path) -> Job:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     t = time.perf_counter()
     tries = [["--resume", str(job.out)], ["--out", str(job.out), "--force"]] if job.out.exists() else [["--out", str(job.out), "--force"]]
+    if finished(job.out):  # only analyses are missing
+        tries = []
+    rc = 0
     try:
         with open(job.log, "w") as fh:
             for how in tries:
@@ -130,6 +152,8 @@ def run_job(job: Job, out_dir: Path) -> Job:
                 rc = subprocess.call([sys.executable, "-m", "ramble.cli", *job.args, *how], stdout=fh, stderr=subprocess.STDOUT, env=env)
                 if rc == 0 or how[0] != "--resume" or not _unresumable(job.log, start):
                     break
+            if rc == 0:
+                rc = _run_analyses(job, fh, env)
     except OSError as e:  # a full disk or a file size limit: one line naming the log, not a traceback
         raise RambleError(f"cannot write {job.log}: {e.strerror or e}") from None
     job.seconds = time.perf_counter() - t
@@ -140,6 +164,22 @@ def run_job(job: Job, out_dir: Path) -> Job:
         lines = job.log.read_text().strip().splitlines()
         job.error = lines[-1] if lines else f"exit status {rc}"
     return job
+
+
+def _run_analyses(job: Job, fh: Any, env: dict) -> int:
+    """Run the job's analyses whose output the file lacks (each an all-or-nothing commit); first non-zero exit status."""
+    from .io import open_checked
+
+    with open_checked(job.out) as f:
+        todo = [cmd for name, cmd in job.analyses if name not in f]
+    for cmd in todo:
+        args = ["--quiet", *cmd, str(job.out)]
+        fh.write("$ ramble " + " ".join(args) + "\n")
+        fh.flush()
+        rc = subprocess.call([sys.executable, "-m", "ramble.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        if rc != 0:
+            return rc
+    return 0
 
 
 #: Errors of ``--resume`` after which the job starts afresh: the file is of another job, or unreadable.
@@ -213,7 +253,7 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
         raise RambleError(f"output folder {out} is not writable")
     started = time.perf_counter()
     todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device)
-    pending = [j for j in todo if not finished(j.out)]
+    pending = [j for j in todo if not finished(j.out, j.analyses)]
     for j in todo:
         if j not in pending:
             j.status = "done (earlier run)"
@@ -248,10 +288,11 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     # a job that exited 0 wrote a complete file; one done earlier was checked above
     done = {j.name: j.out for j in todo if j.status.startswith("done")}
     tcm_files = [out for name, out in done.items() if name.startswith("tcm-")]
+    beyond = [out for name, out in done.items() if name.startswith("many-")]
     m100 = done.get("mnist-100")
     mfull = done.get("mnist-full")
     try:
-        report = write_report(out, tcm_files, m100, mfull, meta)
+        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond)
     except OSError as e:
         raise RambleError(f"cannot write the report into {out}: {e.strerror or e}") from None
     if failed:

@@ -80,7 +80,10 @@ class SweepConfig:
     means each variant's default (0.1 paper, 0.01 repair).  The rest is the
     same for every task: sizes N, K, M, ``n_solutions`` solutions per data set
     joined by ``pairs``, ``backend``, ``linear_points`` on each straight line,
-    ``max_iterations`` per path, and the solutions' ``train`` settings.
+    ``max_iterations`` per path, ``weight_every`` (keep the weights of every
+    k-th recorded point of a path, metrics of all: 1 keeps all, which is
+    about 12 MB per paper-size experiment), and the solutions' ``train``
+    settings.
     """
 
     seeds: tuple[int, ...]
@@ -96,6 +99,7 @@ class SweepConfig:
     backend: str = "julia"
     linear_points: int = 101
     max_iterations: int = 20_000
+    weight_every: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -187,8 +191,8 @@ class SweepTask:
     def path_config(self) -> PathConfig:
         s = self.sweep
         if self.variant == "paper":
-            return PathConfig.paper(gamma=self.gamma, n_epochs=self.n_epochs, lr=self.lr, max_iterations=s.max_iterations)
-        return PathConfig(variant="repair", gamma=self.gamma, n_epochs=self.n_epochs, lr=self.lr, max_iterations=s.max_iterations)
+            return PathConfig.paper(gamma=self.gamma, n_epochs=self.n_epochs, lr=self.lr, max_iterations=s.max_iterations, weight_every=s.weight_every)
+        return PathConfig(variant="repair", gamma=self.gamma, n_epochs=self.n_epochs, lr=self.lr, max_iterations=s.max_iterations, weight_every=s.weight_every)
 
     @property
     def config(self) -> TCMExperimentConfig:
@@ -229,7 +233,7 @@ def run_task(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
     """
     from .tcm_experiment import run_tcm_experiment
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     outcome: dict[str, Any] = {"worker": f"{socket.gethostname()}:{os.getpid()}", "started": _now()}
     try:
         run_tcm_experiment(config, out, force=True, show_progress=False)
@@ -237,6 +241,8 @@ def run_task(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - recorded in the index; the sweep goes on
         outcome.update(status="failed", error=_one_line(e), paths=[])
     outcome["wall_time"] = time.perf_counter() - started
+    # CPU seconds of the worker process (all its threads): with wall_time, how much of a core the task got
+    outcome["cpu_time"] = time.process_time() - cpu
     outcome["finished"] = _now()
     return outcome
 
@@ -265,11 +271,11 @@ def _run_task_in_dask(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
     return _julia_thread.submit(run_task, config, out).result()
 
 
-def file_outcome(path: Path) -> dict[str, Any]:
-    """Status and per-path outcomes of an experiment file, for the index."""
+def file_outcome(path: Path, experiment: Optional[Any] = None) -> dict[str, Any]:
+    """Status and per-path outcomes of an experiment file, for the index (``experiment``: it, already loaded)."""
     from .io import load
 
-    e = load(path, weights=False)
+    e = experiment if experiment is not None else load(path, weights=False)
     paths = []
     for p in e.iter_paths():
         via = p.attrs.get("via", [])
@@ -278,6 +284,9 @@ def file_outcome(path: Path) -> dict[str, Any]:
             "pair": p.name, "status": p.status, "reason": p.reason, "iterations": int(p.attrs.get("iterations", 0) or 0),
             "waypoints": int(p.attrs.get("waypoints", 0) or 0), "via": via, "escape_scale": float(p.attrs.get("escape_scale", 1.0) or 1.0),
             "wall_time": float(p.attrs.get("wall_time", 0.0) or 0.0),
+            "elastic_accepted": int(p.attrs.get("elastic_accepted", 0) or 0), "elastic_refused": int(p.attrs.get("elastic_refused", 0) or 0),
+            # farthest normalised distance toward W_b (1 = arrived): how far a failed path got
+            "reached": float(np.max(p.distance)) if len(p.distance) else 0.0,
         })
     out: dict[str, Any] = {"status": "done" if e.status == "complete" else "failed", "error": str(e.attrs.get("error", "")), "paths": paths}
     if "wall_time" in e.attrs:
@@ -344,26 +353,27 @@ def _same_experiment(stored: Any, wanted: Any, where: str = "") -> list[str]:
     return [] if stored == wanted else [where]
 
 
-def finished_file(path: Path, config: TCMExperimentConfig) -> bool:
-    """True if ``path`` is a complete file of exactly this experiment (so it need not run again).
+def finished_file(path: Path, config: TCMExperimentConfig) -> Optional[dict[str, Any]]:
+    """The outcome (:func:`file_outcome`) if ``path`` is a complete file of exactly this experiment, else None.
 
-    A complete file of a *different* experiment raises RambleError rather than
-    being overwritten: the folder belongs to another sweep.
+    A complete file needs not run again.  A complete file of a *different*
+    experiment raises RambleError rather than being overwritten: the folder
+    belongs to another sweep.
     """
     if not path.exists():
-        return False
+        return None
     from .io import load
 
     try:
         e = load(path, weights=False)
     except FormatError:
-        return False
+        return None
     if e.status != "complete":
-        return False
+        return None
     diff = _same_experiment(e.config, json.loads(json.dumps(config.to_dict())))
     if diff:
         raise RambleError(f"{path} holds a different experiment ({', '.join(diff[:4])} differ); sweep into another --out folder, or delete the file")
-    return True
+    return file_outcome(path, e)
 
 
 # ------------------------------------------------------------------ running
@@ -419,11 +429,11 @@ def run_sweep(
     tasks = cfg.tasks()
     todo: list[SweepTask] = []
     for t in tasks:
-        old = entries.get(t.file, {})
-        if finished_file(folder / t.file, t.config):
-            if old.get("status") != "done":
-                # finished but not indexed (the index was lost, or a kill between file and index)
-                entries[t.file] = {**t.params(), **file_outcome(folder / t.file), "wall_time": None}
+        outcome = finished_file(folder / t.file, t.config)
+        if outcome is not None:
+            # refreshed from the file; timings kept (None if it finished but was never indexed: a lost index, a kill between file and index)
+            old = entries.get(t.file, {})
+            entries[t.file] = {**t.params(), "wall_time": None, **{k: v for k, v in old.items() if k not in outcome}, **outcome}
             continue
         entries[t.file] = {**t.params(), "status": "pending", "error": "", "paths": []}
         todo.append(t)
@@ -473,6 +483,8 @@ def _open_index(index_path: Path, cfg: SweepConfig) -> dict[str, Any]:
         diff = _same_experiment(doc.get("fixed", {}), fixed)
         if diff:
             raise RambleError(f"{index_path.parent} holds a sweep with other settings ({', '.join(diff[:4])} differ); use another --out folder")
+        # settings added to ramble since the folder was made are recorded now (each file is still checked on its own)
+        doc["fixed"] = {**fixed, **doc.get("fixed", {})}
         axes = doc.setdefault("axes", {})
         # the union of what was ever swept here: an extended sweep keeps its earlier values
         for k, v in cfg.axes().items():
@@ -599,7 +611,13 @@ class TaskRow:
 
 @dataclass(frozen=True)
 class PathRow:
-    """One path of a sweep: its task's parameters and its outcome."""
+    """One path of a sweep: its task's parameters and its outcome.
+
+    ``reached``: the farthest normalised distance toward W_b (1 on a complete
+    path); ``elastic_accepted``/``elastic_refused``: elastic steps taken and
+    refused (a stall with most refused met a wall of S; with most accepted,
+    GD undid the pull).
+    """
 
     file: str
     seed: int
@@ -613,6 +631,9 @@ class PathRow:
     iterations: int
     waypoints: int
     routed: bool
+    elastic_accepted: int = 0
+    elastic_refused: int = 0
+    reached: float = float("nan")
 
     @property
     def complete(self) -> bool:
@@ -667,7 +688,7 @@ class Sweep:
 
     def paths_array(self) -> np.ndarray:
         """The path rows as a NumPy structured array (fields of :class:`PathRow` plus ``complete``)."""
-        dt = [("file", "U200"), ("seed", "i8"), ("variant", "U16"), ("lr", "f8"), ("gamma", "f8"), ("n_epochs", "i8"), ("pair", "U16"), ("status", "U16"), ("reason", "U300"), ("iterations", "i8"), ("waypoints", "i8"), ("routed", "?"), ("complete", "?")]
+        dt = [("file", "U200"), ("seed", "i8"), ("variant", "U16"), ("lr", "f8"), ("gamma", "f8"), ("n_epochs", "i8"), ("pair", "U16"), ("status", "U16"), ("reason", "U300"), ("iterations", "i8"), ("waypoints", "i8"), ("routed", "?"), ("elastic_accepted", "i8"), ("elastic_refused", "i8"), ("reached", "f8"), ("complete", "?")]
         return np.array([(*(getattr(p, n) for n, _ in dt[:-1]), p.complete) for p in self.paths], dtype=dt)
 
 
@@ -698,7 +719,8 @@ def load_sweep(folder_or_index: str | os.PathLike, from_files: bool = False) -> 
         if status != "done":
             continue
         for o in outs:
-            paths.append(PathRow(**base, pair=str(o["pair"]), status=str(o["status"]), reason=str(o.get("reason", "")), iterations=int(o.get("iterations", 0)), waypoints=int(o.get("waypoints", 0)), routed=bool(o.get("via"))))
+            paths.append(PathRow(**base, pair=str(o["pair"]), status=str(o["status"]), reason=str(o.get("reason", "")), iterations=int(o.get("iterations", 0)), waypoints=int(o.get("waypoints", 0)), routed=bool(o.get("via")),
+                                 elastic_accepted=int(o.get("elastic_accepted", 0)), elastic_refused=int(o.get("elastic_refused", 0)), reached=float(o.get("reached", float("nan")))))
     return Sweep(folder, doc, tasks, paths)
 
 

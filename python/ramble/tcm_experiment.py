@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .backends import BACKENDS, connect, make_backend
+from .connectivity import store_connectivity
 from .errors import ConfigError, FormatError
 from .io import ExperimentWriter, pair_name, path_result
 from .path import PathConfig, PathResult, reversed_path, route_through
@@ -188,7 +189,9 @@ def run_tcm_experiment(
                     writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
                 results[(i, j)] = routed
         n_complete = sum(r.complete for r in results.values())
-        writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+        with writer.commit():
+            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
+            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
 
 
