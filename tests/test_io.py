@@ -92,3 +92,23 @@ def test_truncated_file_is_refused(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(FormatError):
         io.load(bad)
+
+
+def test_checkpoint_progress_grows_and_restarts_with_a_new_leg(tmp_path, small_tcm):
+    prob, (w_a, w_b) = small_tcm
+    out = tmp_path / "c.h5"
+    with io.ExperimentWriter(out, "lenet5", "torch", {}) as w:
+        w.save_checkpoint("0-1", np.arange(5, dtype=np.uint8), {"iteration": 3}, {"distance": np.array([0.0, 0.1])})
+        w.save_checkpoint("0-1", np.arange(6, dtype=np.uint8), {"iteration": 7}, {"distance": np.array([0.0, 0.1, 0.3])})
+        with h5py.File(out, "r") as f:
+            d = f["checkpoints/0-1/progress/distance"]
+            assert d.maxshape == (None,) and list(d[()]) == [0.0, 0.1, 0.3]
+            assert f["checkpoints/0-1"].attrs["iteration"] == 7
+        assert list(w.load_checkpoint("0-1")) == list(range(6))
+        # a new leg: fewer, different points replace the old ones
+        w.save_checkpoint("0-1", np.arange(2, dtype=np.uint8), {"iteration": 9}, {"distance": np.array([0.5])})
+        with h5py.File(out, "r") as f:
+            assert list(f["checkpoints/0-1/progress/distance"][()]) == [0.5]
+        w.write_path(0, 1, find_path(prob, w_a, w_b, PathConfig()))
+        with h5py.File(out, "r") as f:
+            assert "checkpoints" not in f  # dropped in the commit that stores the finished path

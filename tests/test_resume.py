@@ -111,8 +111,15 @@ def test_a_mid_path_kill_resumes_from_the_checkpoint(reference, tmp_path):
     assert r.returncode == -9
     with h5py.File(out, "r") as f:
         assert "checkpoints/0-1" in f, list(f)
-        saved_at = int(f["checkpoints/0-1"].attrs["iteration"])
+        g = f["checkpoints/0-1"]
+        saved_at = int(g.attrs["iteration"])
+        # the points recorded so far can be read while the path runs: resizable, chunked, growing
+        progress = g["progress/distance"]
+        assert progress.maxshape == (None,) and progress.chunks is not None
+        assert len(progress) == len(g["progress/iteration"]) > 1 and g["progress/iteration"][-1] < saved_at
     assert saved_at > 0
+    r = CliRunner().invoke(main, ["info", str(out)])
+    assert f"checkpoint at iteration {saved_at}" in r.output and "ramble resume" in r.output
     resume_in_process(out)
     e = load(out)
     assert "checkpoints" not in h5py.File(out, "r")

@@ -3,7 +3,7 @@
 A path on the whole of MNIST runs for half an hour or more on a CPU, so its
 state is committed every ``every_seconds`` (and, for deterministic tests,
 every ``every_iterations``) to ``/checkpoints/<i>-<j>`` of the experiment
-file; ``--resume`` restarts the path from there.  The path algorithm draws no
+file (the state, and the recorded points so far in resizable datasets); ``--resume`` restarts the path from there.  The path algorithm draws no
 random numbers (its GD epochs visit the samples in a fixed order), so the
 state is just the survey network, the counters and what was recorded so far;
 the global torch RNG state is saved too, for ``measure`` callbacks that might
@@ -118,6 +118,10 @@ def result_from_state(d: dict) -> Any:
     return PathResult(**kw)
 
 
+#: (dataset under ``progress/``, key of find_path's state, dtype): the running leg's recorded points.
+PROGRESS = (("iteration", "rec_iter", np.int64), ("distance", "dists", np.float64), ("train_loss", "losses", np.float64), ("train_error", "errors", np.float64))
+
+
 class FileCheckpoint:
     """A :class:`Checkpoint` that commits to ``/checkpoints/<unit>`` of an experiment file through its writer."""
 
@@ -146,7 +150,9 @@ class FileCheckpoint:
 
     def save(self, state: dict) -> None:
         state = dict(state, torch_rng=torch.get_rng_state())
-        self.writer.save_checkpoint(self.unit, encode(state), {"iteration": int(state.get("iteration", -1)), "state_version": STATE_VERSION})
+        leg = state.get("leg", state)  # the running leg's own state (a waypoint driver nests it)
+        progress = {name: np.asarray(leg[key], dtype=dtype) for name, key, dtype in PROGRESS if key in leg}
+        self.writer.save_checkpoint(self.unit, encode(state), {"iteration": int(state.get("iteration", -1)), "state_version": STATE_VERSION}, progress)
         self.saves += 1
         self._ticks = 0
         self._last = time.monotonic()

@@ -359,8 +359,9 @@ def summary_text(path: str | Path) -> str:
         import h5py
 
         with h5py.File(e.path, "r") as f:
-            for name, d in f.get("checkpoints", {}).items():
-                lines.append(f"  path {name}: running; checkpoint at iteration {int(d.attrs.get('iteration', -1))}, saved {d.attrs.get('saved', '?')}")
+            for name, g in f.get("checkpoints", {}).items():
+                done = g["progress/distance"][-1] if "progress/distance" in g and len(g["progress/distance"]) else float("nan")
+                lines.append(f"  path {name}: running; checkpoint at iteration {int(g.attrs.get('iteration', -1))} ({done:.3f} of the way), saved {g.attrs.get('saved', '?')}")
         lines.append(f"  incomplete: continue it with `ramble resume {e.path}`")
     return "\n".join(lines)
 

@@ -151,22 +151,10 @@ class ProbeResult:
 
 # ------------------------------------------------------------------ membership
 def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
-    """Training-error counter of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64)."""
-    from .patterns import Patterns
-    from .tcm import TCMProblem
+    """Training-error counter of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64); verify's own."""
+    from .verify import tcm_counter as counter
 
-    inputs = f["data/train/inputs"][()]
-    labels = f["data/train/labels"][()]
-    k = int(_decode(f["model"].attrs["K"]))
-    problem = TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(_decode(f["data"].attrs.get("seed", 0)))), k)
-
-    def count(weights: np.ndarray) -> np.ndarray:
-        w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float64))
-        h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
-        margins = problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)
-        return (margins <= 0).sum(dim=1).numpy().astype(np.int64)
-
-    return count, problem.n_samples
+    return counter(f)
 
 
 def lenet_counter(f: h5py.File, data_dir: Optional[str] = None, device: str = "auto") -> tuple[ErrorCounter, int]:

@@ -242,21 +242,40 @@ class ExperimentWriter:
                 g.attrs[k] = _attr(v)
 
     # -- mid-unit checkpoints ----------------------------------------------
-    def save_checkpoint(self, unit: str, state: np.ndarray, attrs: Mapping[str, Any]) -> None:
-        """Replace ``/checkpoints/<unit>`` with ``state`` (uint8 bytes of a serialised state) and ``attrs``."""
+    def save_checkpoint(self, unit: str, state: np.ndarray, attrs: Mapping[str, Any], progress: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        """Commit ``/checkpoints/<unit>``: ``state`` (uint8 bytes of a serialised state), ``attrs``, and ``progress``.
+
+        ``progress``: the running leg's recorded points so far, one (T,) array
+        per name, kept in chunked, resizable datasets ``progress/<name>`` that
+        grow by the new rows at each checkpoint (rewritten from the first
+        changed row when a new leg starts), so a running path can be watched
+        with any HDF5 reader.
+        """
         with self.commit():
-            g = self.f.require_group("checkpoints")  # type: ignore[union-attr]
-            if unit in g:
-                del g[unit]
-            d = g.create_dataset(unit, data=np.asarray(state, dtype=np.uint8))
-            d.attrs["saved"] = _now()
+            g = self.f.require_group(f"checkpoints/{unit}")  # type: ignore[union-attr]
+            if "state" in g:
+                del g["state"]
+            g.create_dataset("state", data=np.asarray(state, dtype=np.uint8))
+            g.attrs["saved"] = _now()
             for k, v in attrs.items():
-                d.attrs[k] = _attr(v)
+                g.attrs[k] = _attr(v)
+            pg = g.require_group("progress")
+            for name, values in (progress or {}).items():
+                v = np.asarray(values)
+                d = pg.get(name)
+                if d is None or d.dtype != v.dtype:
+                    if d is not None:
+                        del pg[name]
+                    d = pg.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(1024,), dtype=v.dtype)
+                old = d.shape[0]
+                start = old if old <= len(v) and np.array_equal(d[:old], v[:old]) else 0
+                d.resize((len(v),))
+                d[start:] = v[start:]
 
     def load_checkpoint(self, unit: str) -> Optional[np.ndarray]:
         """The committed state bytes of ``unit``, or None."""
         with open_checked(self.path) as f:
-            d = f.get(f"checkpoints/{unit}")
+            d = f.get(f"checkpoints/{unit}/state")
             return None if d is None else d[()]
 
     def _drop_checkpoint(self, unit: str) -> None:

@@ -107,7 +107,8 @@ ErrorCounter = Callable[[np.ndarray], np.ndarray]
 """Weights (R, P) -> training errors per row (R,) int."""
 
 
-def _tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
+def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
+    """Training errors per weight row of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64, rows in chunks)."""
     from .patterns import Patterns
     from .tcm import TCMProblem
 
@@ -216,7 +217,7 @@ def _verify_paths(f: h5py.File, model: str, report: VerifyReport, sample_rows: i
         return
     counter: Optional[tuple[ErrorCounter, int]] = None
     if model == "tcm":
-        counter = _tcm_counter(f)
+        counter = tcm_counter(f)
         groups = None
     elif model == "lenet5":
         if any(_decode(f["paths"][n].attrs.get("status", "")) == "complete" for n in names):
