@@ -182,6 +182,12 @@ def test_rerun_skips_finished_and_redoes_missing(dask_folder, tmp_path):
         f.attrs["status"] = "running"
     run = run_sweep(small_config(gammas=(0.01, 0.1, 0.03)), out, engine="serial", show_progress=False)
     assert (run.run, run.skipped) == (2 + 4, 6)
+    # the unfinished file was resumed (its stored paths kept), not started again
+    from ramble.filediff import diff
+
+    with h5py.File(out / names[1], "r") as f:
+        assert f.attrs["status"] == "complete" and f.attrs["resumes"] == 1
+    assert diff(dask_folder / names[1], out / names[1]) == []
     sw = load_sweep(out / INDEX_NAME)
     assert len(sw.tasks) == 12 and all(t.status == "done" for t in sw.tasks)
     assert sorted({t.gamma for t in sw.tasks}) == [0.01, 0.03, 0.1]

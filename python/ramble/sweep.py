@@ -226,7 +226,7 @@ def _worker_init() -> None:
 
 
 def run_task(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
-    """Run one experiment into ``out`` (overwriting an unfinished file); return its outcome.
+    """Run one experiment into ``out`` (resuming an interrupted file of the same experiment); return its outcome.
 
     Never raises for a failed experiment: the error goes into the outcome
     (``status`` "failed", ``error``), so one bad task does not stop a sweep.
@@ -236,7 +236,12 @@ def run_task(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     outcome: dict[str, Any] = {"worker": f"{socket.gethostname()}:{os.getpid()}", "started": _now()}
     try:
-        run_tcm_experiment(config, out, force=True, show_progress=False)
+        try:  # an interrupted file of this very experiment keeps its finished solutions and paths
+            run_tcm_experiment(config, out, resume=Path(out).exists(), show_progress=False)
+        except RambleError as e:
+            if not str(e).startswith(("cannot resume", f"{out} is not a readable", f"{out} has status")):
+                raise
+            run_tcm_experiment(config, out, force=True, show_progress=False)
         outcome.update(file_outcome(Path(out)))
     except Exception as e:  # noqa: BLE001 - recorded in the index; the sweep goes on
         outcome.update(status="failed", error=_one_line(e), paths=[])
