@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import ConfigError, DataError, RambleError
+from .errors import ConfigError, RambleError
 from .io import _decode, open_checked, update
 from .progress import progress_bar
 
@@ -164,25 +164,9 @@ def lenet_counter(f: h5py.File, data_dir: Optional[str] = None, device: str = "a
     when the images are missing or differ from the run's.
     """
     from .lenet import LeNetProblem, resolve_device
-    from .mnist import load_mnist
+    from .mnist_experiment import run_data
 
-    config = json.loads(_decode(f.attrs.get("config", "{}")))
-    dattrs = {k: _decode(v) for k, v in f["data"].attrs.items()}
-    try:
-        source = json.loads(dattrs.get("source", "{}"))
-        folder = data_dir or source.get("folder")
-        train_size = int(config.get("train_size") or str(dattrs.get("train_indices", "")).split(":")[1])
-    except (ValueError, IndexError, TypeError) as e:
-        raise DataError(f"cannot tell which MNIST images the file used ({e})") from None
-    try:
-        data = load_mnist(folder, train_size, 1)
-    except RambleError as e:
-        raise DataError(f"MNIST training data not available: {e} (pass --data-dir)") from None
-    want = source.get("files", {})
-    have = data.source.get("files", {})
-    differ = [k for k in ("train_images", "train_labels") if k in want and want[k].get("sha256_gz") != have.get(k, {}).get("sha256_gz")]
-    if differ:
-        raise DataError(f"MNIST files in {folder} differ from the run's ({', '.join(differ)}: sha256 mismatch); pass --data-dir with the original files")
+    data = run_data(json.loads(_decode(f.attrs.get("config", "{}"))), {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
     dtype = torch.float64 if str(_decode(f["model"].attrs.get("dtype", "float32"))) == "float64" else torch.float32
     problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=dtype)
     n_params = int(_decode(f["model"].attrs.get("n_params", problem.n_params)))

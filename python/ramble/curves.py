@@ -299,21 +299,12 @@ def problem_from_file(e: Experiment, data_dir: Optional[str] = None, device: str
     if e.model != "lenet5":
         raise RambleError(f"{e.path}: unknown model {e.model!r}")
     from .lenet import LeNetProblem, resolve_device
-    from .mnist import load_mnist
+    from .mnist_experiment import run_data
 
-    source = e.data.get("source")
-    source = json.loads(source) if isinstance(source, str) else (source or {})
     try:
-        train_size = int(e.config.get("train_size") or str(e.data.get("train_indices", "")).split(":")[1])
-        test_size = int(str(e.data.get("test_indices", source.get("test_indices", ""))).split(":")[1])
-    except (ValueError, IndexError) as err:
-        raise DataError(f"{e.path}: cannot tell which MNIST images the run used ({err})") from None
-    folder = data_dir or source.get("folder")
-    data = load_mnist(folder, train_size, test_size)
-    want, have = source.get("files", {}), data.source.get("files", {})
-    differ = [k for k in want if want[k].get("sha256_gz") != have.get(k, {}).get("sha256_gz")]
-    if differ:
-        raise DataError(f"MNIST files in {folder} differ from the run's ({', '.join(sorted(differ))}: sha256 mismatch); pass the run's folder with --data-dir")
+        data = run_data(e.config, e.data, data_dir, test=True)
+    except DataError as err:
+        raise DataError(f"{e.path}: {err}") from None
     dev = resolve_device(device)
     dtype = torch.float32 if str(e.model_info.get("dtype", "float32")) == "float32" else torch.float64
     prob = LeNetProblem.from_data(data, device=dev, dtype=dtype)

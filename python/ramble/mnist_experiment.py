@@ -13,17 +13,17 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
 from .connectivity import store_connectivity
-from .errors import ConfigError
+from .errors import ConfigError, DataError, RambleError
 from .io import ExperimentWriter, pair_name
 from .lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
-from .mnist import load_mnist
+from .mnist import MnistData, load_mnist
 from .path import PathConfig, PathResult, find_path, find_path_with_waypoints
 from .progress import PathProgress
 from .tcm_experiment import PAIRINGS, pair_list
@@ -212,6 +212,34 @@ def straight_line_metrics(problem: LeNetProblem, measure: Callable[[torch.Tensor
         rows.append((ev.loss, ev.error, t["test_loss"], t["test_error"]))
     tl, te, sl, se = (np.array(c) for c in zip(*rows))
     return {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se}
+
+
+def run_data(config: Mapping[str, Any], data_attrs: Mapping[str, Any], data_dir: Optional[str] = None, test: bool = False) -> MnistData:
+    """The MNIST images a LeNet5 file was run on, from its ``config`` and ``/data`` attributes.
+
+    Loaded from ``data_dir`` or the folder the file records, and checked
+    against the sha256 the file records for each file; with ``test``, also the
+    test images the run measured.  DataError (one line) when the file does
+    not say which images, or they are missing or differ.
+    """
+    source = data_attrs.get("source")
+    source = json.loads(source) if isinstance(source, str) else dict(source or {})
+    try:
+        train_size = int(config.get("train_size") or str(data_attrs.get("train_indices", "")).split(":")[1])
+        test_size = int(str(data_attrs.get("test_indices", "")).split(":")[1]) if test else 1
+    except (ValueError, IndexError, TypeError) as e:
+        raise DataError(f"cannot tell which MNIST images the run used ({e})") from None
+    folder = data_dir or source.get("folder")
+    try:
+        data = load_mnist(folder, train_size, test_size)
+    except RambleError as e:
+        raise DataError(f"MNIST data of the run not available: {e} (pass --data-dir)") from None
+    want, have = source.get("files", {}), data.source.get("files", {})
+    kinds = [k for k in want if test or k.startswith("train")]
+    differ = sorted(k for k in kinds if want[k].get("sha256_gz") != have.get(k, {}).get("sha256_gz"))
+    if differ:
+        raise DataError(f"MNIST files in {folder} differ from the run's ({', '.join(differ)}: sha256 mismatch); pass the run's folder with --data-dir")
+    return data
 
 
 def rebuild(weights_row: np.ndarray, param_names: list[str], param_shapes: list[list[int]]) -> dict[str, torch.Tensor]:

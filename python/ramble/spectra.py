@@ -130,13 +130,9 @@ def tcm_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianConf
 def lenet_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianConfig, weights: Any, data_dir: Optional[str] = None, device: str = "auto") -> dict[str, Any]:
     """Top-k eigenvalues and Hutchinson traces at ``rows`` of a LeNet5 path (Lanczos)."""
     from .lenet import LeNetProblem, resolve_device
-    from .mnist import load_mnist
+    from .mnist_experiment import run_data
 
-    source = e.data.get("source")
-    source = json.loads(source) if isinstance(source, str) else (source or {})
-    train_size = int(e.config.get("train_size", 0))
-    folder = data_dir or source.get("folder")
-    data = load_mnist(folder, train_size, 1)
+    data = run_data(e.config, e.data, data_dir)
     dev = resolve_device(device)
     if dev.type == "cpu":
         # oversubscribed threads made every Hessian-vector product 15-25x slower on a shared CPU
@@ -149,7 +145,7 @@ def lenet_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianCo
         return classification_loss(problem.logits, x, y, chunk_size=1000 if len(idx) > 1000 else None)
 
     out = along_path(factory, weights, rows, k=cfg.k, which=cfg.which, tol=cfg.tol, trace_samples=cfg.trace_samples, seed=cfg.seed, dtype=torch.float32, device=dev)
-    out["attrs"] = dict(out["attrs"], subset_size=int(len(idx)), subset_seed=-1 if cfg.subset_seed is None else int(cfg.subset_seed), device=str(dev), train_size=train_size)
+    out["attrs"] = dict(out["attrs"], subset_size=int(len(idx)), subset_seed=-1 if cfg.subset_seed is None else int(cfg.subset_seed), device=str(dev), train_size=int(len(data.train_y)))
     return out
 
 

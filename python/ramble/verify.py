@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import torch
 
-from .errors import RambleError
+from .errors import DataError, RambleError
 from .io import _decode, datasets_sha256, open_checked
 
 EQ4_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
@@ -131,29 +131,15 @@ def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
 
 def _lenet_counter(f: h5py.File, data_dir: Optional[str], device: str, report: VerifyReport) -> Optional[tuple[ErrorCounter, int]]:
     from .lenet import LeNet5, resolve_device
-    from .mnist import load_mnist
-    from .mnist_experiment import rebuild
+    from .mnist_experiment import rebuild, run_data
 
-    config = json.loads(_decode(f.attrs.get("config", "{}")))
-    dattrs = {k: _decode(v) for k, v in f["data"].attrs.items()}
     try:
-        source = json.loads(dattrs.get("source", "{}"))
-        folder = data_dir or source.get("folder")
-        train_size = int(config.get("train_size") or str(dattrs.get("train_indices", "")).split(":")[1])
-    except (ValueError, IndexError, TypeError) as e:
-        report.add("data", False, f"cannot tell which MNIST images were used ({e})")
+        data = run_data(json.loads(_decode(f.attrs.get("config", "{}"))), {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
+    except DataError as e:
+        report.add("data", False, str(e))
         return None
-    try:
-        data = load_mnist(folder, train_size, 1)
-    except RambleError as e:
-        report.add("data", False, f"MNIST training data not available: {e} (pass --data-dir)")
-        return None
-    want = source.get("files", {})
-    have = data.source.get("files", {})
-    differ = [k for k in ("train_images", "train_labels") if k in want and want[k].get("sha256_gz") != have.get(k, {}).get("sha256_gz")]
-    if differ:
-        report.add("data", False, f"MNIST files in {folder} differ from the run's ({', '.join(differ)}: sha256 mismatch)")
-        return None
+    train_size = len(data.train_y)
+    folder = data.source.get("folder", data_dir)
     report.add("data", True, f"MNIST first {train_size} training images from {folder}")
     names = json.loads(_decode(f["model"].attrs["param_names"]))
     shapes = json.loads(_decode(f["model"].attrs["param_shapes"]))
