@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -78,17 +78,6 @@ def decode(data: np.ndarray) -> dict:
     return box["state"]
 
 
-def to_state(x: Any) -> Any:
-    """NumPy arrays (also inside dicts/lists) as tensors, so that ``weights_only`` loading accepts them."""
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    if isinstance(x, dict):
-        return {k: to_state(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_state(v) for v in x]
-    return x
-
-
 def result_to_state(r: Any) -> dict:
     """A :class:`ramble.path.PathResult` as a state dict (arrays as tensors, under ``__np__`` keys)."""
     out = {}

@@ -111,7 +111,7 @@ class ExperimentWriter:
                 a[k] = _attr(v)
             f.flush()
             image = f.id.get_file_image()
-        write_image(self.path, image)
+        write_atomically(self.path, image)
 
     def _check_resumable(self, model: str, backend: str, config_json: str) -> None:
         with open_checked(self.path) as f:
@@ -170,9 +170,6 @@ class ExperimentWriter:
         with self.commit():
             f = self.f
             g = f.require_group("data/train")  # type: ignore[union-attr]
-            for k in ("inputs", "labels"):
-                if k in g:
-                    del g[k]
             g.create_dataset("inputs", data=np.asarray(inputs, dtype=np.int8), compression="gzip")
             g.create_dataset("labels", data=np.asarray(labels, dtype=np.int8))
             f["data"].attrs["kind"] = "random_pm1"  # type: ignore[index]
@@ -322,6 +319,17 @@ def _attr(v: Any) -> Any:
     return v
 
 
+def make_folder(folder: Path, what: str) -> Path:
+    """Create ``folder`` (and parents) for output; RambleError naming it (as ``what``) if that fails or it is not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RambleError(f"cannot create {what} {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise RambleError(f"{what} {folder} is not writable")
+    return folder
+
+
 # ------------------------------------------------------------ atomic updates
 def _fsync_dir(folder: Path) -> None:
     try:
@@ -371,7 +379,7 @@ def update(path: str | os.PathLike, check: bool = True) -> Iterator[h5py.File]:
     finally:
         f.close()
     faults.point("commit:image")
-    write_image(p, image)
+    write_atomically(p, image)
 
 
 def compacted_image(src: h5py.File) -> bytes:
@@ -392,13 +400,13 @@ def compacted_image(src: h5py.File) -> bytes:
         return dst.id.get_file_image()
 
 
-def write_image(path: Path, image: bytes) -> None:
-    """Put the HDF5 file image ``image`` at ``path`` atomically (staging copy, fsync, rename)."""
+def write_atomically(path: Path, data: bytes) -> None:
+    """Put ``data`` (an HDF5 file image, a JSON index, a report) at ``path`` all-or-nothing: staging copy, fsync, rename."""
     tmp = staging_path(path)
     ok = False
     try:
         with open(tmp, "wb") as fh:
-            fh.write(image)
+            fh.write(data)
             faults.point("commit:written")
             fh.flush()
             os.fsync(fh.fileno())

@@ -33,7 +33,6 @@ files it wrote, one per format (PNG and PDF by default).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -44,7 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import RambleError  # noqa: E402
-from .io import Experiment, PathRecord, load  # noqa: E402
+from .io import Experiment, PathRecord, load, make_folder  # noqa: E402
 
 FORMATS = ("png", "pdf")
 XLABEL = "normalised distance from $W_a$ (0) to $W_b$ (1)"
@@ -58,7 +57,7 @@ def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     stem = Path(stem)
     out = []
     try:
-        _make_folder(stem.parent)
+        make_folder(stem.parent, "figure folder")
         for ext in formats:
             p = stem.with_name(stem.name + "." + ext)
             try:
@@ -69,16 +68,6 @@ def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     finally:
         plt.close(fig)
     return out
-
-
-def _make_folder(folder: Path) -> None:
-    """Create ``folder`` (and parents) for figures; RambleError naming it if that fails or it is not writable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RambleError(f"cannot create figure folder {folder}: {e.strerror or e}") from None
-    if not os.access(folder, os.W_OK):
-        raise RambleError(f"figure folder {folder} is not writable")
 
 
 def _model_name(e: Experiment) -> str:
@@ -649,7 +638,7 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FO
     """Every figure for every path of one experiment file, into ``out_dir``."""
     e = load(path)
     out_dir = Path(out_dir)
-    _make_folder(out_dir)
+    make_folder(out_dir, "figure folder")
     formats = tuple(formats)
     written: list[Path] = []
     base = Path(path).stem

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ConfigError, RambleError, FormatError
+from .io import load, make_folder, open_checked
 
 log = logging.getLogger("ramble")
 
@@ -117,7 +118,6 @@ def finished(path: Path, analyses: tuple = ()) -> bool:
     """True if ``path`` is a complete ramble file holding every analysis' output (so the job need not run again)."""
     if not path.exists():
         return False
-    from .io import load, open_checked
 
     try:
         if load(path, weights=False).status != "complete":
@@ -168,7 +168,6 @@ def run_job(job: Job, out_dir: Path) -> Job:
 
 def _run_analyses(job: Job, fh: Any, env: dict) -> int:
     """Run the job's analyses whose output the file lacks (each an all-or-nothing commit); first non-zero exit status."""
-    from .io import open_checked
 
     with open_checked(job.out) as f:
         todo = [cmd for name, cmd in job.analyses if name not in f]
@@ -244,13 +243,7 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     load_mnist(data_dir, 1, 1)  # MNIST missing or corrupt (checksums): DataError naming the file
     if full_mnist is None:
         full_mnist = torch.cuda.is_available()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RambleError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK):
-        raise RambleError(f"output folder {out} is not writable")
+    out = make_folder(Path(out_dir), "output folder")
     started = time.perf_counter()
     todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device)
     pending = [j for j in todo if not finished(j.out, j.analyses)]

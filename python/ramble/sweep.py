@@ -52,6 +52,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, FormatError, RambleError
+from .io import load, make_folder, write_atomically
 from .path import VARIANTS, PathConfig
 from .progress import progress_bar
 from .tcm_experiment import PAIRINGS, TCMExperimentConfig
@@ -278,7 +279,6 @@ def _run_task_in_dask(config: TCMExperimentConfig, out: str) -> dict[str, Any]:
 
 def file_outcome(path: Path, experiment: Optional[Any] = None) -> dict[str, Any]:
     """Status and per-path outcomes of an experiment file, for the index (``experiment``: it, already loaded)."""
-    from .io import load
 
     e = experiment if experiment is not None else load(path, weights=False)
     paths = []
@@ -310,13 +310,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write ``doc`` as JSON to ``path`` all-or-nothing (temporary file beside it, fsync, ``os.replace``)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh, indent=1, default=_json_default)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``doc`` as JSON to ``path`` all-or-nothing (:func:`ramble.io.write_atomically`)."""
+    write_atomically(path, json.dumps(doc, indent=1, default=_json_default).encode())
 
 
 def _json_default(o: Any) -> Any:
@@ -367,7 +362,6 @@ def finished_file(path: Path, config: TCMExperimentConfig) -> Optional[dict[str,
     """
     if not path.exists():
         return None
-    from .io import load
 
     try:
         e = load(path, weights=False)
@@ -421,13 +415,7 @@ def run_sweep(
     if engine == "dask":
         _need_dask()
     n_workers = workers if workers is not None else max(1, len(os.sched_getaffinity(0)))
-    folder = Path(out_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RambleError(f"cannot create the sweep folder {folder}: {e.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise RambleError(f"sweep folder {folder} is not writable")
+    folder = make_folder(Path(out_dir), "sweep folder")
     index_path = folder / INDEX_NAME
     doc = _open_index(index_path, cfg)
     entries: dict[str, dict[str, Any]] = {t["file"]: t for t in doc["tasks"]}
@@ -597,8 +585,8 @@ def failure_kind(reason: str) -> str:
 
 
 @dataclass(frozen=True)
-class TaskRow:
-    """One task (experiment file) of a sweep.  ``wall_time``: seconds in the worker (None if skipped before it was timed)."""
+class TaskKey:
+    """The parameters that tell one task (experiment file) of a sweep from the others."""
 
     file: str
     seed: int
@@ -606,6 +594,12 @@ class TaskRow:
     lr: float
     gamma: float
     n_epochs: int
+
+
+@dataclass(frozen=True)
+class TaskRow(TaskKey):
+    """One task (experiment file) of a sweep.  ``wall_time``: seconds in the worker (None if skipped before it was timed)."""
+
     status: str
     error: str
     paths: int
@@ -615,7 +609,7 @@ class TaskRow:
 
 
 @dataclass(frozen=True)
-class PathRow:
+class PathRow(TaskKey):
     """One path of a sweep: its task's parameters and its outcome.
 
     ``reached``: the farthest normalised distance toward W_b (1 on a complete
@@ -624,12 +618,6 @@ class PathRow:
     GD undid the pull).
     """
 
-    file: str
-    seed: int
-    variant: str
-    lr: float
-    gamma: float
-    n_epochs: int
     pair: str
     status: str
     reason: str
@@ -789,7 +777,5 @@ def write_sweep_outputs(folder: str | os.PathLike, formats: Sequence[str] = ("pn
     if figs:
         lines[1:1] = ["", f"![success rate over gamma and N_epochs]({FIGURE_STEM}.{formats[0]})"]
     report = folder / REPORT_NAME
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, report)
+    write_atomically(report, ("\n".join(lines) + "\n").encode())
     return figs, report
