@@ -24,6 +24,25 @@ import torch
 
 
 @dataclass(frozen=True)
+class SegmentCertificate:
+    """Whether the straight segment w(t) = w0 + t (w1 - w0), t in [0, 1], lies inside S.
+
+    ``certified`` is True only when it is *proved* that every training margin
+    is > 0 at every t in [0, 1] (exactly for the TCM; by bound propagation in
+    float64 for torch networks).  ``margin_bound``: a lower bound on
+    min_t min_mu margin(t) (model margin units); for the TCM it is the exact
+    minimum.  ``pieces``: work done (TCM: breakpoints evaluated; networks:
+    sub-segments whose bounds were computed, so ``pieces - 1`` bisections at
+    most).  ``seconds``: wall time of the certificate.
+    """
+
+    certified: bool
+    margin_bound: float
+    pieces: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Loss and error of one weight vector on one data set.
 
@@ -71,6 +90,14 @@ class PathProblem(Protocol):
 
     def evaluate(self, w: torch.Tensor) -> Evaluation:
         """Training loss and error at ``w``."""
+        ...
+
+    def certify_segment(self, w0: torch.Tensor, w1: torch.Tensor) -> SegmentCertificate:
+        """Prove (or fail to prove) that the straight segment ``w0 -> w1`` lies inside S.
+
+        Never says ``certified=True`` for a segment on which some training
+        sample has margin <= 0 at some t in [0, 1], endpoints included.
+        """
         ...
 
 
