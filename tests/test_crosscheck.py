@@ -164,6 +164,33 @@ def test_repair_variant_paths_agree(pair, solutions):
     assert np.allclose(rp.train_loss, rj.train_loss, rtol=1e-9)
 
 
+
+@pytest.fixture(scope="module")
+def hard_pair():
+    """A TCM (N=90, M=180) whose elastic steps at gamma 0.5 are refused: halvings matter there."""
+    p = random_patterns(90, 180, 1)
+    py = PythonTCM(p, 3)
+    cfg = TrainConfig()
+    rng = np.random.default_rng(11)
+    out = []
+    while len(out) < 2:
+        s = py.gd_solve(rng.normal(0.0, cfg.init_scale / np.sqrt(30), 90), cfg)
+        if s.solved:
+            out.append(s.w)
+    return py, JuliaTCM(p, 3), out
+
+
+def test_elastic_halvings_agree_decision_by_decision(hard_pair):
+    py, jl, (w_a, w_b) = hard_pair
+    cfg = PathConfig(gamma=0.5, elastic_halvings=4, max_iterations=120, patience=100)
+    rp, rj = py.find_path(w_a, w_b, cfg), jl.find_path(w_a, w_b, cfg)
+    assert cc.first_divergence(rp, rj) is None
+    assert (rp.status, rp.iterations, rp.elastic_repaired, rp.elastic_refused, rp.segment_checks) == (
+        rj.status, rj.iterations, rj.elastic_repaired, rj.elastic_refused, rj.segment_checks)
+    # not vacuous: without halvings every elastic step of this pair is refused
+    plain = py.find_path(w_a, w_b, PathConfig(gamma=0.5, max_iterations=120, patience=100))
+    assert plain.elastic_accepted + plain.elastic_repaired == 0
+    assert rp.elastic_accepted + rp.elastic_repaired > 0
 def test_first_divergence_helper():
     from ramble.path import PathResult
 

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 
 from ramble import julia_bridge
+from ramble.backends import PythonTCM
 from ramble.errors import ConfigError, JuliaError
 from ramble.julia_backend import JuliaTCM, registry_sizes
 from ramble.path import PathConfig, PathResult
 from ramble.patterns import random_patterns
-from ramble.backends import PythonTCM
 from ramble.training import SolveOutcome, TrainConfig
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
@@ -271,7 +271,9 @@ def test_progress_exception_propagates_and_frees_the_result(tcm, solutions):
     seen = []
     r = tcm.find_path(*solutions, PathConfig(max_iterations=20, patience=5), progress=lambda i, d: seen.append((i, d)))
     assert [i for i, _ in seen] == list(range(r.iterations))
-    assert np.allclose([d for _, d in seen], r.distance[1 : r.iterations + 1])
+    # each iteration reports the distance of its last vertex (rows are vertices, tagged by iteration)
+    last_row = [int(np.nonzero(r.iteration <= i)[0][-1]) for i in range(r.iterations)]
+    assert np.allclose([d for _, d in seen], r.distance[last_row])
     assert registry_sizes() == before
 
 
@@ -344,3 +346,54 @@ def test_models_are_freed():
     t2 = JuliaTCM(random_patterns(12, 8, 2), 3)
     del t2
     assert registry_sizes() == before
+
+
+def _julia_literal(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return ":" + v
+    return repr(v)
+
+
+def test_path_config_has_the_same_fields_order_and_defaults_in_both_languages(bridge, tcm):
+    import dataclasses
+
+    fields = dataclasses.fields(PathConfig)
+    names = "(" + ", ".join(":" + f.name for f in fields) + ",)"
+    assert bridge.eval(f"Int(fieldnames(Ramble.PathConfig) == {names})") == 1
+    default = PathConfig()
+    for f in fields:
+        value = _julia_literal(getattr(default, f.name))
+        assert bridge.eval(f"Int(Ramble.PathConfig().{f.name} === {value})") == 1, f.name
+    paper = PathConfig.paper()
+    for f in fields:
+        value = _julia_literal(getattr(paper, f.name))
+        assert bridge.eval(f"Int(Ramble.paper_config().{f.name} === {value})") == 1, f.name
+
+
+def test_bridge_packs_every_path_config_field_by_name(bridge, tcm):
+    import dataclasses
+
+    from ramble.julia_backend import PATH_FLOAT_FIELDS, PATH_INT_FIELDS, echo_path_config
+
+    names = [f.name for f in dataclasses.fields(PathConfig)]
+    assert sorted(("variant",) + PATH_FLOAT_FIELDS + PATH_INT_FIELDS) == sorted(names)
+    for const, fields in (("PATH_FLOAT_FIELDS", PATH_FLOAT_FIELDS), ("PATH_INT_FIELDS", PATH_INT_FIELDS)):
+        assert bridge.eval(f"Int(Ramble.Bridge.{const} == (" + ", ".join(":" + f for f in fields) + ",))") == 1
+    # every field off its default, each value distinct, so a swap would show
+    cfg = PathConfig(variant="paper", gamma=0.25, n_epochs=3, lr=0.125, margin_target=0.0625, repair_steps=7, tol=0.03125,
+                     max_iterations=1234, patience=99, record_every=2, weight_every=5, max_waypoints=4, escape=False)
+    echoed = echo_path_config(cfg)
+    assert list(echoed) == names  # Julia's field order
+    expected = {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in cfg.to_dict().items()}
+    assert echoed == expected
+
+
+def test_julia_path_measures_distance_in_the_given_frame(tcm, solutions):
+    w_a, w_b = solutions
+    far = 2 * w_b - w_a
+    r = tcm.find_path(w_a, w_b, PathConfig(max_iterations=30, patience=10, weight_every=4), frame=(w_a, far))
+    d = np.linalg.norm(far - w_a)
+    np.testing.assert_allclose(r.distance[r.weight_index], 1 - np.linalg.norm(r.weights - far, axis=1) / d, atol=1e-12)
+    assert r.distance[0] == pytest.approx(0.0) and r.distance[-1] < 0.6

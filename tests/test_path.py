@@ -21,6 +21,20 @@ def check_complete_path(prob, r, w_a, w_b):
     assert np.all(r.train_error == 0.0)
     assert len(r.decisions) == r.iterations
     assert r.elastic_accepted + r.elastic_repaired + r.elastic_refused == r.iterations
+    check_certified_rows(prob, r)
+
+
+def check_certified_rows(prob, r):
+    """Every vertex stored, and every segment between consecutive rows certified (checked again, and by sampling)."""
+    assert r.weight_index is None
+    ws = torch.from_numpy(r.weights)
+    assert r.segments_certified == len(ws) - 1
+    assert all(prob.certify_segment(a, b).certified for a, b in zip(ws[:-1], ws[1:]))
+    ts = np.linspace(0.0, 1.0, 9)
+    assert all(prob.contains(a + float(t) * (b - a)) for a, b in zip(ws[:-1], ws[1:]) for t in ts)
+    steps = np.linalg.norm(np.diff(r.weights, axis=0), axis=1)
+    np.testing.assert_allclose(r.arclength, np.concatenate([[0.0], np.cumsum(steps)]), rtol=1e-12, atol=1e-12)
+    assert 0 < r.cert_min_margin < np.inf
 
 
 def test_repair_variant_arrives_inside_S(small_tcm):
@@ -37,14 +51,36 @@ def test_reverse_direction_also_arrives(small_tcm):
     check_complete_path(prob, find_path(prob, w_b, w_a, PathConfig()), w_b, w_a)
 
 
-def test_paper_variant_fails_with_reason_or_arrives(small_tcm):
+def test_paper_variant_stalls_on_this_pair_with_every_segment_certified(small_tcm):
     prob, (w_a, w_b) = small_tcm
     r = find_path(prob, w_a, w_b, PathConfig.paper(max_iterations=3000, patience=1000))
-    if r.complete:
-        check_complete_path(prob, r, w_a, w_b)
-    else:
-        assert r.reason
-        assert all(prob.contains(torch.from_numpy(w)) for w in r.weights)
+    assert r.status == "failed" and r.reason.startswith("stalled: no 1% progress toward W_b in 1000 iterations")
+    assert r.segments_certified == r.gd_accepted + r.elastic_accepted
+    check_certified_rows(prob, r)
+
+
+def test_moves_the_certifier_refuses_are_refused():
+    """A problem whose certifier refuses everything: no move is accepted, though candidates are in S."""
+    from ramble.patterns import random_patterns
+    from ramble.problem import SegmentCertificate
+    from ramble.tcm import TCMProblem
+
+    class Doubting(TCMProblem):
+        def certify_segment(self, w0, w1):
+            return SegmentCertificate(certified=False, margin_bound=-1.0, pieces=1, seconds=0.0)
+
+    prob = Doubting(random_patterns(30, 10, 3), 3)
+    g = torch.Generator().manual_seed(0)
+    w_a = torch.randn(30, generator=g, dtype=torch.float64)
+    while not prob.contains(w_a):
+        w_a = torch.randn(30, generator=g, dtype=torch.float64)
+    w_b = w_a + 0.01 * torch.randn(30, generator=g, dtype=torch.float64)
+    assert prob.contains(w_b)
+    r = find_path(prob, w_a, w_b, PathConfig(max_iterations=20, patience=5))
+    assert r.status == "failed" and r.segments_certified == 0 and len(r.weights) == 1
+    assert r.elastic_refused == r.iterations and r.segment_checks >= r.iterations
+    paper = find_path(prob, w_a, w_b, PathConfig.paper(max_iterations=20))
+    assert paper.status == "failed" and "gradient-descent step left S at iteration 0" in paper.reason
 
 
 def test_iteration_limit_is_a_clear_failure(small_tcm):
@@ -113,8 +149,100 @@ def test_straight_leg_refuses_a_segment_leaving_S(small_tcm):
 
     prob, (w_a, w_b) = small_tcm
     # the straight line between these two solutions leaves S (test above)
-    assert straight_leg(prob.contains, prob.evaluate, w_a, w_b) is None
-    leg = straight_leg(prob.contains, prob.evaluate, w_a, 1.2 * w_a)
-    if leg is not None:  # scaling up keeps this solution in S
-        assert len(leg.weights) == 11 and np.all(leg.train_error == 0)
-        assert all(prob.contains(torch.from_numpy(w)) for w in leg.weights)
+    assert straight_leg(prob.certify_segment, prob.evaluate, w_a, w_b) is None
+    leg = straight_leg(prob.certify_segment, prob.evaluate, w_a, 1.2 * w_a)
+    assert leg is not None  # scaling this solution up keeps it in S (certified exactly)
+    assert len(leg.weights) == 2 and np.all(leg.train_error == 0) and leg.segments_certified == 1
+    assert leg.arclength[-1] == pytest.approx(0.2 * float(w_a.norm()))
+
+
+def scripted_leg(prob, w_a, w_b, cfg):
+    """A leg function: the pair (w_a, w_b) itself fails (iteration limit); any other pair runs find_path."""
+
+    def leg(start, target, frame, _checkpoint=None):
+        if torch.equal(start, w_a) and torch.equal(target, w_b):
+            return find_path(prob, start, target, PathConfig(max_iterations=3, weight_every=cfg.weight_every), frame=frame)
+        return find_path(prob, start, target, cfg, frame=frame)
+
+    return leg
+
+
+def test_norm_escape_joins_radial_legs_keeps_config_and_frame(small_tcm):
+    from ramble.path import find_path_with_escape
+
+    prob, (w_a, w_b) = small_tcm
+    cfg = PathConfig(weight_every=3)
+    r = find_path_with_escape(scripted_leg(prob, w_a, w_b, cfg), lambda w: None, prob.certify_segment, prob.evaluate,
+                              w_a, w_b, max_waypoints=0, scales=(1.5, 1.1))
+    assert r.complete and r.escape_scale == 1.1  # at 1.5 the radial segment from W_b leaves S
+    assert r.config == cfg.to_dict()  # not the radial leg's empty config
+    ws = r.weights
+    assert np.array_equal(ws[0], w_a.numpy()) and np.array_equal(ws[1], 1.1 * w_a.numpy()) and np.array_equal(ws[-1], w_b.numpy())
+    # distance in the outer frame (W_a, W_b) at every kept row, although weights are kept at a stride
+    d_ab = float((w_b - w_a).norm())
+    np.testing.assert_allclose(r.distance[r.weight_index], 1 - np.linalg.norm(ws - w_b.numpy(), axis=1) / d_ab, atol=1e-12)
+    assert r.arclength[0] == 0.0 and np.all(np.diff(r.arclength) > 0)
+    # the two radial segments and every segment of the middle path are certified
+    assert r.segments_certified == len(r.iteration) - 1
+    assert list(np.unique(r.extra["leg"])) == [0, 1, 2]
+
+
+def test_norm_escape_with_every_weight_kept_is_certified_segment_by_segment(small_tcm):
+    from ramble.path import find_path_with_escape
+
+    prob, (w_a, w_b) = small_tcm
+    r = find_path_with_escape(scripted_leg(prob, w_a, w_b, PathConfig()), lambda w: None, prob.certify_segment, prob.evaluate,
+                              w_a, w_b, max_waypoints=0, scales=(1.5, 1.1))
+    assert r.complete and r.escape_scale == 1.1  # at 1.5 the radial segment from W_b leaves S
+    check_certified_rows(prob, r)
+
+
+def test_routing_and_merging_join_two_paths_at_their_shared_solution(small_tcm):
+    from ramble.path import reversed_path, route_through
+
+    prob, (w_a, w_b) = small_tcm
+    there = find_path(prob, w_a, w_b, PathConfig())
+    back = reversed_path(there)
+    np.testing.assert_allclose(back.arclength, there.arclength[-1] - there.arclength[::-1], atol=1e-12)
+    loop = route_through(there, back, 1, (w_a, w_b))
+    assert loop.via == [1] and loop.iterations == 2 * there.iterations
+    assert len(loop.weights) == 2 * len(there.weights) - 1  # the joint W_b once
+    assert np.array_equal(loop.weights[len(there.weights) - 1], w_b.numpy())
+    assert loop.segments_certified == 2 * there.segments_certified
+    assert loop.cert_min_margin == there.cert_min_margin and loop.cert_pieces == 2 * there.cert_pieces
+    assert loop.arclength[-1] == pytest.approx(2 * there.arclength[-1])
+    assert loop.config == there.config
+    check_certified_rows(prob, loop)
+    d_ab = float((w_b - w_a).norm())
+    np.testing.assert_allclose(loop.distance, 1 - np.linalg.norm(loop.weights - w_b.numpy(), axis=1) / d_ab, atol=1e-12)
+
+
+def test_a_stalled_leg_goes_through_a_waypoint_and_legs_merge(small_tcm):
+    from ramble.path import find_path_with_waypoints
+
+    prob, (w_a, w_b) = small_tcm
+    calls = []
+
+    def leg(start, target, frame, _checkpoint=None):
+        calls.append(frame)
+        r = find_path(prob, start, target, PathConfig(weight_every=2, max_iterations=40 if not calls[:-1] else 20_000), frame=frame)
+        if len(calls) == 1:
+            r.reason = "stalled: scripted for the test"
+        return r
+
+    mid = find_path(prob, w_a, w_b, PathConfig()).weights[300]
+    r = find_path_with_waypoints(leg, lambda w: torch.from_numpy(mid.copy()), w_a, w_b, max_waypoints=1)
+    assert r.complete and r.waypoints_trained == 1 and len(r.waypoints) == 1
+    assert all(f[0] is w_a and f[1] is w_b for f in calls)  # every leg measures in the outer frame
+    d_ab = float((w_b - w_a).norm())
+    np.testing.assert_allclose(r.distance[r.weight_index], 1 - np.linalg.norm(r.weights - w_b.numpy(), axis=1) / d_ab, atol=1e-12)
+    assert r.segments_certified == len(r.iteration) - 1
+    assert r.arclength[0] == 0.0 and np.all(np.diff(r.arclength) > 0)
+
+
+def test_stored_config_of_an_older_file_still_loads():
+    """Files written before max_segment_checks was removed resume; an unknown field is refused in one line."""
+    old = dict(PathConfig(gamma=0.02).to_dict(), max_segment_checks=10_000)
+    assert PathConfig.from_dict(old) == PathConfig(gamma=0.02)
+    with pytest.raises(ConfigError, match="unknown field"):
+        PathConfig.from_dict(dict(old, bogus=1))

@@ -21,6 +21,7 @@ Entry points, one per task:
 * `gd_solve(model, w0, TrainConfig(...))` — find a solution from `w0`.
 * `find_path(model, w_a, w_b, PathConfig(...))` — Algorithm 1.
 * `straight_line(model, w_a, w_b, n)` — loss/error along Eq. 2.
+* `certify_segment(model, w0, w1)` — exact proof that a segment lies in S.
 * `Ramble.Bridge` — C-callable wrappers used by the Python bridge.
 
 Load it with `include("julia/src/Ramble.jl")` (it is not a registered package;
@@ -37,11 +38,13 @@ export ConfigError, TCM, fields, committee, loss, loss_and_grad!, loss_and_grad,
        evaluate, Evaluation, hessian, hessian!, hessian_spectrum, groups,
        TrainConfig, SolveOutcome, gd_solve,
        PathConfig, PathResult, NormConstraint, repair, find_path, straight_line,
-       ELASTIC_REFUSED, ELASTIC_ACCEPTED, ELASTIC_REPAIRED
+       ELASTIC_REFUSED, ELASTIC_ACCEPTED, ELASTIC_REPAIRED,
+       SegmentCertificate, CertWork, certify_segment, certify_segment!
 
 include("model.jl")
 include("tcm.jl")
 include("training.jl")
+include("certify.jl")
 include("path.jl")
 include("bridge.jl")
 

@@ -33,11 +33,21 @@ module Bridge
 
 using ..Ramble: Ramble, TCM, ConfigError, TrainConfig, PathConfig, PathResult, gd_solve, find_path,
                 loss_and_grad!, margins!, evaluate, hessian!, straight_line_at, tcm_data_error,
-                trainconfig_error, pathconfig_error, endpoints_error
+                trainconfig_error, pathconfig_error, endpoints_error, certify_segment
 using LinearAlgebra
 
 "Version of the C interface; Python checks it after loading the module."
-const ABI = 1
+const ABI = 2
+
+"""
+Field names of `PathConfig` packed into the bridge's float array `fcfg` and
+int array `icfg`, in order (Python's `julia_backend.PATH_FLOAT_FIELDS`,
+`PATH_INT_FIELDS`; a test checks they agree).  `escape` travels as 0/1.
+The config is built from them by name, so order here is the only contract.
+"""
+const PATH_FLOAT_FIELDS = (:gamma, :lr, :margin_target, :tol)
+const PATH_INT_FIELDS = (:n_epochs, :repair_steps, :max_iterations, :patience, :record_every, :weight_every,
+                         :max_waypoints, :escape, :elastic_halvings)
 
 const STATUS_OK = Cint(0)
 const STATUS_CONFIG = Cint(1)
@@ -253,24 +263,67 @@ c_gd_solve(h::Int, w0::Ptr{Float64}, n::Int, fcfg::Ptr{Float64}, icfg::Ptr{Int},
            wout::Ptr{Float64}, iout::Ptr{Int}, fout::Ptr{Float64})::Cint =
     guarded(_gd_solve, h, w0, n, fcfg, icfg, poll, wout, iout, fout)
 
-function _path(h::Int, wa::Ptr{Float64}, wb::Ptr{Float64}, n::Int, variant::Int, fcfg::Ptr{Float64},
-               icfg::Ptr{Int}, progress::Ptr{Cvoid}, out::Ptr{Int})
+"""
+    unpack_pathconfig(variant, fcfg, icfg) -> PathConfig or String (the ConfigError message)
+
+The `PathConfig` packed by Python: variant 0 = paper, 1 = repair; the arrays
+hold `PATH_FLOAT_FIELDS` and `PATH_INT_FIELDS`, matched by name.
+"""
+function unpack_pathconfig(variant::Int, fcfg::Ptr{Float64}, icfg::Ptr{Int})
+    variant in (0, 1) || return "unknown path variant code $variant"
+    v = variant == 0 ? :paper : :repair
+    f = NamedTuple{PATH_FLOAT_FIELDS}(Tuple(vec64(fcfg, length(PATH_FLOAT_FIELDS))))
+    i = NamedTuple{PATH_INT_FIELDS}(Tuple(unsafe_wrap(Array, icfg, length(PATH_INT_FIELDS); own=false)))
+    err = pathconfig_error(v, f.gamma, i.n_epochs, f.lr, f.margin_target, i.repair_steps, f.tol, i.max_iterations,
+                           i.patience, i.record_every, i.weight_every, i.max_waypoints, i.elastic_halvings)
+    err === nothing || return err
+    return PathConfig(; variant=v, f..., merge(i, (escape=i.escape != 0,))...)
+end
+
+function _pathconfig_echo(variant::Int, fcfg::Ptr{Float64}, icfg::Ptr{Int}, buf::Ptr{UInt8}, cap::Int, len::Ptr{Int})
+    cfg = unpack_pathconfig(variant, fcfg, icfg)
+    cfg isa String && return cfg
+    s = join(("$(name)=$(getfield(cfg, name))" for name in fieldnames(PathConfig)), ";")
+    unsafe_store!(len, sizeof(s))
+    if buf != C_NULL && cap > 0
+        GC.@preserve s unsafe_copyto!(buf, pointer(s), min(sizeof(s), cap))
+    end
+    return nothing
+end
+"The `PathConfig` Julia builds from packed arrays, as `name=value;...` in field order (for the bridge's tests)."
+c_pathconfig_echo(variant::Int, fcfg::Ptr{Float64}, icfg::Ptr{Int}, buf::Ptr{UInt8}, cap::Int, len::Ptr{Int})::Cint =
+    guarded(_pathconfig_echo, variant, fcfg, icfg, buf, cap, len)
+
+function _certify(h::Int, w0::Ptr{Float64}, w1::Ptr{Float64}, n::Int, fout::Ptr{Float64}, iout::Ptr{Int})
     m = get(MODELS, h, nothing)
     m === nothing && return nomodel(h)
     err = lengtherror(m, n)
     err === nothing || return err
-    f = vec64(fcfg, 4)
-    i = unsafe_wrap(Array, icfg, 8; own=false)
-    variant in (0, 1) || return "unknown path variant code $variant"
-    v = variant == 0 ? :paper : :repair
-    err = pathconfig_error(v, f[1], i[1], f[2], f[3], i[2], f[4], i[3], i[4], i[5], i[6], i[7])
+    c = certify_segment(m, vec64(w0, n), vec64(w1, n))
+    unsafe_store!(iout, Int(c.certified), 1)
+    unsafe_store!(iout, c.pieces, 2)
+    unsafe_store!(fout, c.margin_bound, 1)
+    unsafe_store!(fout, c.seconds, 2)
+    return nothing
+end
+"Exact certificate of the segment `w0 -> w1`: (certified, pieces) into `iout`, (margin_bound, seconds) into `fout`."
+c_certify(h::Int, w0::Ptr{Float64}, w1::Ptr{Float64}, n::Int, fout::Ptr{Float64}, iout::Ptr{Int})::Cint =
+    guarded(_certify, h, w0, w1, n, fout, iout)
+
+function _path(h::Int, wa::Ptr{Float64}, wb::Ptr{Float64}, n::Int, variant::Int, fcfg::Ptr{Float64},
+               icfg::Ptr{Int}, refa::Ptr{Float64}, refb::Ptr{Float64}, progress::Ptr{Cvoid}, out::Ptr{Int})
+    m = get(MODELS, h, nothing)
+    m === nothing && return nomodel(h)
+    err = lengtherror(m, n)
     err === nothing || return err
-    cfg = PathConfig(v, f[1], i[1], f[2], f[3], i[2], f[4], i[3], i[4], i[5], i[6], i[7], i[8])
+    cfg = unpack_pathconfig(variant, fcfg, icfg)
+    cfg isa String && return cfg
     a, b = vec64(wa, n), vec64(wb, n)
     err = endpoints_error(m, a, b)
     err === nothing || return err
+    frame = refa == C_NULL ? nothing : (copy(vec64(refa, n)), copy(vec64(refb, n)))
     cb = progress == C_NULL ? nothing : Callback(progress)
-    res = find_path(m, a, b, cfg; progress=cb)
+    res = find_path(m, a, b, cfg; progress=cb, frame=frame)
     cb !== nothing && cb.stopped && return Stopped()
     id = newid()
     RESULTS[id] = res
@@ -281,19 +334,19 @@ function _path(h::Int, wa::Ptr{Float64}, wb::Ptr{Float64}, n::Int, variant::Int,
     return nothing
 end
 """
-`find_path`; variant 0 = paper, 1 = repair; `fcfg` = (gamma, lr, margin_target, tol),
-`icfg` = (n_epochs, repair_steps, max_iterations, patience, record_every,
-weight_every, max_waypoints, max_segment_checks); `progress(it, distance)` a C callback or NULL,
-called after every iteration.  Writes (result handle, number of points T, number
-of kept weight vectors Tk, iterations) into `out`.
+`find_path`; the config as in [`unpack_pathconfig`](@ref); `refa`, `refb` the
+distance frame (both NULL: the endpoints); `progress(it, distance)` a C
+callback or NULL, called after every iteration.  Writes (result handle, number
+of points T, number of kept weight vectors Tk, iterations) into `out`.
 """
 c_find_path(h::Int, wa::Ptr{Float64}, wb::Ptr{Float64}, n::Int, variant::Int, fcfg::Ptr{Float64},
-            icfg::Ptr{Int}, progress::Ptr{Cvoid}, out::Ptr{Int})::Cint =
-    guarded(_path, h, wa, wb, n, variant, fcfg, icfg, progress, out)
+            icfg::Ptr{Int}, refa::Ptr{Float64}, refb::Ptr{Float64}, progress::Ptr{Cvoid}, out::Ptr{Int})::Cint =
+    guarded(_path, h, wa, wb, n, variant, fcfg, icfg, refa, refb, progress, out)
 
 function _result_copy(r::Int, P::Int, T::Int, Tk::Int, nit::Int, weights::Ptr{Float64}, windex::Ptr{Int},
                       iteration::Ptr{Int}, distance::Ptr{Float64}, tloss::Ptr{Float64}, terr::Ptr{Float64},
-                      decisions::Ptr{Int8}, gdref::Ptr{Int8}, counts::Ptr{Int}, wall::Ptr{Float64})
+                      decisions::Ptr{Int8}, gdref::Ptr{Int8}, counts::Ptr{Int}, wall::Ptr{Float64},
+                      arclength::Ptr{Float64})
     res = get(RESULTS, r, nothing)
     res === nothing && return "no Julia path result with handle $r (already freed?)"
     (size(res.weights) == (P, Tk) && length(res.iteration) == T && length(res.decisions) == nit) ||
@@ -304,24 +357,34 @@ function _result_copy(r::Int, P::Int, T::Int, Tk::Int, nit::Int, weights::Ptr{Fl
     copyto!(vec64(distance, T), res.distance)
     copyto!(vec64(tloss, T), res.train_loss)
     copyto!(vec64(terr, T), res.train_error)
+    copyto!(vec64(arclength, T), res.arclength)
     copyto!(unsafe_wrap(Array, decisions, nit; own=false), res.decisions)
     copyto!(unsafe_wrap(Array, gdref, nit; own=false), res.gd_refused)
-    c = unsafe_wrap(Array, counts, 6; own=false)
+    c = unsafe_wrap(Array, counts, 8; own=false)
     c[1] = res.elastic_accepted
     c[2] = res.elastic_repaired
     c[3] = res.elastic_refused
     c[4] = res.gd_accepted
     c[5] = res.gd_refused_total
     c[6] = res.segment_checks
-    unsafe_store!(wall, res.wall_time)
+    c[7] = res.segments_certified
+    c[8] = res.cert_pieces
+    unsafe_store!(wall, res.wall_time, 1)
+    unsafe_store!(wall, res.cert_min_margin, 2)
+    unsafe_store!(wall, res.cert_seconds, 3)
     return nothing
 end
-"Copy path result `r` into caller buffers (weights P×Tk, i.e. row-major (Tk, P) in NumPy)."
+"""
+Copy path result `r` into caller buffers (weights P×Tk, i.e. row-major (Tk, P) in NumPy); `counts` (8):
+accepted, repaired, refused, GD accepted, GD refused, segment checks, segments certified, pieces;
+`wall` (3): wall time, smallest certified margin bound, certification seconds; `arclength` (T).
+"""
 c_result_copy(r::Int, P::Int, T::Int, Tk::Int, nit::Int, weights::Ptr{Float64}, windex::Ptr{Int},
               iteration::Ptr{Int}, distance::Ptr{Float64}, tloss::Ptr{Float64}, terr::Ptr{Float64},
-              decisions::Ptr{Int8}, gdref::Ptr{Int8}, counts::Ptr{Int}, wall::Ptr{Float64})::Cint =
+              decisions::Ptr{Int8}, gdref::Ptr{Int8}, counts::Ptr{Int}, wall::Ptr{Float64},
+              arclength::Ptr{Float64})::Cint =
     guarded(_result_copy, r, P, T, Tk, nit, weights, windex, iteration, distance, tloss, terr, decisions, gdref,
-            counts, wall)
+            counts, wall, arclength)
 
 function _result_string(r::Int, which::Int, buf::Ptr{UInt8}, cap::Int, len::Ptr{Int})
     res = get(RESULTS, r, nothing)
@@ -385,15 +448,18 @@ function cfunction_pointers()
         @cfunction(c_gd_solve, Cint, (Int, Ptr{Float64}, Int, Ptr{Float64}, Ptr{Int}, Ptr{Cvoid},
                                       Ptr{Float64}, Ptr{Int}, Ptr{Float64})),
         @cfunction(c_find_path, Cint, (Int, Ptr{Float64}, Ptr{Float64}, Int, Int, Ptr{Float64}, Ptr{Int},
-                                       Ptr{Cvoid}, Ptr{Int})),
+                                       Ptr{Float64}, Ptr{Float64}, Ptr{Cvoid}, Ptr{Int})),
         @cfunction(c_result_copy, Cint, (Int, Int, Int, Int, Int, Ptr{Float64}, Ptr{Int}, Ptr{Int}, Ptr{Float64},
-                                         Ptr{Float64}, Ptr{Float64}, Ptr{Int8}, Ptr{Int8}, Ptr{Int}, Ptr{Float64})),
+                                         Ptr{Float64}, Ptr{Float64}, Ptr{Int8}, Ptr{Int8}, Ptr{Int}, Ptr{Float64},
+                                         Ptr{Float64})),
         @cfunction(c_result_string, Cint, (Int, Int, Ptr{UInt8}, Int, Ptr{Int})),
         @cfunction(c_result_free, Cint, (Int,)),
         @cfunction(c_straight_line, Cint, (Int, Ptr{Float64}, Ptr{Float64}, Int, Ptr{Float64}, Int,
                                            Ptr{Float64}, Ptr{Float64})),
         @cfunction(c_registry_sizes, Cint, (Ptr{Int},)),
         @cfunction(c_raise_test, Cint, (Int,)),
+        @cfunction(c_certify, Cint, (Int, Ptr{Float64}, Ptr{Float64}, Int, Ptr{Float64}, Ptr{Int})),
+        @cfunction(c_pathconfig_echo, Cint, (Int, Ptr{Float64}, Ptr{Int}, Ptr{UInt8}, Int, Ptr{Int})),
     ]
 end
 

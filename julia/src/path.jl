@@ -1,8 +1,15 @@
-# Algorithm 1 of the paper: a path from W_a to W_b that never leaves S.  The
+# Algorithm 1 of the paper: a path from W_a to W_b whose every segment is
+# certified inside S (exactly, by certify.jl).  The
 # Julia twin of python/ramble/path.py, ported step for step (same order of
 # operations, decisions, counters, recorded points and reasons) so that
 # `ramble.crosscheck` can compare the two decision by decision.  Generic over
 # the model: it uses only the interface of model.jl.
+#
+# Every move (GD epoch, elastic step, repaired elastic step, the final segment
+# to W_b) is accepted only if `certify_segment!` proves its straight segment
+# from the current point inside S; an uncertified move is refused like one
+# that leaves S.  Accepted points are the polyline's vertices; with
+# record_every == 1 every vertex is recorded (tagged with its iteration).
 #
 # One iteration, from the survey network w (always inside S):
 #
@@ -16,11 +23,10 @@
 #    printed line 9 has the sign reversed; we follow Eq. 3).  Outside S it is
 #    refused (`:paper`), or first repaired (`:repair`, see `repair`) and refused
 #    only if the repair fails.
-# 3. Record w (every `record_every` iterations).
+# 3. With record_every > 1, record w every `record_every` iterations.
 #
-# Arrival: once |w - w_b| <= tol |w_a - w_b| the straight segment w -> w_b is
-# checked inside S at points spaced at most half the median recent step; if it
-# is, w_b is appended and the path is complete.  Reaching `max_iterations`, or
+# Arrival: once |w - w_b| <= tol |w_a - w_b| the segment w -> w_b is
+# certified; if it is, w_b is appended and the path is complete.  Reaching `max_iterations`, or
 # no 1 % improvement of the best distance in `patience` iterations, fails.
 
 "Elastic step refused (decision code, as in Python's `ramble.path`)."
@@ -36,12 +42,14 @@ const VARIANTS = (:paper, :repair)
     PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01,
                margin_target=0.1, repair_steps=10, tol=1e-3,
                max_iterations=20_000, patience=500, record_every=1,
-               weight_every=1, max_waypoints=3, max_segment_checks=10_000)
+               weight_every=1, max_waypoints=10, escape=true, elastic_halvings=0)
 
-Settings of [`find_path`](@ref); same fields, defaults and checks (and error
-messages) as Python's `ramble.path.PathConfig`.  `max_waypoints` is only
-carried along: waypoints are Python's orchestration
-(`ramble.path.find_path_with_waypoints`), one `find_path` per leg.  `variant` is `:paper` or
+Settings of [`find_path`](@ref); same fields, order, defaults and checks (and
+error messages) as Python's `ramble.path.PathConfig` (tested).
+`max_waypoints` and `escape` are only carried along: waypoints and the norm
+escape are Python's orchestration (`ramble.path.find_path_with_escape`), one
+`find_path` per leg.  `elastic_halvings`: a refused elastic step is retried
+at half the pull this many times (0: never).  `variant` is `:paper` or
 `:repair` (a String is accepted too).  See `paper_config` for the paper's
 settings.
 """
@@ -58,28 +66,29 @@ struct PathConfig
     record_every::Int
     weight_every::Int
     max_waypoints::Int
-    max_segment_checks::Int
+    escape::Bool
+    elastic_halvings::Int
     function PathConfig(variant, gamma::Real, n_epochs::Integer, lr::Real, margin_target::Real,
                         repair_steps::Integer, tol::Real, max_iterations::Integer, patience::Integer,
                         record_every::Integer, weight_every::Integer, max_waypoints::Integer,
-                        max_segment_checks::Integer)
+                        escape::Bool, elastic_halvings::Integer)
         err = pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations,
-                               patience, record_every, weight_every, max_waypoints)
+                               patience, record_every, weight_every, max_waypoints, elastic_halvings)
         err === nothing || throw(ConfigError(err))
         return new(Symbol(variant), gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-                   record_every, weight_every, max_waypoints, max_segment_checks)
+                   record_every, weight_every, max_waypoints, escape, elastic_halvings)
     end
 end
 
 """
     pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol,
                      max_iterations, patience, record_every, weight_every,
-                     max_waypoints) -> Union{Nothing,String}
+                     max_waypoints, elastic_halvings=0) -> Union{Nothing,String}
 
 The ConfigError message `PathConfig` would throw for these fields, or `nothing`.
 """
 function pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-                          record_every, weight_every, max_waypoints)
+                          record_every, weight_every, max_waypoints, elastic_halvings=0)
     (variant isa Union{Symbol,AbstractString} && Symbol(variant) in VARIANTS) ||
         return "path variant must be one of paper, repair, got '$variant'"
     0.0 < gamma <= 1.0 || return "gamma must be in (0, 1], got $gamma"
@@ -93,14 +102,15 @@ function pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_st
     record_every >= 1 || return "record_every must be >= 1, got $record_every"
     weight_every >= 1 || return "weight_every must be >= 1, got $weight_every"
     max_waypoints >= 0 || return "max waypoints must be >= 0, got $max_waypoints"
+    elastic_halvings >= 0 || return "elastic halvings must be >= 0, got $elastic_halvings"
     return nothing
 end
 
 PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01, margin_target=0.1, repair_steps=10,
-           tol=1e-3, max_iterations=20_000, patience=500, record_every=1, weight_every=1, max_waypoints=3,
-           max_segment_checks=10_000) =
+           tol=1e-3, max_iterations=20_000, patience=500, record_every=1, weight_every=1, max_waypoints=10,
+           escape=true, elastic_halvings=0) =
     PathConfig(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-               record_every, weight_every, max_waypoints, max_segment_checks)
+               record_every, weight_every, max_waypoints, escape, elastic_halvings)
 
 """
     paper_config(; gamma=0.001, n_epochs=5, lr=0.1, kw...) -> PathConfig
@@ -121,7 +131,12 @@ complete; `iteration`: iteration after which each was recorded (-1 for W_a,
 points kept (every `weight_every`-th recorded point, and always the first and
 last); `weight_index`: their 0-based row among the T points.  `decisions`:
 elastic-step outcome per iteration (`ELASTIC_*`); `gd_refused`: refused GD
-epochs per iteration; counters; wall time in seconds.
+epochs per iteration; counters; wall time in seconds.  Certification (as
+Python's): `segment_checks` segments submitted to the certifier,
+`segments_certified` accepted, `cert_pieces` margin evaluations,
+`cert_min_margin` smallest margin bound of an accepted segment (Inf if none),
+`cert_seconds`; `arclength` (T): polyline length over all vertices at each
+recorded point.
 """
 struct PathResult
     status::String
@@ -142,6 +157,11 @@ struct PathResult
     gd_refused_total::Int
     segment_checks::Int
     wall_time::Float64
+    arclength::Vector{Float64}
+    segments_certified::Int
+    cert_pieces::Int
+    cert_min_margin::Float64
+    cert_seconds::Float64
 end
 
 "`status == \"complete\"`."
@@ -458,36 +478,6 @@ function gram_solve!(gg::AbstractMatrix{Float64}, cholbuf::Vector{Float64}, rhs:
     return coef
 end
 
-"""
-    segment_inside(model, w, w_b, recent_steps, max_checks) -> (Bool, checks)
-
-Whether the straight segment w -> w_b lies in S, checked at
-`n - 1` interior points `t = i/n`, with `n = min(max_checks, max(1,
-ceil(|w_b - w| / spacing)))` and spacing half the median recent step.  Returns
-the verdict and the number of points checked.
-"""
-function segment_inside(model, w::AbstractVector{Float64}, wb::AbstractVector{Float64},
-                        recent::AbstractVector{Float64}, max_checks::Integer,
-                        buf::Vector{Float64}=similar(w))
-    len = diffnorm(wb, w)
-    spacing = isempty(recent) ? len : 0.5 * npmedian(recent)
-    q = len / spacing
-    n = min(Int(max_checks), max(1, isfinite(q) ? ceil(Int, q) : 1))
-    step = 1.0 / n
-    checks = 0
-    for i in 1:n-1
-        t = Float64(i) * step
-        @inbounds @simd for j in eachindex(buf)
-            buf[j] = w[j] + t * (wb[j] - w[j])
-        end
-        checks += 1
-        if !contains(model, buf)
-            return (false, checks)
-        end
-    end
-    return (true, checks)
-end
-
 mutable struct Counters
     acc::Int
     rep::Int
@@ -495,6 +485,12 @@ mutable struct Counters
     gd_acc::Int
     gd_ref::Int
     seg::Int
+    cert::Int
+    pieces::Int
+    cert_seconds::Float64
+    min_bound::Float64
+    arc::Float64       # polyline length so far
+    dirty::Bool        # the current point is not recorded yet
 end
 
 # Recorded points and counters of one run (no closures over reassigned
@@ -502,6 +498,7 @@ end
 struct PathLog
     rec_iter::Vector{Int}
     dist::Vector{Float64}
+    arc::Vector{Float64}
     loss::Vector{Float64}
     err::Vector{Float64}
     kept::Vector{Vector{Float64}}
@@ -514,8 +511,9 @@ struct PathLog
 end
 
 PathLog(P::Int, cfg::PathConfig) =
-    PathLog(Int[], Float64[], Float64[], Float64[], Vector{Float64}[], Int[], zeros(P), cfg.weight_every,
-            zeros(Int8, cfg.max_iterations), zeros(Int8, cfg.max_iterations), Counters(0, 0, 0, 0, 0, 0))
+    PathLog(Int[], Float64[], Float64[], Float64[], Float64[], Vector{Float64}[], Int[], zeros(P), cfg.weight_every,
+            zeros(Int8, cfg.max_iterations), zeros(Int8, cfg.max_iterations),
+            Counters(0, 0, 0, 0, 0, 0, 0, 0, 0.0, Inf, 0.0, false))
 
 # Python's `record`: metrics of every recorded point, weights of every
 # weight_every-th one.
@@ -523,6 +521,7 @@ function record!(plog::PathLog, model, w::AbstractVector{Float64}, it::Int, wb::
     row = length(plog.rec_iter)
     push!(plog.rec_iter, it)
     push!(plog.dist, d_ab > 0 ? 1.0 - diffnorm(w, wb) / d_ab : 1.0)
+    push!(plog.arc, plog.counts.arc)
     e = evaluate(model, w)
     push!(plog.loss, e.loss)
     push!(plog.err, e.error)
@@ -531,6 +530,30 @@ function record!(plog::PathLog, model, w::AbstractVector{Float64}, it::Int, wb::
         push!(plog.kept_rows, row)
     end
     copyto!(plog.lastw, w)
+    plog.counts.dirty = false
+    return nothing
+end
+
+# Python's `certified`: certify the move w_from -> w_to and count it either way.
+function certified!(plog::PathLog, cw::CertWork, model, w_from::AbstractVector{Float64}, w_to::AbstractVector{Float64})
+    cert = certify_segment!(cw, model, w_from, w_to)
+    c = plog.counts
+    c.seg += 1
+    c.pieces += cert.pieces
+    c.cert_seconds += cert.seconds
+    if cert.certified
+        c.cert += 1
+        c.min_bound = min(c.min_bound, cert.margin_bound)
+    end
+    return cert.certified
+end
+
+# Python's `moved`: a certified move w_from -> w_to is a new vertex (recorded when every vertex is).
+function moved!(plog::PathLog, model, w_from::AbstractVector{Float64}, w_to::AbstractVector{Float64}, it::Int,
+                vertex_rows::Bool, ref_b::Vector{Float64}, ref_d::Float64)
+    plog.counts.arc += diffnorm(w_to, w_from)
+    plog.counts.dirty = true
+    vertex_rows && record!(plog, model, w_to, it, ref_b, ref_d)
     return nothing
 end
 
@@ -548,7 +571,8 @@ function finish(plog::PathLog, wb::Vector{Float64}, start::UInt64, status::Strin
     c = plog.counts
     return PathResult(status, reason, W, copy(plog.kept_rows), copy(plog.rec_iter), copy(plog.dist), copy(plog.loss),
                       copy(plog.err), plog.decisions[1:n_iter], plog.gd_ref[1:n_iter], n_iter, c.acc, c.rep, c.ref,
-                      c.gd_acc, c.gd_ref, c.seg, (time_ns() - start) / 1e9)
+                      c.gd_acc, c.gd_ref, c.seg, (time_ns() - start) / 1e9, copy(plog.arc), c.cert, c.pieces,
+                      c.min_bound, c.cert_seconds)
 end
 
 """
@@ -563,8 +587,10 @@ uses this to let Ctrl-C through; Python never sees that status).
 `frame = (W_A, W_B)` measures `distance` against another pair of endpoints (a
 leg of a longer path), as Python's `frame`.
 
-On a complete path every recorded point is in S and satisfies Eq. 4; the first
-is `w_a` and the last is `w_b`.
+On a complete path every segment between consecutive vertices was certified
+inside S by `certify_segment!` (with `record_every == 1` every vertex is a
+recorded point), every vertex satisfies Eq. 4, the first is `w_a` and the
+last is `w_b`.
 """
 function find_path(model, w_a::AbstractVector{Float64}, w_b::AbstractVector{Float64},
                    cfg::PathConfig=PathConfig(); progress=nothing, frame=nothing)
@@ -595,19 +621,18 @@ function _find_path(model, wa::Vector{Float64}, wb::Vector{Float64}, cfg::PathCo
     nc = NormConstraint(wa, wb, groups(model))
     d_ab = diffnorm(wb, wa)
     ws = PathWork(P, length(margins(model, wa)))
+    cw = CertWork(model)
     plog = PathLog(P, cfg)
     c = plog.counts
-    recent = Float64[]
+    vertex_rows = cfg.record_every == 1
 
     w = copy(wa)
     record!(plog, model, w, -1, ref_b, ref_d)
     d_ab == 0.0 && return finish(plog, wb, start, "complete", "", 0)
 
-    before = similar(w)
     cand = similar(w)
     tmp = similar(w)
     fixed = similar(w)
-    segbuf = similar(w)
     delta = similar(w)
     toward = similar(w)
     nbuf = similar(w)
@@ -615,7 +640,6 @@ function _find_path(model, wa::Vector{Float64}, wb::Vector{Float64}, cfg::PathCo
     best_iter = 0
     last_failed_check = Inf
     for it in 0:cfg.max_iterations-1
-        copyto!(before, w)
         # 1. gradient descent
         for _ in 1:cfg.n_epochs
             cfg.lr == 0.0 && break
@@ -633,13 +657,14 @@ function _find_path(model, wa::Vector{Float64}, wb::Vector{Float64}, cfg::PathCo
             @inbounds @simd for i in 1:P
                 tmp[i] = w[i] + delta[i]
             end
-            if apply!(cand, nc, tmp) && contains(model, cand)
+            if apply!(cand, nc, tmp) && contains(model, cand) && certified!(plog, cw, model, w, cand)
+                moved!(plog, model, w, cand, it, vertex_rows, ref_b, ref_d)
                 w, cand = cand, w
                 c.gd_acc += 1
                 continue
             end
             if cfg.variant === :paper
-                record!(plog, model, w, it, ref_b, ref_d)
+                c.dirty && record!(plog, model, w, it, ref_b, ref_d)
                 return finish(plog, wb, start, "failed",
                               "a gradient-descent step left S at iteration $it (paper: eta, gamma not properly set)", it + 1)
             end
@@ -647,47 +672,51 @@ function _find_path(model, wa::Vector{Float64}, wb::Vector{Float64}, cfg::PathCo
             plog.gd_ref[it+1] += Int8(1)
             break
         end
-        # 2. elastic step toward W_b (Eq. 3; the printed line 9 has the sign reversed)
+        # 2. elastic step toward W_b (Eq. 3; the printed line 9 has the sign reversed).
+        # A refused step is retried at half the pull, up to elastic_halvings times
+        # (Python's find_path): a shorter pull breaks fewer samples.
         g = cfg.gamma
-        @inbounds @simd for i in 1:P
-            tmp[i] = w[i] + g * (wb[i] - w[i])
+        code = ELASTIC_REFUSED
+        for _ in 0:cfg.elastic_halvings
+            @inbounds @simd for i in 1:P
+                tmp[i] = w[i] + g * (wb[i] - w[i])
+            end
+            ok = apply!(cand, nc, tmp)
+            if ok && contains(model, cand) && certified!(plog, cw, model, w, cand)
+                code = ELASTIC_ACCEPTED
+                break
+            end
+            if cfg.variant === :repair && ok && cfg.repair_steps > 0 &&
+               repair!(fixed, model, cand, nc, cfg.margin_target, cfg.repair_steps, ws) &&
+               certified!(plog, cw, model, w, fixed)
+                code = ELASTIC_REPAIRED
+                break
+            end
+            g *= 0.5
         end
-        ok = apply!(cand, nc, tmp)
-        if ok && contains(model, cand)
+        plog.decisions[it+1] = code
+        if code == ELASTIC_ACCEPTED
+            moved!(plog, model, w, cand, it, vertex_rows, ref_b, ref_d)
             w, cand = cand, w
-            plog.decisions[it+1] = ELASTIC_ACCEPTED
             c.acc += 1
+        elseif code == ELASTIC_REPAIRED
+            moved!(plog, model, w, fixed, it, vertex_rows, ref_b, ref_d)
+            w, fixed = fixed, w
+            c.rep += 1
         else
-            repaired = false
-            if cfg.variant === :repair && ok && cfg.repair_steps > 0
-                repaired = repair!(fixed, model, cand, nc, cfg.margin_target, cfg.repair_steps, ws)
-            end
-            if repaired
-                w, fixed = fixed, w
-                plog.decisions[it+1] = ELASTIC_REPAIRED
-                c.rep += 1
-            else
-                plog.decisions[it+1] = ELASTIC_REFUSED
-                c.ref += 1
-            end
+            c.ref += 1
         end
-        step = diffnorm(w, before)
-        if step > 0
-            push!(recent, step)
-            length(recent) > 100 && popfirst!(recent)
-        end
-        (it + 1) % cfg.record_every == 0 && record!(plog, model, w, it, ref_b, ref_d)
+        !vertex_rows && (it + 1) % cfg.record_every == 0 && record!(plog, model, w, it, ref_b, ref_d)
         rel = diffnorm(w, wb) / d_ab
         if progress !== nothing && progress(it, 1.0 - rel) === false
-            plog.rec_iter[end] != it && record!(plog, model, w, it, ref_b, ref_d)
+            c.dirty && record!(plog, model, w, it, ref_b, ref_d)
             return finish(plog, wb, start, "interrupted", "stopped by the progress callback", it + 1)
         end
         # 3. arrival
         if rel <= cfg.tol && rel <= 0.5 * last_failed_check
-            inside, nchecks = segment_inside(model, w, wb, recent, cfg.max_segment_checks, segbuf)
-            c.seg += nchecks
-            if inside
-                plog.rec_iter[end] != it && record!(plog, model, w, it, ref_b, ref_d)
+            if certified!(plog, cw, model, w, wb)
+                c.dirty && record!(plog, model, w, it, ref_b, ref_d)
+                c.arc += diffnorm(wb, w)
                 record!(plog, model, wb, it + 1, ref_b, ref_d)
                 return finish(plog, wb, start, "complete", "", it + 1)
             end
@@ -696,12 +725,12 @@ function _find_path(model, wa::Vector{Float64}, wb::Vector{Float64}, cfg::PathCo
         if rel < best * 0.99
             best, best_iter = rel, it
         elseif it - best_iter >= cfg.patience
-            plog.rec_iter[end] != it && record!(plog, model, w, it, ref_b, ref_d)
+            c.dirty && record!(plog, model, w, it, ref_b, ref_d)
             return finish(plog, wb, start, "failed",
                           "stalled: no 1% progress toward W_b in $(cfg.patience) iterations, $(fmt3g(rel)) of the distance left", it + 1)
         end
     end
-    plog.rec_iter[end] != cfg.max_iterations - 1 && record!(plog, model, w, cfg.max_iterations - 1, ref_b, ref_d)
+    c.dirty && record!(plog, model, w, cfg.max_iterations - 1, ref_b, ref_d)
     rel = diffnorm(w, wb) / d_ab
     return finish(plog, wb, start, "failed",
                   "iteration limit $(cfg.max_iterations) reached, $(fmt3g(rel)) of the distance left", cfg.max_iterations)

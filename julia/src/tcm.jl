@@ -69,6 +69,8 @@ struct TCM
     hessG::Base.RefValue{Matrix{Float64}}  # M × N, allocated on first Hessian
     gram::Base.RefValue{Vector{Matrix{Int16}}}  # K blocks M × M: xi_k^mu · xi_k^nu, on first `margin_gram!`
     ak::Matrix{Float64}          # M × K scratch
+    ex::Vector{Float64}          # M: exp(-|2 sigma S|) of the cached weights, when `exvalid`
+    exvalid::Base.RefValue{Bool}
 end
 
 """
@@ -115,7 +117,7 @@ function TCM(inputs::AbstractMatrix{<:Real}, labels::AbstractVector{<:Real}, K::
     Xt = [Matrix{Int8}(transpose(inputs[(k-1)*n+1:k*n, :])) for k in 1:K]
     sigma = Vector{Float64}(labels)
     return TCM(N, Int(K), n, M, Xt, sigma, zeros(M, K), zeros(M), zeros(M), zeros(M), zeros(N),
-               zeros(M), zeros(N), Ref(false), Ref(zeros(0, 0)), Ref(Matrix{Int16}[]), zeros(M, K))
+               zeros(M), zeros(N), Ref(false), Ref(zeros(0, 0)), Ref(Matrix{Int16}[]), zeros(M, K), zeros(M), Ref(false))
 end
 
 """
@@ -152,6 +154,7 @@ function fields!(m::TCM, w::AbstractVector{Float64})
         return m.h
     end
     m.cached[] = false
+    m.exvalid[] = false
     h, S = m.h, m.S
     M, n = m.M, m.n
     # h[:, k] = Xt_k * w_k, accumulated column by column (contiguous, SIMD over patterns)
@@ -249,13 +252,16 @@ function _loss_grad!(grad::AbstractVector{Float64}, m::TCM, w::AbstractVector{Fl
     h = fields!(m, w)
     L = 0.0
     invM = 1.0 / m.M
+    reuse = m.exvalid[]   # `evaluate` at these weights left exp(-|x|) behind (a path records, then steps)
     @inbounds for mu in 1:m.M
         x = -2.0 * m.sigma[mu] * m.S[mu]
-        e = exp(-abs(x))                              # shared by softplus and logistic
+        e = reuse ? m.ex[mu] : exp(-abs(x))           # shared by softplus and logistic
+        m.ex[mu] = e
         withloss && (L += max(x, 0.0) + log1p(e))     # softplus(x)
         lg = x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e)   # logistic(x)
         m.c[mu] = -2.0 * m.sigma[mu] * invM * lg
     end
+    m.exvalid[] = true
     n = m.n
     @inbounds for k in 1:m.K
         for mu in 1:m.M
@@ -441,10 +447,15 @@ function evaluate(m::TCM, w::AbstractVector{Float64})
     fields!(m, w)
     L = 0.0
     errors = 0
+    reuse = m.exvalid[]
     @inbounds for mu in 1:m.M
-        L += softplus(-2.0 * m.sigma[mu] * m.S[mu])
+        x = -2.0 * m.sigma[mu] * m.S[mu]
+        e = reuse ? m.ex[mu] : exp(-abs(x))
+        m.ex[mu] = e
+        L += max(x, 0.0) + log1p(e)                   # softplus(x), as in `_loss_grad!`
         errors += m.sigma[mu] * m.S[mu] <= 0.0
     end
+    m.exvalid[] = true
     return Evaluation(L / m.M, errors / m.M)
 end
 

@@ -14,8 +14,8 @@ import torch
 
 from .errors import ConfigError
 from .path import ESCAPE_SCALES, PathConfig, PathResult, ProgressFn, find_path, find_path_with_escape, straight_line
-from .problem import Evaluation
 from .patterns import Patterns
+from .problem import Evaluation, SegmentCertificate
 from .tcm import TCMProblem
 from .training import SolveOutcome, TrainConfig, gd_solve
 
@@ -39,8 +39,15 @@ class TCMBackend(Protocol):
         """Gradient descent from ``w0`` until S (and polishing), see :func:`ramble.training.gd_solve`."""
         ...
 
-    def find_path(self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None) -> PathResult:
-        """Algorithm 1 from ``w_a`` to ``w_b``."""
+    def find_path(
+        self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    ) -> PathResult:
+        """Algorithm 1 from ``w_a`` to ``w_b``; ``distance`` measured against ``frame`` (default the endpoints)."""
+        ...
+
+    def certify_segment(self, w0: np.ndarray, w1: np.ndarray) -> SegmentCertificate:
+        """Exact certificate of the segment ``w0 -> w1`` (:meth:`ramble.tcm.TCMProblem.certify_segment`)."""
         ...
 
     def straight_line(self, w_a: np.ndarray, w_b: np.ndarray, n_points: int) -> dict[str, np.ndarray]:
@@ -77,8 +84,15 @@ class PythonTCM:
     def gd_solve(self, w0: np.ndarray, cfg: TrainConfig) -> SolveOutcome:
         return gd_solve(self.problem, w0, cfg)
 
-    def find_path(self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None) -> PathResult:
-        return find_path(self.problem, self._t(w_a), self._t(w_b), cfg, progress)
+    def find_path(
+        self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    ) -> PathResult:
+        ref = None if frame is None else (self._t(frame[0]), self._t(frame[1]))
+        return find_path(self.problem, self._t(w_a), self._t(w_b), cfg, progress, frame=ref)
+
+    def certify_segment(self, w0: np.ndarray, w1: np.ndarray) -> SegmentCertificate:
+        return self.problem.certify_segment(self._t(w0), self._t(w1))
 
     def straight_line(self, w_a: np.ndarray, w_b: np.ndarray, n_points: int) -> dict[str, np.ndarray]:
         return straight_line(self.problem, self._t(w_a), self._t(w_b), n_points)
@@ -115,15 +129,15 @@ def connect(
     """
     max_wp = path_cfg.max_waypoints if path_cfg.variant == "repair" else 0
 
-    def leg(start: torch.Tensor, target: torch.Tensor, _frame: tuple, _checkpoint: object = None) -> PathResult:
-        return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress)
+    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, _checkpoint: object = None) -> PathResult:
+        return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress, frame=(frame[0].numpy(), frame[1].numpy()))
 
     def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
         out = backend.gd_solve(w0.numpy(), train_cfg)
         return torch.from_numpy(out.w) if out.solved else None
 
-    def contains(w: torch.Tensor) -> bool:
-        return bool((backend.margins(w.numpy()) > 0).all())
+    def certify(w0: torch.Tensor, w1: torch.Tensor) -> SegmentCertificate:
+        return backend.certify_segment(w0.numpy(), w1.numpy())
 
     def evaluate(w: torch.Tensor) -> Evaluation:
         loss, _ = backend.loss_and_grad(w.numpy())
@@ -132,4 +146,4 @@ def connect(
     scales = ESCAPE_SCALES if path_cfg.variant == "repair" and path_cfg.escape else ()
     wa = torch.from_numpy(np.asarray(w_a, np.float64))
     wb = torch.from_numpy(np.asarray(w_b, np.float64))
-    return find_path_with_escape(leg, solve, contains, evaluate, wa, wb, max_wp, scales)
+    return find_path_with_escape(leg, solve, certify, evaluate, wa, wb, max_wp, scales)

@@ -28,7 +28,7 @@ import torch
 
 from .errors import ConfigError, FormatError
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: certified paths (arc length, certification counters)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,10 @@ def result_from_state(d: dict) -> Any:
 
 
 #: (dataset under ``progress/``, key of find_path's state, dtype): the running leg's recorded points.
-PROGRESS = (("iteration", "rec_iter", np.int64), ("distance", "dists", np.float64), ("train_loss", "losses", np.float64), ("train_error", "errors", np.float64))
+PROGRESS = (
+    ("iteration", "rec_iter", np.int64), ("distance", "dists", np.float64), ("arclength", "arcs", np.float64),
+    ("train_loss", "losses", np.float64), ("train_error", "errors", np.float64),
+)
 
 
 class FileCheckpoint:

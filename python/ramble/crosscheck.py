@@ -18,6 +18,11 @@ float64, autograd derivatives) and :class:`ramble.julia_backend.JuliaTCM`
    :class:`ramble.path.PathConfig`: the same elastic decision and refused-GD
    count at every iteration (else the first iteration where they diverge),
    the same status, reason and waypoints, and the recorded weights to
+   rounding; the same number of certified segments and certifier pieces;
+5. the exact segment certificates (:meth:`ramble.tcm.TCMProblem.certify_segment`
+   and Julia's ``certify_segment``) on segments between the evaluation points,
+   the straight line between the two solutions, and short steps from each
+   solution: the same verdict and pieces on every segment, margin bounds to
    rounding.
 
 The tolerances are the module constants below; ``CrossCheckReport.ok`` is
@@ -111,6 +116,13 @@ class CrossCheckReport:
     path_weight_rel: float = math.nan
     path_noise_rel: float = math.nan
     path_common_points: int = 0
+    path_certified: tuple[int, int] = (-1, -1)
+    path_cert_pieces: tuple[int, int] = (-1, -1)
+    cert_segments: int = 0
+    cert_verdict_mismatches: int = -1
+    cert_pieces_mismatches: int = -1
+    cert_bound_rel: float = math.nan
+    cert_certified: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -266,6 +278,24 @@ def crosscheck(
     rep.loss_rel, rep.grad_rel, rep.margin_rel, rep.hessian_rel = max(lr), max(gr), max(mr), max(hr)
     rep.margin_sign_mismatches = signs
 
+    # 5. segment certificates
+    segments = list(zip(points[:-1], points[1:]))
+    if len(sols["python"]) == 2:
+        a, b = sols["python"][0].w, sols["python"][1].w
+        segments.append((a, b))
+        segments += [(s, s + 0.1 * (q - s)) for s in (a, b) for q in points[:3]]
+    say(f"comparing exact certificates on {len(segments)} segments")
+    verdicts, pieces, bounds = 0, 0, []
+    for w0, w1 in segments:
+        cp = py.certify_segment(w0, w1)
+        cj = jl.certify_segment(to_jl(w0), to_jl(w1))
+        verdicts += int(cp.certified != cj.certified)
+        pieces += int(cp.pieces != cj.pieces)
+        bounds.append(abs(cj.margin_bound - cp.margin_bound) / max(1.0, abs(cp.margin_bound)))
+        rep.cert_certified += int(cp.certified)
+    rep.cert_segments, rep.cert_verdict_mismatches, rep.cert_pieces_mismatches = len(segments), verdicts, pieces
+    rep.cert_bound_rel = max(bounds)
+
     # 4. the path
     if len(sols["python"]) == 2:
         w_a, w_b = sols["python"][0].w, sols["python"][1].w
@@ -292,6 +322,8 @@ def crosscheck(
             rep.path_first_divergence = first_divergence(rp, rj)
             rep.path_common_points = min(len(rp.weights), len(rj.weights))
             rep.path_weight_rel = _path_diff(rp, rj, w_a, w_b)
+            rep.path_certified = (rp.segments_certified, rj.segments_certified)
+            rep.path_cert_pieces = (rp.cert_pieces, rj.cert_pieces)
             note = _arrival_note(rp, rj, pcfg)
             if note:
                 rep.notes.append(note)
@@ -303,6 +335,10 @@ def crosscheck(
     rows.append(Row("margins", _fmt(rep.margin_rel), f"{MARGIN_RTOL:.0e} rel", rep.margin_rel <= MARGIN_RTOL))
     rows.append(Row("margin signs differing", str(rep.margin_sign_mismatches), "0", rep.margin_sign_mismatches == 0))
     rows.append(Row("Hessian", _fmt(rep.hessian_rel), f"{HESSIAN_RTOL:.0e} rel", rep.hessian_rel <= HESSIAN_RTOL))
+    rows.append(Row(f"certificates differing ({rep.cert_segments} segments, {rep.cert_certified} certified)",
+                    f"{rep.cert_verdict_mismatches} verdicts, {rep.cert_pieces_mismatches} pieces", "0",
+                    rep.cert_verdict_mismatches == 0 and rep.cert_pieces_mismatches == 0))
+    rows.append(Row("certified margin bounds", _fmt(rep.cert_bound_rel), f"{MARGIN_RTOL:.0e} rel", rep.cert_bound_rel <= MARGIN_RTOL))
     desc = lambda ss: "; ".join(f"{d['attempts']} att, {d['epochs']} ep, {d['kicks']} kicks, {d['polish_epochs']} polish" for d in ss) or "-"  # noqa: E731
     rows.append(Row("training (python)", desc(rep.solve_python), "same as julia", same_solve))
     rows.append(Row("training (julia)", desc(rep.solve_julia), "same as python", same_solve))
@@ -312,6 +348,10 @@ def crosscheck(
     rows.append(Row("path status (python / julia)", f"{rep.path_status[0] or '-'} / {rep.path_status[1] or '-'}", "equal",
                     path_ran and rep.path_status[0] == rep.path_status[1] and rep.path_reason[0] == rep.path_reason[1]))
     rows.append(Row("path iterations (python / julia)", f"{it_py} / {it_jl}", "equal", path_ran and it_py == it_jl))
+    cs_py, cs_jl = rep.path_certified
+    pc_py, pc_jl = rep.path_cert_pieces
+    rows.append(Row("path segments certified, pieces (python / julia)", f"{cs_py}, {pc_py} / {cs_jl}, {pc_jl}", "equal",
+                    path_ran and rep.path_certified[0] == rep.path_certified[1] and pc_py == pc_jl))
     wp_py, wp_jl = rep.path_waypoints
     rows.append(Row("path waypoints at (python / julia)", f"{wp_py or '-'} / {wp_jl or '-'}", "equal",
                     path_ran and wp_py == wp_jl))

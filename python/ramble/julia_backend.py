@@ -22,10 +22,23 @@ from . import julia_bridge
 from .errors import ConfigError
 from .path import PathConfig, PathResult, ProgressFn
 from .patterns import Patterns
-from .problem import Evaluation
+from .problem import Evaluation, SegmentCertificate
 from .training import SolveOutcome, TrainConfig
 
 _VARIANT_CODES = {"paper": 0, "repair": 1}
+
+#: PathConfig fields packed into the bridge's float and int arrays, in order;
+#: ``Ramble.Bridge`` unpacks them by the same names (tested against its
+#: ``PATH_FLOAT_FIELDS``/``PATH_INT_FIELDS``).  ``variant`` travels as a code.
+PATH_FLOAT_FIELDS: tuple[str, ...] = ("gamma", "lr", "margin_target", "tol")
+PATH_INT_FIELDS: tuple[str, ...] = ("n_epochs", "repair_steps", "max_iterations", "patience", "record_every", "weight_every", "max_waypoints", "escape", "elastic_halvings")
+
+
+def pack_path_config(cfg: PathConfig) -> tuple[int, np.ndarray, np.ndarray]:
+    """(variant code, float array, int array) of ``cfg`` for the bridge, field by field by name."""
+    fcfg = np.array([float(getattr(cfg, k)) for k in PATH_FLOAT_FIELDS], dtype=np.float64)
+    icfg = np.array([int(getattr(cfg, k)) for k in PATH_INT_FIELDS], dtype=np.int64)
+    return _VARIANT_CODES[cfg.variant], fcfg, icfg
 
 
 def _addr(a: np.ndarray) -> int:
@@ -126,21 +139,27 @@ class JuliaTCM:
             min_margin=float(fout[0]),
         )
 
-    def find_path(self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None) -> PathResult:
-        """Algorithm 1 from ``w_a`` to ``w_b`` (``Ramble.find_path``); ``progress(it, distance)`` after every iteration."""
+    def find_path(
+        self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    ) -> PathResult:
+        """Algorithm 1 from ``w_a`` to ``w_b`` (``Ramble.find_path``); ``progress(it, distance)`` after every iteration.
+
+        ``frame = (W_A, W_B)``: measure ``distance`` against these instead of the endpoints.
+        """
         a = np.asarray(w_a)
         b = np.asarray(w_b)
         if a.shape != b.shape or a.ndim != 1:
             raise ConfigError(f"endpoints must be flat vectors of one length, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
         wa, wb = self._w(a), self._w(b)
-        fcfg = np.array([cfg.gamma, cfg.lr, cfg.margin_target, cfg.tol], dtype=np.float64)
-        icfg = np.array([cfg.n_epochs, cfg.repair_steps, cfg.max_iterations, cfg.patience, cfg.record_every,
-                         cfg.weight_every, cfg.max_waypoints, cfg.max_segment_checks], dtype=np.int64)
+        ref = None if frame is None else (self._w(frame[0]), self._w(frame[1]))
+        variant, fcfg, icfg = pack_path_config(cfg)
         out = np.zeros(4, dtype=np.int64)
         cb = julia_bridge.Callback(progress)
         self._bridge.call(
-            "find_path", self._h(), _addr(wa), _addr(wb), wa.shape[0], _VARIANT_CODES[cfg.variant],
-            _addr(fcfg), _addr(icfg), cb.address, _addr(out), callback=cb,
+            "find_path", self._h(), _addr(wa), _addr(wb), wa.shape[0], variant,
+            _addr(fcfg), _addr(icfg), None if ref is None else _addr(ref[0]), None if ref is None else _addr(ref[1]),
+            cb.address, _addr(out), callback=cb,
         )
         rid, n_points, n_kept, n_iter = (int(v) for v in out)
         try:
@@ -153,12 +172,13 @@ class JuliaTCM:
             train_error = np.empty(n_points)
             decisions = np.empty(n_iter, dtype=np.int8)
             gd_refused = np.empty(n_iter, dtype=np.int8)
-            counts = np.zeros(6, dtype=np.int64)
-            wall = np.zeros(1)
+            counts = np.zeros(8, dtype=np.int64)
+            wall = np.zeros(3)
+            arclength = np.empty(n_points)
             self._bridge.call(
                 "result_copy", rid, p, n_points, n_kept, n_iter, _addr(weights), _addr(weight_index), _addr(iteration),
                 _addr(distance), _addr(train_loss), _addr(train_error), _addr(decisions), _addr(gd_refused),
-                _addr(counts), _addr(wall),
+                _addr(counts), _addr(wall), _addr(arclength),
             )
             status = self._result_string(rid, 0)
             reason = self._result_string(rid, 1)
@@ -184,7 +204,20 @@ class JuliaTCM:
             wall_time=float(wall[0]),
             config=cfg.to_dict(),
             weight_index=None if n_kept == n_points else weight_index,
+            arclength=arclength,
+            segments_certified=int(counts[6]),
+            cert_pieces=int(counts[7]),
+            cert_min_margin=float(wall[1]),
+            cert_seconds=float(wall[2]),
         )
+
+    def certify_segment(self, w0: np.ndarray, w1: np.ndarray) -> SegmentCertificate:
+        """Exact certificate of the segment ``w0 -> w1`` (``Ramble.certify_segment``)."""
+        a, b = self._w(w0), self._w(w1)
+        fout = np.zeros(2)
+        iout = np.zeros(2, dtype=np.int64)
+        self._bridge.call("certify", self._h(), _addr(a), _addr(b), a.shape[0], _addr(fout), _addr(iout))
+        return SegmentCertificate(certified=bool(iout[0]), margin_bound=float(fout[0]), pieces=int(iout[1]), seconds=float(fout[1]))
 
     def _result_string(self, rid: int, which: int) -> str:
         n = np.zeros(1, dtype=np.int64)
@@ -242,6 +275,17 @@ class JuliaTCM:
 
     def __repr__(self) -> str:
         return f"JuliaTCM(N={getattr(self, 'n_inputs', '?')}, K={getattr(self, 'n_hidden', '?')}, M={getattr(self, 'n_patterns', '?')})"
+
+
+def echo_path_config(cfg: PathConfig) -> dict[str, str]:
+    """The Julia ``PathConfig`` the bridge builds from ``cfg``, as {field: value as Julia prints it}, in Julia's field order."""
+    variant, fcfg, icfg = pack_path_config(cfg)
+    bridge = julia_bridge.get_bridge()
+    n = np.zeros(1, dtype=np.int64)
+    bridge.call("pathconfig_echo", variant, _addr(fcfg), _addr(icfg), None, 0, _addr(n))
+    buf = ctypes.create_string_buffer(max(int(n[0]), 1))
+    bridge.call("pathconfig_echo", variant, _addr(fcfg), _addr(icfg), ctypes.addressof(buf), int(n[0]), _addr(n))
+    return dict(item.split("=", 1) for item in buf.raw[: int(n[0])].decode().split(";"))
 
 
 def registry_sizes() -> tuple[int, int]:

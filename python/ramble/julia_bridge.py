@@ -30,9 +30,9 @@ Choosing the bridge (``RAMBLE_JULIA_BRIDGE=auto|juliacall|embed``, default auto)
     as raw pointers (zero-copy).
 
 The module
-    ``include``d from ``RAMBLE_JULIA_SRC`` if set, else
-    ``python/ramble/../../julia/src/Ramble.jl`` (a source checkout or an
-    editable install).
+    ``include``d from ``RAMBLE_JULIA_SRC`` if set, else from the package's
+    ``julia_src/Ramble.jl`` (a link to ``julia/src`` in a source checkout, the
+    files themselves in an installed wheel).
 
 Once per process, lazily
     Julia is started on the first call that needs it (:func:`get_bridge`), and
@@ -82,7 +82,7 @@ ENV_ONLINE = "RAMBLE_JULIA_ONLINE"
 BRIDGES: tuple[str, ...] = ("auto", "juliacall", "embed")
 
 #: ABI version of ``Ramble.Bridge`` this Python code speaks.
-ABI = 1
+ABI = 2
 
 #: Oldest Julia juliacall (PythonCall 0.9) runs on.
 JULIACALL_MIN_VERSION = (1, 10)
@@ -216,15 +216,19 @@ def probe_julia(executable: Optional[str] = None) -> JuliaInstall:
 
 
 def julia_source() -> Path:
-    """Path of ``Ramble.jl``: ``$RAMBLE_JULIA_SRC`` or ``<repo>/julia/src/Ramble.jl``."""
+    """Path of ``Ramble.jl``: ``$RAMBLE_JULIA_SRC``, or the package's ``julia_src/Ramble.jl``.
+
+    ``julia_src`` is a link to ``julia/src`` in a source checkout and a copy
+    of its files in an installed wheel.
+    """
     env = os.environ.get(ENV_SRC)
-    path = Path(env) if env else Path(__file__).resolve().parent.parent.parent / "julia" / "src" / "Ramble.jl"
+    path = Path(env) if env else Path(__file__).parent / "julia_src" / "Ramble.jl"
     if path.is_dir():
         path = path / "Ramble.jl"
     if not path.is_file():
         raise JuliaError(
-            f"the Julia module Ramble.jl was not found at {path}; ramble's Julia backend runs from a source "
-            f"checkout (julia/src/Ramble.jl next to python/) or set {ENV_SRC}=/path/to/julia/src/Ramble.jl"
+            f"the Julia module Ramble.jl was not found at {path}; reinstall ramble (its wheel ships "
+            f"ramble/julia_src/*.jl) or set {ENV_SRC}=/path/to/julia/src/Ramble.jl"
         )
     return path
 
@@ -356,13 +360,15 @@ SIGNATURES: tuple[tuple[str, Any, list], ...] = (
     ("evaluate", _INT, [_I64, _PTR, _I64, _PTR]),
     ("hessian", _INT, [_I64, _PTR, _I64, _PTR, _PTR]),
     ("gd_solve", _INT, [_I64, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR]),
-    ("find_path", _INT, [_I64, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR]),
-    ("result_copy", _INT, [_I64] * 5 + [_PTR] * 10),
+    ("find_path", _INT, [_I64, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR]),
+    ("result_copy", _INT, [_I64] * 5 + [_PTR] * 11),
     ("result_string", _INT, [_I64, _I64, _PTR, _I64, _PTR]),
     ("result_free", _INT, [_I64]),
     ("straight_line", _INT, [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]),
     ("registry_sizes", _INT, [_PTR]),
     ("raise_test", _INT, [_I64]),
+    ("certify", _INT, [_I64, _PTR, _PTR, _I64, _PTR, _PTR]),
+    ("pathconfig_echo", _INT, [_I64, _PTR, _PTR, _PTR, _I64, _PTR]),
 )
 
 #: C type of the callbacks Julia calls during long runs: ``int cb(int64 iteration, double value)``;

@@ -1,34 +1,45 @@
-"""Algorithm 1 of the paper: a path from W_a to W_b that never leaves S.
+"""Algorithm 1 of the paper: a path from W_a to W_b whose every segment is certified inside S.
 
 Written once, generic over the model: everything model-specific goes through
 a :class:`ramble.problem.PathProblem`.  The Julia module ``Ramble`` holds the
 same algorithm, step for step, for the TCM (``julia/src/path.jl``); the
 cross-check compares their decisions.
 
+A path is a polyline.  Every move of the survey network ``w`` (a GD epoch,
+an elastic step, a repaired elastic step, the final segment to W_b) is
+accepted only if the problem certifies its straight segment from the current
+point (:meth:`ramble.problem.PathProblem.certify_segment`: exactly for the
+TCM, by bound propagation for networks); a move that cannot be certified is
+refused exactly like a move that leaves S.  The accepted points are the
+polyline's vertices, so every segment between consecutive vertices is
+certified.  With ``record_every == 1`` (the default) every vertex is a
+recorded point, tagged with the iteration that reached it; with
+``record_every > 1`` only the point at the end of every ``record_every``-th
+iteration is.
+
 One iteration, from the survey network ``w`` (always inside S):
 
 1. ``n_epochs`` gradient-descent epochs on the training set, each candidate
-   normalised by Eq. 4.  A candidate outside S ends the run as failed in the
+   normalised by Eq. 4.  An uncertified candidate ends the run as failed in the
    ``paper`` variant (Algorithm 1, line 8: "eta, gamma not properly set"); in
    the ``repair`` variant the step is first made tangent to the Eq. 4 surface,
    loses any part pointing away from W_b and is capped at the elastic step's
    length (:meth:`NormConstraint.tangent`, :func:`forward_limited`), and a
-   candidate outside S is refused, ending this iteration's epochs.
+   uncertified candidate is refused, ending this iteration's epochs.
 2. The elastic step of Eq. 3, ``w + gamma * (w_b - w)``, normalised by Eq. 4.
    Line 9 of the printed Algorithm 1 reads ``W_x - gamma (W_b - W_x)``, which
-   moves *away* from W_b; we follow Eq. 3.  If the candidate is outside S it is
-   refused (``paper``), or first repaired (``repair``, see :func:`repair`) and
-   refused only if the repair fails.
-3. Record ``w`` (every ``record_every`` iterations).
+   moves *away* from W_b; we follow Eq. 3.  If its segment is not certified it
+   is refused (``paper``), or first repaired (``repair``, see :func:`repair`)
+   and refused unless the segment from ``w`` to the repaired point is certified.
 
-Arrival ("W_x = W_b"): once ``|w - w_b| <= tol * |w_a - w_b|`` the straight
-segment from ``w`` to ``w_b`` is checked inside S at points spaced at most half
-the median recent step; if it is, ``w_b`` is appended and the path is
-complete.  A run that reaches ``max_iterations``, or whose best distance has
+Arrival ("W_x = W_b"): once ``|w - w_b| <= tol * |w_a - w_b|`` the segment
+from ``w`` to ``w_b`` is certified; if it is, ``w_b`` is appended and the path
+is complete.  A run that reaches ``max_iterations``, or whose best distance has
 not improved by 1 % in ``patience`` iterations, ends as failed with the reason.
 
-Invariant (tested): on a complete path every recorded point is inside S and
-satisfies Eq. 4; the first is W_a and the last is W_b.
+Invariant (tested): on a complete path every segment between consecutive
+vertices is certified inside S, every vertex satisfies Eq. 4, the first is
+W_a and the last is W_b.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .problem import Evaluation, PathProblem
+from .problem import Evaluation, PathProblem, SegmentCertificate
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -65,13 +76,18 @@ class PathConfig:
     them).  ``margin_target``: the repair lifts every sample whose margin is
     below it up to it (model margin units).  ``repair_steps``: projection
     rounds per refused elastic step.  ``tol``: arrival radius as a fraction of
-    |W_a - W_b|.  ``record_every``: iterations between recorded points.
+    |W_a - W_b|.  ``record_every``: 1 records every vertex of the polyline
+    (each accepted move); r > 1 records the point reached at the end of every
+    r-th iteration (all vertices are still certified).
     ``weight_every``: keep the weights of every this-many-th recorded point
     (and always of the first and last); metrics are kept for all of them.
     ``max_waypoints``: solutions the path may go through when a leg stalls
     (:func:`find_path_with_waypoints`; 0 = never, always 0 for ``paper``).
     ``escape``: when that fails, retry at larger norms
     (:func:`find_path_with_escape`; TCM; never for ``paper``).
+    ``elastic_halvings``: a refused elastic step is retried at half the pull
+    this many times (0: never; networks pulled with a large gamma need it,
+    since the segment to a repaired point then often leaves S).
     """
 
     variant: Variant = "repair"
@@ -87,7 +103,7 @@ class PathConfig:
     weight_every: int = 1
     max_waypoints: int = 10
     escape: bool = True
-    max_segment_checks: int = 10_000
+    elastic_halvings: int = 0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -114,6 +130,8 @@ class PathConfig:
             raise ConfigError(f"max waypoints must be >= 0, got {self.max_waypoints}")
         if self.weight_every < 1:
             raise ConfigError(f"weight_every must be >= 1, got {self.weight_every}")
+        if self.elastic_halvings < 0:
+            raise ConfigError(f"elastic halvings must be >= 0, got {self.elastic_halvings}")
 
     @classmethod
     def paper(cls, gamma: float = 0.001, n_epochs: int = 5, lr: float = 0.1, **kw: object) -> "PathConfig":
@@ -123,6 +141,18 @@ class PathConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PathConfig":
+        """The config stored as ``to_dict()``, also from files written before a field was removed."""
+        unknown = set(d) - set(cls.__dataclass_fields__) - REMOVED_FIELDS
+        if unknown:
+            raise ConfigError(f"stored path config has unknown field(s) {', '.join(sorted(unknown))}; written by a newer ramble?")
+        return cls(**{k: v for k, v in d.items() if k not in REMOVED_FIELDS})
+
+
+REMOVED_FIELDS = frozenset({"max_segment_checks"})
+"""PathConfig fields of older files that no longer mean anything (the arrival segment is now certified exactly)."""
 
 
 @dataclass
@@ -140,6 +170,16 @@ class PathResult:
     weights are kept at a stride, the recorded point (row of the (T,) arrays)
     of each row of ``weights``; None when every point's weights are kept.
     ``extra``: (T,) arrays from the ``measure`` callback (e.g. test metrics).
+
+    Certification: ``segment_checks`` segments were submitted to the
+    certifier, ``segments_certified`` of them certified and accepted (the
+    polyline's segments), ``cert_pieces`` pieces evaluated (TCM: margin
+    evaluations; networks: sub-segments bounded), ``cert_min_margin`` the
+    smallest certified margin bound of an accepted segment (inf if none),
+    ``cert_seconds`` the certifier's wall time.  ``arclength``: (T,)
+    cumulative Euclidean length of the polyline over all its vertices (not
+    only the recorded ones) at each recorded point; None for files written
+    before certification.
     """
 
     status: str
@@ -166,6 +206,11 @@ class PathResult:
     waypoints_trained: int = 0
     escape_scale: float = 1.0
     via: list = field(default_factory=list)
+    arclength: Optional[np.ndarray] = None
+    segments_certified: int = 0
+    cert_pieces: int = 0
+    cert_min_margin: float = math.inf
+    cert_seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -346,19 +391,23 @@ def find_path(
     kept_rows: list[int] = []
     rec_iter: list[int] = []
     dists: list[float] = []
+    arcs: list[float] = []
     losses: list[float] = []
     errors: list[float] = []
     extras: dict[str, list[float]] = {}
     last = {"w": w_a}
     decisions = np.zeros(cfg.max_iterations, dtype=np.int8)
     gd_ref = np.zeros(cfg.max_iterations, dtype=np.int8)
-    counts = dict(acc=0, rep=0, ref=0, gd_acc=0, gd_ref=0, seg=0)
-    recent_steps: list[float] = []
+    counts = dict(acc=0, rep=0, ref=0, gd_acc=0, gd_ref=0, seg=0, cert=0, pieces=0)
+    # arc: polyline length so far; dirty: the current point is not recorded yet
+    run = dict(arc=0.0, dirty=False, cert_s=0.0, min_bound=math.inf)
+    vertex_rows = cfg.record_every == 1
 
     def record(w: torch.Tensor, it: int) -> None:
         row = len(rec_iter)
         rec_iter.append(it)
         dists.append(1.0 - float((w - ref_b).norm()) / ref_d if ref_d > 0 else 1.0)
+        arcs.append(run["arc"])
         ev = problem.evaluate(w)
         losses.append(ev.loss)
         errors.append(ev.error)
@@ -369,6 +418,37 @@ def find_path(
             kept.append(w.detach().clone())
             kept_rows.append(row)
         last["w"] = w
+        run["dirty"] = False
+
+    def certified(w_from: torch.Tensor, w_to: torch.Tensor) -> bool:
+        """Certify the move w_from -> w_to; count it either way."""
+        c = problem.certify_segment(w_from, w_to)
+        counts["seg"] += 1
+        counts["pieces"] += c.pieces
+        run["cert_s"] += c.seconds
+        if c.certified:
+            counts["cert"] += 1
+            run["min_bound"] = min(run["min_bound"], c.margin_bound)
+        return c.certified
+
+    def moved(w_from: torch.Tensor, w_to: torch.Tensor, it: int) -> torch.Tensor:
+        """Accept the certified move w_from -> w_to: a new vertex (recorded when every vertex is)."""
+        run["arc"] += float((w_to - w_from).norm())
+        run["dirty"] = True
+        if vertex_rows:
+            record(w_to, it)
+        return w_to
+
+    def elastic_move(w_from: torch.Tensor, pull: float) -> tuple[int, Optional[torch.Tensor]]:
+        """The elastic step w_from + pull (w_b - w_from) on Eq. 4: (decision code, point reached or None)."""
+        cand = norm.apply(w_from + pull * (w_b - w_from))
+        if cand is not None and problem.contains(cand) and certified(w_from, cand):
+            return ELASTIC_ACCEPTED, cand
+        if cfg.variant == "repair" and cand is not None and cfg.repair_steps > 0:
+            fixed = repair(problem, cand, norm, cfg.margin_target, cfg.repair_steps)
+            if fixed is not None and certified(w_from, fixed):
+                return ELASTIC_REPAIRED, fixed
+        return ELASTIC_REFUSED, None
 
     def finish(status: str, reason: str, n_iter: int) -> PathResult:
         if kept_rows[-1] != len(rec_iter) - 1:
@@ -395,14 +475,19 @@ def find_path(
             config=cfg.to_dict(),
             weight_index=None if len(kept_rows) == len(rec_iter) else np.asarray(kept_rows, dtype=np.int64),
             extra={k: np.asarray(v) for k, v in extras.items()},
+            arclength=np.asarray(arcs, dtype=np.float64),
+            segments_certified=counts["cert"],
+            cert_pieces=counts["pieces"],
+            cert_min_margin=run["min_bound"],
+            cert_seconds=run["cert_s"],
         )
 
     def snapshot(next_it: int) -> dict:
         return {
             "iteration": next_it, "w": w.cpu(), "best": best, "best_iter": best_iter, "last_failed_check": last_failed_check,
-            "recent_steps": list(recent_steps), "counts": dict(counts),
+            "counts": dict(counts), "run": dict(run),
             "decisions": torch.from_numpy(decisions[:next_it].copy()), "gd_refused": torch.from_numpy(gd_ref[:next_it].copy()),
-            "rec_iter": list(rec_iter), "dists": list(dists), "losses": list(losses), "errors": list(errors),
+            "rec_iter": list(rec_iter), "dists": list(dists), "arcs": list(arcs), "losses": list(losses), "errors": list(errors),
             "extras": {k: list(v) for k, v in extras.items()}, "kept": torch.stack(kept).cpu(), "kept_rows": list(kept_rows),
             "last_w": last["w"].cpu(), "elapsed": time.perf_counter() - start,
         }
@@ -416,11 +501,11 @@ def find_path(
         w = saved["w"].to(w_a.device, w_a.dtype)
         first_it = int(saved["iteration"])
         best, best_iter, last_failed_check = float(saved["best"]), int(saved["best_iter"]), float(saved["last_failed_check"])
-        recent_steps[:] = saved["recent_steps"]
         counts.update(saved["counts"])
+        run.update(saved["run"])
         decisions[:first_it] = saved["decisions"].numpy()
         gd_ref[:first_it] = saved["gd_refused"].numpy()
-        rec_iter[:], dists[:], losses[:], errors[:] = saved["rec_iter"], saved["dists"], saved["losses"], saved["errors"]
+        rec_iter[:], dists[:], arcs[:], losses[:], errors[:] = saved["rec_iter"], saved["dists"], saved["arcs"], saved["losses"], saved["errors"]
         extras.update({k: list(v) for k, v in saved["extras"].items()})
         kept[:] = [row.to(w_a.device, w_a.dtype) for row in saved["kept"]]
         kept_rows[:] = saved["kept_rows"]
@@ -435,7 +520,6 @@ def find_path(
     for it in range(first_it, cfg.max_iterations):
         if checkpoint is not None and it > first_it and checkpoint.due():
             checkpoint.save(snapshot(it))
-        before = w
         # 1. gradient descent
         for _ in range(cfg.n_epochs):
             if cfg.lr == 0.0:
@@ -444,58 +528,54 @@ def find_path(
             if cfg.variant == "repair":
                 delta = forward_limited(norm.tangent(w, delta), w_b - w, cfg.gamma)
             cand = norm.apply(w + delta)
-            if cand is not None and problem.contains(cand):
-                w = cand
+            if cand is not None and problem.contains(cand) and certified(w, cand):
+                w = moved(w, cand, it)
                 counts["gd_acc"] += 1
                 continue
             if cfg.variant == "paper":
-                record(w, it)
+                if run["dirty"]:
+                    record(w, it)
                 return finish("failed", f"a gradient-descent step left S at iteration {it} (paper: eta, gamma not properly set)", it + 1)
             counts["gd_ref"] += 1
             gd_ref[it] += 1
             break
-        # 2. elastic step toward W_b (Eq. 3; the printed line 9 has the sign reversed)
-        cand = norm.apply(w + cfg.gamma * (w_b - w))
-        if cand is not None and problem.contains(cand):
-            w = cand
-            decisions[it] = ELASTIC_ACCEPTED
-            counts["acc"] += 1
+        # 2. elastic step toward W_b (Eq. 3; the printed line 9 has the sign reversed).
+        # A refused step is retried at half the pull, up to elastic_halvings times:
+        # a shorter pull breaks fewer samples, so the segment to its repaired point
+        # is more often certifiable (networks pulled with a large gamma).
+        pull = cfg.gamma
+        for _ in range(cfg.elastic_halvings + 1):
+            code, reached = elastic_move(w, pull)
+            if code != ELASTIC_REFUSED:
+                break
+            pull *= 0.5
+        decisions[it] = code
+        if code == ELASTIC_REFUSED:
+            counts["ref"] += 1
         else:
-            fixed = None
-            if cfg.variant == "repair" and cand is not None and cfg.repair_steps > 0:
-                fixed = repair(problem, cand, norm, cfg.margin_target, cfg.repair_steps)
-            if fixed is not None:
-                w = fixed
-                decisions[it] = ELASTIC_REPAIRED
-                counts["rep"] += 1
-            else:
-                decisions[it] = ELASTIC_REFUSED
-                counts["ref"] += 1
-        step = float((w - before).norm())
-        if step > 0:
-            recent_steps.append(step)
-            if len(recent_steps) > 100:
-                recent_steps.pop(0)
-        if (it + 1) % cfg.record_every == 0:
+            w = moved(w, reached, it)
+            counts["acc" if code == ELASTIC_ACCEPTED else "rep"] += 1
+        if not vertex_rows and (it + 1) % cfg.record_every == 0:
             record(w, it)
         rel = float((w - w_b).norm()) / d_ab
         if progress is not None:
             progress(it, 1.0 - rel)
         # 3. arrival
         if rel <= cfg.tol and rel <= 0.5 * last_failed_check:
-            if segment_inside(problem, w, w_b, recent_steps, cfg.max_segment_checks, counts):
-                if rec_iter[-1] != it:
+            if certified(w, w_b):
+                if run["dirty"]:
                     record(w, it)
+                run["arc"] += float((w_b - w).norm())
                 record(w_b, it + 1)
                 return finish("complete", "", it + 1)
             last_failed_check = rel
         if rel < best * 0.99:
             best, best_iter = rel, it
         elif it - best_iter >= cfg.patience:
-            if rec_iter[-1] != it:
+            if run["dirty"]:
                 record(w, it)
             return finish("failed", f"stalled: no 1% progress toward W_b in {cfg.patience} iterations, {rel:.3g} of the distance left", it + 1)
-    if rec_iter[-1] != cfg.max_iterations - 1:
+    if run["dirty"]:
         record(w, cfg.max_iterations - 1)
     rel = float((w - w_b).norm()) / d_ab
     return finish("failed", f"iteration limit {cfg.max_iterations} reached, {rel:.3g} of the distance left", cfg.max_iterations)
@@ -528,25 +608,6 @@ def forward_limited(delta: torch.Tensor, toward: torch.Tensor, gamma: float) -> 
     return delta
 
 
-def segment_inside(
-    problem: PathProblem,
-    w: torch.Tensor,
-    w_b: torch.Tensor,
-    recent_steps: list[float],
-    max_checks: int,
-    counts: dict,
-) -> bool:
-    """True if the straight segment w -> w_b lies in S at a resolution of half the median recent step."""
-    length = float((w_b - w).norm())
-    spacing = 0.5 * float(np.median(recent_steps)) if recent_steps else length
-    n = min(max_checks, max(1, math.ceil(length / spacing)))
-    for t in np.linspace(0.0, 1.0, n + 1)[1:-1]:
-        counts["seg"] += 1
-        if not problem.contains(w + float(t) * (w_b - w)):
-            return False
-    return True
-
-
 def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_points: int = 101) -> dict[str, np.ndarray]:
     """Train loss and error along l_ab(t) = W_a + t (W_b - W_a) (Eq. 2) at ``n_points`` evenly spaced t in [0, 1]."""
     if n_points < 2:
@@ -564,6 +625,8 @@ def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_
 SolveFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
 LegFn = Callable[..., PathResult]
 """``leg(start, target, frame, checkpoint=None) -> PathResult``: one leg, e.g. :func:`find_path` on some backend."""
+CertifyFn = Callable[[torch.Tensor, torch.Tensor], SegmentCertificate]
+"""``certify(w0, w1)``: :meth:`ramble.problem.PathProblem.certify_segment` of some backend."""
 
 
 def find_path_with_waypoints(
@@ -573,12 +636,14 @@ def find_path_with_waypoints(
     w_b: torch.Tensor,
     max_waypoints: int,
     checkpoint: Optional["Checkpoint"] = None,
+    frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> PathResult:
     """Algorithm 1 with waypoints: when a leg stalls, go through a new solution.
 
     ``leg(start, target, frame, checkpoint)`` runs :func:`find_path` (any
-    backend) from ``start`` to ``target`` measuring distance in ``frame =
-    (w_a, w_b)``.  When a leg ends "stalled" (the survey network is held at a
+    backend) from ``start`` to ``target`` measuring distance in ``frame``
+    (default ``(w_a, w_b)``; the norm escape passes the outer pair).  When a
+    leg ends "stalled" (the survey network is held at a
     wall of S that the greedy pull toward the target cannot get around) and
     fewer than ``max_waypoints`` were used, the point reached, ``w_s``, is
     kept, a waypoint is trained from the midpoint of ``w_s`` and the target by
@@ -596,7 +661,7 @@ def find_path_with_waypoints(
     targets = [w_b]
     start = w_a
     used = 0
-    frame = (w_a, w_b)
+    frame = frame if frame is not None else (w_a, w_b)
     leg_state = None
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
@@ -636,40 +701,40 @@ ESCAPE_SCALES: tuple[float, ...] = (1.5, 2.0)
 
 
 def straight_leg(
-    contains: Callable[[torch.Tensor], bool],
+    certify: CertifyFn,
     evaluate: Callable[[torch.Tensor], "Evaluation"],
     w_from: torch.Tensor,
     w_to: torch.Tensor,
-    checks: int = 200,
-    keep: int = 11,
+    frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> Optional[PathResult]:
-    """The straight segment ``w_from -> w_to`` as a leg, if all ``checks + 1`` evenly spaced points are in S.
+    """The straight segment ``w_from -> w_to`` as a one-segment leg, if ``certify`` proves it inside S; else None.
 
-    ``keep`` of them (both ends included) are recorded; None if a point is outside S.
+    Its two vertices are recorded; ``distance`` is measured in ``frame``
+    (default ``(w_from, w_to)``).
     """
-    ts = np.linspace(0.0, 1.0, checks + 1)
-    for t in ts:
-        if not contains(w_from + float(t) * (w_to - w_from)):
-            return None
-    kept_t = np.linspace(0.0, 1.0, keep)
-    pts = [w_from + float(t) * (w_to - w_from) for t in kept_t]
+    c = certify(w_from, w_to)
+    if not c.certified:
+        return None
+    ref_a, ref_b = frame if frame is not None else (w_from, w_to)
+    d = float((ref_b - ref_a).norm())
+    pts = [w_from, w_to]
     evs = [evaluate(w) for w in pts]
-    d = float((w_to - w_from).norm())
     return PathResult(
         status="complete", reason="", weights=torch.stack(pts).detach().cpu().numpy(),
-        iteration=np.full(keep, -1, dtype=np.int64),
-        distance=np.array([1.0 - float((w - w_to).norm()) / d if d > 0 else 1.0 for w in pts]),
+        iteration=np.full(2, -1, dtype=np.int64),
+        distance=np.array([1.0 - float((w - ref_b).norm()) / d if d > 0 else 1.0 for w in pts]),
         train_loss=np.array([e.loss for e in evs]), train_error=np.array([e.error for e in evs]),
         decisions=np.zeros(0, dtype=np.int8), gd_refused=np.zeros(0, dtype=np.int8), iterations=0,
         elastic_accepted=0, elastic_repaired=0, elastic_refused=0, gd_accepted=0, gd_refused_total=0,
-        segment_checks=checks + 1, wall_time=0.0,
+        segment_checks=1, wall_time=c.seconds, arclength=np.array([0.0, float((w_to - w_from).norm())]),
+        segments_certified=1, cert_pieces=c.pieces, cert_min_margin=c.margin_bound, cert_seconds=c.seconds,
     )
 
 
 def find_path_with_escape(
     leg: LegFn,
     solve: SolveFn,
-    contains: Callable[[torch.Tensor], bool],
+    certify: CertifyFn,
     evaluate: Callable[[torch.Tensor], "Evaluation"],
     w_a: torch.Tensor,
     w_b: torch.Tensor,
@@ -679,29 +744,31 @@ def find_path_with_escape(
     """:func:`find_path_with_waypoints`, and if it fails, the same path at a larger norm.
 
     Norm escape: for each c in ``scales``, if the radial segments
-    ``w_a -> c w_a`` and ``c w_b -> w_b`` lie in S (checked at 201 points
-    each), the path ``c w_a -> c w_b`` is drawn (with waypoints) and the
-    three are joined.  Why: the greedy pull can stall near a local minimum
+    ``w_a -> c w_a`` and ``c w_b -> w_b`` are certified inside S, the path
+    ``c w_a -> c w_b`` is drawn (with waypoints) and the three are joined.
+    Why: the greedy pull can stall near a local minimum
     of the distance to W_b within S (docs/path-algorithm.md, seed 108), while
     at a larger norm the same pair connects; scaling a TCM's weights by c is
     clipping htanh at 1/c.  The merged result's ``escape_scale`` says which
-    c was used (1.0: none); the radial legs have iteration -1.
+    c was used (1.0: none); the radial legs have iteration -1.  Every leg
+    measures ``distance`` against ``(w_a, w_b)``.
     """
+    frame = (w_a, w_b)
     r = find_path_with_waypoints(leg, solve, w_a, w_b, max_waypoints)
     if r.complete or not scales:
         return r
     tried = []
     for c in scales:
-        up = straight_leg(contains, evaluate, w_a, c * w_a)
-        down = straight_leg(contains, evaluate, c * w_b, w_b) if up is not None else None
+        up = straight_leg(certify, evaluate, w_a, c * w_a, frame)
+        down = straight_leg(certify, evaluate, c * w_b, w_b, frame) if up is not None else None
         if up is None or down is None:
-            tried.append(f"{c:g} (radial segment leaves S)")
+            tried.append(f"{c:g} (radial segment not certified inside S)")
             continue
-        mid = find_path_with_waypoints(leg, solve, c * w_a, c * w_b, max_waypoints)
+        mid = find_path_with_waypoints(leg, solve, c * w_a, c * w_b, max_waypoints, frame=frame)
         if not mid.complete:
             tried.append(f"{c:g} ({mid.reason})")
             continue
-        merged = in_frame(merge_legs([up, mid, down], "complete", "", mid.waypoints_trained), (w_a, w_b))
+        merged = in_frame(merge_legs([up, mid, down], "complete", "", mid.waypoints_trained), frame)
         merged.waypoints = list(mid.waypoints)  # the radial legs take no iterations
         merged.escape_scale = float(c)
         return merged
@@ -716,6 +783,7 @@ def reversed_path(r: PathResult) -> PathResult:
     n = r.iterations
     w = r.weights[::-1].astype(np.float64)
     d = np.linalg.norm(w[-1] - w[0])
+    arc = None if r.arclength is None else (r.arclength[-1] - r.arclength[::-1])
     return PathResult(
         status=r.status, reason=r.reason, weights=r.weights[::-1].copy(),
         iteration=np.where(r.iteration[::-1] >= 0, n - 1 - r.iteration[::-1], -1),
@@ -725,6 +793,8 @@ def reversed_path(r: PathResult) -> PathResult:
         gd_accepted=r.gd_accepted, gd_refused_total=r.gd_refused_total, segment_checks=r.segment_checks,
         wall_time=r.wall_time, config=r.config, extra={k: np.asarray(v)[::-1].copy() for k, v in r.extra.items()},
         waypoints=[n - w for w in r.waypoints][::-1], waypoints_trained=r.waypoints_trained, escape_scale=r.escape_scale, via=list(r.via)[::-1],
+        arclength=arc, segments_certified=r.segments_certified, cert_pieces=r.cert_pieces,
+        cert_min_margin=r.cert_min_margin, cert_seconds=r.cert_seconds,
     )
 
 
@@ -738,7 +808,11 @@ def route_through(first: PathResult, second: PathResult, k: int, frame: tuple[to
 
 
 def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
-    """Recompute ``distance`` against ``frame = (w_a, w_b)`` when every point's weights are kept."""
+    """Recompute ``distance`` against ``frame = (w_a, w_b)`` when every point's weights are kept.
+
+    With weights kept at a stride the legs must already measure in ``frame``
+    (:func:`find_path_with_waypoints` passes it to every leg).
+    """
     if r.weight_index is None and len(r.weights):
         a = frame[0].detach().cpu().double().numpy()
         b = frame[1].detach().cpu().double().numpy()
@@ -748,10 +822,23 @@ def in_frame(r: PathResult, frame: tuple[torch.Tensor, torch.Tensor]) -> PathRes
     return r
 
 
+def merged_arclength(legs: list[PathResult]) -> Optional[np.ndarray]:
+    """Arc length of consecutive legs joined (each later leg's first point dropped), or None if a leg has none."""
+    if any(r.arclength is None for r in legs):
+        return None
+    parts, offset = [], 0.0
+    for n, r in enumerate(legs):
+        parts.append(r.arclength[0 if n == 0 else 1:] + offset)
+        offset += float(r.arclength[-1]) if len(r.arclength) else 0.0
+    return np.concatenate(parts)
+
+
 def merge_legs(legs: list[PathResult], status: str, reason: str, trained: int = 0) -> PathResult:
     """One PathResult from consecutive legs (each leg's first point is the previous leg's last).
 
     ``trained``: waypoints trained (``waypoints`` lists those actually reached).
+    The config is the first leg's that has one (a straight radial leg of the
+    norm escape has none).
     """
     if len(legs) == 1:
         r = legs[0]
@@ -804,9 +891,14 @@ def merge_legs(legs: list[PathResult], status: str, reason: str, trained: int = 
         gd_refused_total=sum(r.gd_refused_total for r in legs),
         segment_checks=sum(r.segment_checks for r in legs),
         wall_time=sum(r.wall_time for r in legs),
-        config=legs[0].config,
+        config=next((r.config for r in legs if r.config), {}),
         weight_index=None if len(all_rows) == offset_rows else all_rows,
         extra={k: np.concatenate(v) for k, v in extra.items()},
+        arclength=merged_arclength(legs),
+        segments_certified=sum(r.segments_certified for r in legs),
+        cert_pieces=sum(r.cert_pieces for r in legs),
+        cert_min_margin=min(r.cert_min_margin for r in legs),
+        cert_seconds=sum(r.cert_seconds for r in legs),
     )
     merged.extra["leg"] = np.concatenate(leg_of)
     merged.waypoints = waypoints

@@ -35,7 +35,7 @@ def _tcm_config(d: dict) -> Any:
     from .tcm_experiment import TCMExperimentConfig
     from .training import TrainConfig
 
-    return TCMExperimentConfig(**dict(d, train=TrainConfig(**d["train"]), path=PathConfig(**d["path"])))
+    return TCMExperimentConfig(**dict(d, train=TrainConfig(**d["train"]), path=PathConfig.from_dict(d["path"])))
 
 
 def _mnist_config(d: dict) -> Any:
@@ -43,7 +43,7 @@ def _mnist_config(d: dict) -> Any:
     from .path import PathConfig
 
     d = {k: v for k, v in d.items() if k != "resolved_device"}
-    return MnistExperimentConfig(**dict(d, path=PathConfig(**d["path"])))
+    return MnistExperimentConfig(**dict(d, path=PathConfig.from_dict(d["path"])))
 
 
 def resume(path: str | Path, show_progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> Path:
@@ -51,6 +51,8 @@ def resume(path: str | Path, show_progress: bool = True, checkpoints: Checkpoint
     p = Path(path)
     a = stored_run(p)
     model = a.get("model")
+    if model not in ("tcm", "lenet5"):  # every other model through its spec (ramble.model_registry)
+        return _resume_by_spec(p, a, show_progress, checkpoints)
     try:
         cfg = _tcm_config(a["config"]) if model == "tcm" else _mnist_config(a["config"])
     except (KeyError, TypeError) as e:
@@ -65,6 +67,21 @@ def resume(path: str | Path, show_progress: bool = True, checkpoints: Checkpoint
 
             run_mnist_experiment(cfg, p, show_progress=show_progress, resume=True, checkpoints=checkpoints)
     add_missing_hessians(p, int(a.get("hessian_points", 0)), model, cfg)
+    return p
+
+
+def _resume_by_spec(p: Path, a: dict[str, Any], show_progress: bool, checkpoints: CheckpointPolicy) -> Path:
+    """:func:`resume` for a model served by :mod:`ramble.model_registry`."""
+    from .model_registry import model_spec
+    from .spectra import HessianConfig, compute_and_store
+
+    spec = model_spec(str(a.get("model")))
+    if a.get("status") != "complete":
+        spec.resume(p, a["config"], show_progress, checkpoints)
+    points = int(a.get("hessian_points", 0))
+    if points > 0:
+        cfg = HessianConfig(points=points, subset=spec.hessian_subset(a["config"]))
+        compute_and_store(p, cfg, device=str(a["config"].get("device", "auto")), missing_only=True)
     return p
 
 

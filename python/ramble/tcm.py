@@ -30,6 +30,7 @@ uses the analytic derivatives, and the cross-check holds one against the other.
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -38,7 +39,9 @@ import torch.nn.functional as F
 
 from .errors import ConfigError
 from .patterns import Patterns
-from .problem import Evaluation
+from .problem import Evaluation, SegmentCertificate
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 def check_shape(n_inputs: int, n_hidden: int) -> None:
@@ -116,10 +119,73 @@ class TCMProblem:
             err = (self.sigma * s <= 0).double().mean()
         return Evaluation(loss=float(loss), error=float(err))
 
+    def certify_segment(self, w0: torch.Tensor, w1: torch.Tensor) -> SegmentCertificate:
+        """Exact certificate of the segment w0 -> w1 (see :func:`segment_min_margins`).
+
+        ``margin_bound`` is the exact minimum margin over the segment, as
+        computed in float64; ``certified`` requires it to exceed
+        :func:`rounding_slack`, a bound on the float64 rounding of the fields,
+        so that a segment is never certified on rounding alone.
+        """
+        start = time.perf_counter()
+        with torch.no_grad():
+            low, pieces = segment_min_margins(self.fields(w0), self.fields(w1), self.sigma)
+            bound = float(low.min())
+            slack = rounding_slack(float(w0.abs().sum()), float(w1.abs().sum()), self.n_per_unit, self.n_hidden)
+        return SegmentCertificate(certified=bound > slack, margin_bound=bound, pieces=pieces, seconds=time.perf_counter() - start)
+
     # -- curvature -------------------------------------------------------
     def hessian(self, w: torch.Tensor) -> torch.Tensor:
         """Exact Hessian of the mean training loss, (N, N), by autograd."""
         return torch.autograd.functional.hessian(self.loss, w.detach().clone())
+
+
+def rounding_slack(l1_w0: float, l1_w1: float, n_per_unit: int, n_hidden: int) -> float:
+    """Bound on the float64 rounding error of a margin along a segment (inputs +-1).
+
+    A field h_k is a dot product of n = N/K terms |w_j|, so its computed value
+    is within n eps |w|_1 of the exact one; interpolating between the end
+    fields and summing K clipped fields adds a few eps more.  ``l1_w*``: the
+    L1 norms of the endpoints.  Both backends use this formula.
+    """
+    return EPS * ((n_per_unit + 4) * (l1_w0 + l1_w1) + 4.0 * n_hidden)
+
+
+def committee_in_order(h: torch.Tensor) -> torch.Tensor:
+    """sum_k htanh(h[..., k]) added left to right (the Julia backend's order), shape h.shape[:-1]."""
+    ht = F.hardtanh(h)
+    s = ht[..., 0]
+    for k in range(1, h.shape[-1]):
+        s = s + ht[..., k]
+    return s
+
+
+def segment_min_margins(h0: torch.Tensor, h1: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Exact minimum over t in [0, 1] of each pattern's margin along a segment.
+
+    ``h0``, ``h1``: (M, K) hidden fields at the segment's ends.  Along
+    w(t) = w0 + t (w1 - w0) each field is h0 + t (h1 - h0), and the margin
+    sigma sum_k htanh(h_k(t)) is piecewise linear in t with kinks where some
+    field crosses +1 or -1, so its minimum is at t = 0, t = 1 or a kink inside
+    (0, 1): 2 + (kinks inside) evaluations per pattern.  The end values are
+    the margins at ``h0`` and ``h1`` themselves; a kink is evaluated at
+    h0 + t (h1 - h0) with t = (+-1 - h0_k) / (h1_k - h0_k), in that order of
+    operations (the Julia backend's ``segment_min_margins!`` does the same).
+    Returns the minima, shape (M,), and the number of evaluations (pieces).
+    """
+    dh = h1 - h0
+    low = torch.minimum(sigma * committee_in_order(h0), sigma * committee_in_order(h1))
+    pieces = 2 * h0.shape[0]
+    for k in range(h0.shape[1]):
+        for wall in (1.0, -1.0):
+            t = (wall - h0[:, k]) / dh[:, k]  # +-inf or NaN where dh is 0: never inside
+            inside = (t > 0.0) & (t < 1.0)
+            if not bool(inside.any()):
+                continue
+            at = sigma * committee_in_order(h0 + t.unsqueeze(1) * dh)
+            low = torch.where(inside, torch.minimum(low, at), low)
+            pieces += int(inside.sum())
+    return low, pieces
 
 
 def gaussian_init(n_inputs: int, scale: float, seed: int) -> np.ndarray:
