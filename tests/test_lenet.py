@@ -291,3 +291,51 @@ def test_train_solution_gives_up(problem):
     assert "2 epochs" in msg and "\n" not in msg
     with pytest.raises(ConfigError):
         train_solution(problem, seed=0, lr=-1.0)
+
+
+# --------------------------------------------------------------------------- certified segments (ramble.bounds)
+
+
+def _float64_margins_along(problem, w0, w1, ts):
+    """Float64 margins (len(ts), M) at w0 + t (w1 - w0): dense sampling, independent of the bounds."""
+    from ramble.bounds import point_margins
+
+    model = LeNet5().double()
+    out = []
+    for t in ts:
+        load_flat(model, (w0 + float(t) * (w1 - w0)).double())
+        out.append(point_margins(model, dict(model.named_parameters()), problem.x.double(), problem.y))
+    return torch.stack(out).detach()
+
+
+def test_certify_segment_proves_a_descent_step(problem, solution):
+    w, _ = solution
+    w1 = problem.descent_step(w, 0.1)
+    c = problem.certify_segment(w, w1)
+    assert c.certified, c
+    sampled = _float64_margins_along(problem, w, w1, torch.linspace(0, 1, 33))
+    assert 0 < c.margin_bound <= float(sampled.min())
+    assert c.pieces >= 1 and c.seconds > 0
+
+
+def test_certify_segment_refuses_the_line_between_two_solutions(problem, solution, data):
+    """Two MNIST-100 solutions from different seeds: the straight line between them leaves S (checked by sampling)."""
+    w_a, _ = solution
+    w_b, _ = train_solution(data, seed=1)
+    assert problem.contains(w_a) and problem.contains(w_b)
+    outside = [float(t) for t in torch.linspace(0, 1, 11) if not problem.contains(w_a + float(t) * (w_b - w_a))]
+    assert outside, "the fixture's two solutions are linearly connected: pick another seed"
+    c = problem.certify_segment(w_a, w_b)
+    assert not c.certified and c.margin_bound <= 0
+
+
+def test_certify_segment_refuses_a_step_out_of_s(problem, solution):
+    """From a solution to a point outside S (the last layer's weights flipped): refused, with a margin <= 0 found."""
+    w, _ = solution
+    w1 = w.clone()
+    fc3 = problem.groups[-2]
+    w1[fc3] = -w1[fc3]
+    assert not problem.contains(w1)
+    c = problem.certify_segment(w, w1)
+    assert not c.certified and c.margin_bound <= 0
+    assert c.pieces <= 3  # found by the check at the first failing piece's ends, not by bisecting to the limit

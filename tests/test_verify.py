@@ -37,8 +37,11 @@ def tcm_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mnist_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("verify") / "mnist.h5"
+    # 12 iterations keep the test short (every move is certified); the path stops there as failed, with every
+    # vertex recorded (--points 100 gives record_every 1) and kept (--weight-rows 100 gives weight_every 1)
     args = ["--quiet", "mnist", "run", "--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1",
-            "--n-epochs", "1", "--points", "20", "--weight-rows", "5", "--linear-points", "5", "--solutions", "2", "--out", str(out)]
+            "--n-epochs", "1", "--max-iterations", "12", "--points", "100", "--weight-rows", "100", "--linear-points", "5", "--solutions", "2",
+            "--out", str(out)]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return out
@@ -76,12 +79,16 @@ def test_verify_passes_on_fresh_files(which, request):
     f = request.getfixturevalue(which)
     r = _run(["verify", str(f)])
     assert r.exit_code == 0, r.output
-    assert "all passed" in r.output and "error:" not in r.output
-    for needle in ("checksum", "endpoints", "Eq. 4", "in S", "train_error"):
+    assert "error:" not in r.output and "FAIL" not in r.output
+    for needle in ("checksum", "endpoints", "Eq. 4", "in S", "train_error", "segments"):
         assert f"path 0-1 {needle}" in r.output
     rep = verify_file(f)
     assert rep.ok and not rep.failures
-    assert all(c.result == "ok" for c in rep.checks), rep.format()
+    if which == "tcm_file":
+        assert all(c.result == "ok" for c in rep.checks), rep.format()
+    else:  # the LeNet5 path stops at its iteration limit: a failed path's rows are not required in S
+        assert {c.name for c in rep.checks if c.result != "ok"} == {"path 0-1 in S"}, rep.format()
+        assert "path failed" in next(c.detail for c in rep.checks if c.name == "path 0-1 in S")
 
 
 def test_verify_after_hessian_is_still_ok(tcm_file, tmp_path):
@@ -170,24 +177,26 @@ def test_lenet_altered_middle_point(mnist_file, tmp_path):
         row = h["paths/0-1/weights"][t]
         row[start:end] *= -1  # logits negated: the network now picks its least likely class
         h["paths/0-1/weights"][t] = row
-    rep = verify_file(f, sample_rows=3)  # the altered row may not be sampled: the checksum still catches it
-    rep_all = verify_file(f, sample_rows=100)
-    assert "path 0-1 checksum" in _failed(rep_all) and "path 0-1 in S" in _failed(rep_all), rep_all.format()
+    rep = verify_file(f, sample_rows=3, segments=False)  # the altered row may not be sampled: the checksum still catches it
+    rep_all = verify_file(f, sample_rows=100, segments=False)
+    # the fixture's path stopped at its iteration limit, so its rows' errors are checked against the stored train_error
+    assert "path 0-1 checksum" in _failed(rep_all) and "path 0-1 train_error" in _failed(rep_all), rep_all.format()
     assert "path 0-1 checksum" in _failed(rep)
-    r = _run(["verify", str(f), "--sample-rows", "100"])
+    r = _run(["verify", str(f), "--sample-rows", "100", "--no-segments"])
     assert r.exit_code == 1
     last = r.output.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "path 0-1 checksum" in last and "path 0-1 in S" in last
+    assert last.startswith("error: ") and "path 0-1 checksum" in last and "path 0-1 train_error" in last
 
 
 def test_lenet_small_change_and_moved_data(mnist_file, tmp_path):
     f = _copy(mnist_file, tmp_path)
     with h5py.File(f, "r+") as h:
         h["paths/0-1/weights"][_middle_row(h), 7] += 1e-3
-    assert "path 0-1 checksum" in _failed(verify_file(f))
+    assert "path 0-1 checksum" in _failed(verify_file(f, segments=False))
     rep = verify_file(mnist_file, data_dir=str(tmp_path / "nowhere"))
     assert "data" in _failed(rep)
     assert any(c.name == "path 0-1 in S" and c.skipped for c in rep.checks)
+    assert any(c.name == "path 0-1 segments" and c.skipped and "no training data" in c.detail for c in rep.checks)
 
 
 # ----------------------------------------------------------------------------- not a ramble file
@@ -214,3 +223,139 @@ def test_running_file_fails_status(tcm_file, tmp_path):
         h.attrs["status"] = "running"
     rep = verify_file(f)
     assert _failed(rep) == {"status"}
+
+
+# ----------------------------------------------------------------------------- the summary line (issue 15, bug 4)
+
+
+def test_summary_counts_a_skipped_check(tcm_file, tmp_path):
+    """A skipped check is not "all passed": the summary says how many were skipped."""
+    f = _copy(tcm_file, tmp_path)
+    with h5py.File(f, "r+") as h:
+        del h["paths/0-1"].attrs["sha256"]
+    r = _run(["verify", str(f)])
+    assert r.exit_code == 0, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert "all passed" not in last
+    assert "1 skipped" in last and "0 failed" in last, last
+
+
+# ----------------------------------------------------------------------------- certified segments
+
+
+def _tcm_errors_along(f: Path, w0: np.ndarray, w1: np.ndarray, n: int = 201) -> np.ndarray:
+    """Training errors at n evenly spaced points of the segment w0 -> w1 (independent of the certificate)."""
+    from ramble.verify import tcm_counter
+
+    with h5py.File(f) as h:
+        count, _ = tcm_counter(h)
+    ts = np.linspace(0.0, 1.0, n)[:, None]
+    return count(w0[None] + ts * (w1 - w0)[None])
+
+
+def test_tcm_every_stored_segment_is_certified(tcm_file):
+    rep = verify_file(tcm_file)
+    with h5py.File(tcm_file) as h:
+        n_rows = h["paths/0-1/weights"].shape[0]
+        assert "segments_certified" in h["paths/0-1"].attrs
+    seg = next(c for c in rep.checks if c.name == "path 0-1 segments")
+    assert seg.result == "ok" and f"{n_rows - 1} of {n_rows - 1} stored segments certified" in seg.detail
+    assert rep.segments_checked == rep.segments_certified == n_rows - 1
+    assert f"segments between stored rows: {n_rows - 1} checked, {n_rows - 1} certified" in rep.format()
+
+
+def _splice_solutions(f: Path) -> int:
+    """Make rows t, t + 1 of path 0-1 the two solutions: both in S, on Eq. 4, but the line between them leaves S."""
+    with h5py.File(f, "r+") as h:
+        t = _middle_row(h)
+        a, b = h["solutions/0"][()], h["solutions/1"][()]
+        h["paths/0-1/weights"][t] = a
+        h["paths/0-1/weights"][t + 1] = b
+        del h["paths/0-1"].attrs["sha256"]
+    errors = _tcm_errors_along(f, a, b)
+    assert errors[0] == errors[-1] == 0 and errors.max() > 0  # the sampled line leaves S: the test is not vacuous
+    return t
+
+
+def test_tcm_segment_leaving_s_between_two_stored_points_fails(tcm_file, tmp_path):
+    f = _copy(tcm_file, tmp_path)
+    t = _splice_solutions(f)
+    rep = verify_file(f)
+    assert "path 0-1 segments" in _failed(rep) and "path 0-1 in S" not in _failed(rep), rep.format()
+    seg = next(c for c in rep.checks if c.name == "path 0-1 segments")
+    assert f"{t}->{t + 1}" in seg.detail and "consecutive vertices" in seg.detail
+    r = _run(["verify", str(f)])
+    assert r.exit_code == 1 and "path 0-1 segments" in r.output.strip().splitlines()[-1]
+
+
+def test_file_written_before_certification_warns_instead(tcm_file, tmp_path):
+    """Without ``segments_certified`` the file claims S only at its points: an uncertified segment is a warning."""
+    f = _copy(tcm_file, tmp_path)
+    t = _splice_solutions(f)
+    with h5py.File(f, "r+") as h:
+        del h["paths/0-1"].attrs["segments_certified"]
+    rep = verify_file(f)
+    seg = next(c for c in rep.checks if c.name == "path 0-1 segments")
+    assert rep.ok and seg.result == "warn", rep.format()
+    assert f"{t}->{t + 1}" in seg.detail and "before certification" in seg.detail
+    assert "1 warned" in rep.summary()
+
+
+def test_lenet_segments_of_a_certified_file_are_certified(mnist_file):
+    """Every vertex of the fixture's path is stored, so every stored segment is a certified move: all certified again."""
+    rep = verify_file(mnist_file)
+    seg = next(c for c in rep.checks if c.name == "path 0-1 segments")
+    with h5py.File(mnist_file) as h:
+        n = h["paths/0-1/weights"].shape[0] - 1
+        assert "weight_index" not in h["paths/0-1"] and h["paths/0-1"].attrs["segments_certified"] >= n
+    assert n >= 2 and seg.result == "ok" and f"{n} of {n} stored segments certified" in seg.detail, seg
+    assert rep.segments_checked == rep.segments_certified == n
+
+
+def test_lenet_rows_kept_at_a_stride_are_chords(mnist_file, tmp_path):
+    """Rows kept at a stride are joined by chords, not path segments: one that cannot be certified is listed, not failed.
+
+    Every other row is kept, and the second kept row is replaced by solution 1, so the chord from row 0
+    (solution 0) to it is the straight line between the two solutions, which leaves S (checked by sampling).
+    """
+    from ramble.lenet import LeNetProblem
+    from ramble.mnist import load_mnist
+
+    f = _copy(mnist_file, tmp_path)
+    with h5py.File(f, "r+") as h:
+        g = h["paths/0-1"]
+        w = g["weights"][()]
+        keep = np.arange(0, len(w), 2)
+        kept = w[keep]
+        kept[1] = h["solutions/1"][()]
+        del g["weights"]
+        g["weights"] = kept
+        if "weight_index" in g:
+            del g["weight_index"]
+        g["weight_index"] = keep
+        del g.attrs["sha256"]
+        a, b = (torch.from_numpy(h[f"solutions/{i}"][()]).float() for i in (0, 1))
+    problem = LeNetProblem.from_data(load_mnist(FIXTURE, train_size=100, test_size=1))
+    assert not all(problem.contains(a + float(t) * (b - a)) for t in np.linspace(0, 1, 11))
+    rep = verify_file(f, max_pieces=20)
+    seg = next(c for c in rep.checks if c.name == "path 0-1 segments")
+    assert rep.ok and seg.result == "warn", rep.format()
+    assert rep.segments_checked == len(keep) - 1 and rep.segments_certified < rep.segments_checked
+    assert "0->1" in seg.detail and "not path segments" in seg.detail and "--replay" in seg.detail
+
+
+def test_replay_reproduces_the_lenet_path_and_catches_an_altered_row(mnist_file, tmp_path):
+    rep = verify_file(mnist_file, segments=False, replay=True)
+    rp = next(c for c in rep.checks if c.name == "path 0-1 replay")
+    assert rp.result == "ok" and "bit for bit" in rp.detail and "moves certified" in rp.detail, rep.format()
+    assert rep.ok, rep.format()
+    f = _copy(mnist_file, tmp_path)
+    with h5py.File(f, "r+") as h:
+        t = _middle_row(h)
+        h["paths/0-1/weights"][t, 7] += 1e-3
+        del h["paths/0-1"].attrs["sha256"]  # only the replay can see it now
+    assert verify_file(f, segments=False).ok  # a change this small stays in S and on Eq. 4
+    r = _run(["verify", str(f), "--replay", "--no-segments"])
+    assert r.exit_code == 1, r.output
+    assert f"row {t} differs from the replay" in r.output
+    assert "path 0-1 replay" in r.output.strip().splitlines()[-1]

@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ramble.errors import ConfigError, RambleError
-from ramble.problem import Evaluation, flat_groups
+from ramble.problem import Evaluation, SegmentCertificate, flat_groups
 
 N_CLASSES = 10
 
@@ -322,6 +322,20 @@ class LeNetProblem:
             return torch.zeros((0, self.n_params), dtype=self.dtype, device=self.device)
         per_sample = vmap(grad(self._margin_one), in_dims=(None, 0, 0), chunk_size=self.grad_chunk)
         return per_sample(w.detach(), self.x[idx], self.y[idx])
+
+    def certify_segment(self, w0: torch.Tensor, w1: torch.Tensor) -> SegmentCertificate:
+        """Prove (or fail to prove) that every training margin is > 0 on the whole segment ``w0 -> w1``.
+
+        Bound propagation in float64 over the segment with bisection
+        (:func:`ramble.bounds.certify_torch_segment`, docs/certification.md), on
+        this problem's device, ``eval_batch_size`` samples at a time.  What is
+        certified is the network in real arithmetic; ``contains`` evaluates it
+        in ``dtype``, which can disagree only on margins within that dtype's
+        rounding of zero.
+        """
+        from ramble.bounds import certify_torch_segment  # torch.fx is imported only when certifying
+
+        return certify_torch_segment(self.model, w0, w1, self.x, self.y, batch=self.eval_batch_size)
 
     def evaluate(self, w: torch.Tensor) -> Evaluation:
         """Training loss (mean cross-entropy, nats) and error (fraction with margin <= 0) at ``w``."""
