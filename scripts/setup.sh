@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ramble on a fresh Debian 12 machine: system Julia, a virtual
-# environment in .venv, PyTorch + torchvision, and ramble itself (editable, so
-# the Julia sources under julia/ are found next to the Python package).
+# environment in .venv, PyTorch + torchvision, and ramble itself (editable;
+# python/ramble/julia_src links to the Julia sources in julia/src) with its
+# test tools (pytest, scikit-learn for the digits example, ruff).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,3 +49,23 @@ def test_custom_plot_example_uses_only_the_io_api():
 def test_custom_plot_example_usage_error(tmp_path):
     res = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=_env(), timeout=60)
     assert res.returncode == 2 and "usage" in res.stderr
+
+
+OWN_MODEL = EXAMPLE.parent / "own_model.py"
+
+
+def test_own_model_example_connects_two_solutions_and_verifies(tmp_path):
+    """examples/own_model.py: two MLP solutions on sklearn's digits, a complete path, its figure, and a file that verifies."""
+    res = subprocess.run([sys.executable, str(OWN_MODEL), str(tmp_path), "--train-size", "80"], capture_output=True, text=True, env=_env(), timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    png = tmp_path / "own_model.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    from ramble.io import load
+
+    e = load(tmp_path / "digits.h5")
+    assert (e.model, e.status) == ("torch", "complete")
+    p = e.paths["0-1"]
+    assert p.complete and p.train_error.max() == 0.0 and "test_error" in p.extra
+    r = CliRunner().invoke(main, ["--quiet", "verify", str(tmp_path / "digits.h5"), "--model", f"{OWN_MODEL}:build_mlp"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "in S" in r.output

@@ -19,7 +19,7 @@ from .io import open_checked
 #: Attributes that describe a run of the program (when, how long, how often
 #: resumed), not its result; ``diff`` ignores them wherever they appear, and
 #: datasets of these names (per-point timings such as ``hessian/seconds``).
-RUN_ATTRS = frozenset({"created", "finished", "wall_time", "wall_s", "seconds", "resumes", "saved", "error"})
+RUN_ATTRS = frozenset({"created", "finished", "wall_time", "wall_s", "seconds", "cert_seconds", "resumes", "saved", "error"})
 
 
 def _same(a: Any, b: Any) -> bool:
