@@ -1,44 +1,51 @@
-"""Top-20 Hessian eigenvalues of LeNet5 on MNIST-100: PyHessian vs ramble.hessian; and the TCM's exact spectrum.
+"""Top-20 Hessian eigenvalues and the trace of LeNet5 on MNIST-100: PyHessian 0.1 vs ramble, in one run.
 
-    PYTHONPATH=python .venv/bin/python benchmarks/bench_hessian.py [--threads 1] [--points 5] [--step 0.05] \
-        [--tol 1e-3] [--ref-tol 1e-9] [--data-dir DIR] [--skip-pyhessian]
+    PYTHONPATH=python .venv/bin/python benchmarks/bench_hessian.py [--seeds 2 3] [--points 4] [--step 0.05] \
+        [--probes 10] [--threads 1] [--out benchmarks/results/bench_hessian.json] [--skip-pyhessian] [--skip-tcm]
 
 Needs ``pip install pyhessian==0.1`` for the baseline (not a ramble dependency).
 
-LeNet5 part.  Two solutions W_a, W_b (seeds 0 and 1) are trained by
+Points.  Two solutions W_a, W_b (``--seeds``; default 2 and 3, held out:
+the choices in ramble.hessian were made on seeds 0 and 1) are trained by
 full-batch GD, lr 0.1, from Xavier init until 100% training accuracy on the
-first 100 MNIST training images (``ramble.lenet.train_solution``).  The points
-are W_a + t (W_b - W_a) for t = 0, step, 2 step, ... (``--points`` of them): a
-stand-in for a recorded path with rows ``step`` apart in normalised distance
-(20 points on a path are 0.05 apart).  At every point, in float32 on the CPU:
+first 100 MNIST training images.  The points are W_a + t (W_b - W_a),
+t = 0, step, 2 step, ... (``--points``): a stand-in for a path whose stored
+rows are ``step`` apart.  Every point, in float32 on the CPU, ``--threads``
+torch threads:
 
-* PyHessian ``hessian(model, CrossEntropyLoss(), data=(x, y), cuda=False)
-  .eigenvalues(top_n=20)`` (power iteration with deflation; maxIter 100,
-  tol 1e-3; largest magnitude, "LM"), products counted by wrapping its
-  ``hessian_vector_product``, torch seeded per point;
-* ramble ``top_eigenpairs(..., k=20, which, tol)`` cold (random start), and
-  warm (``warm_v0`` of the previous point's tracked Ritz vectors, guard 4);
+* PyHessian: ``hessian(model, CrossEntropyLoss(), data=(x, y), cuda=False)``
+  (the gradient graph), ``.eigenvalues(top_n=20)`` (power iteration with
+  deflation, maxIter 100, tol 1e-3, largest magnitude) and ``.trace()``
+  (Hutchinson, Rademacher, at most 100 probes, stops when the running mean
+  moves < 1e-3), products counted by wrapping its ``hessian_vector_product``;
+* ramble, as ``ramble hessian`` does it (``along_path``): the gradient graph
+  of ``patch_gemm_logits``, ``lanczos(k=20, "LA", tol=1e-3, guard=4)``
+  warm-started by ``warm_v0`` of the previous point, then the Hutchinson
+  trace deflated by the Lanczos basis, ``--probes`` probes.
 
-and a float64 reference ``top_eigenpairs(k=20, tol=--ref-tol)`` on the same
-images.  "max rel err" is max_i |lambda_i - ref_i| / |ref_i| over the 20
-(both sorted descending) and over the points.
+References, float64, computed independently of both: the top-20 by
+``top_eigenpairs(tol=1e-10)`` on ``LeNetProblem.logits`` (the plain conv
+model, not the patch-GEMM one), LA and LM; the **exact** trace by
+``gauss_newton_trace`` (exact for LeNet5, see docs/hessian.md).  "rel err"
+= max_i |lambda_i - ref_i| / |ref_i| over the 20, and |trace - exact| / exact.
 
-TCM part: the exact 300 x 300 Hessian at N=300, K=3, M=620 (random +-1
-patterns, Gaussian weights; the cost does not depend on w) by
-``TCMProblem.hessian`` and ``dense_hessian`` (both
-torch.autograd.functional.hessian, a backward pass per row), by
-``torch.func.hessian`` (forward-over-reverse, for comparison), and
-``full_spectrum`` (LAPACK), best of 3.
+Wall times: "eigen" counts the gradient graph plus the eigensolver (for
+both tools; ramble's point runs before and after PyHessian's, and its times
+are the mean of the two, so that load drifting within a point hits both); "trace" counts only the trace's own work (both reuse their
+graph; ramble's also reuses the Lanczos basis); "point" is the sum.  The
+first point has no warm start; the tables give the mean over all points.
+The machine's load (``os.getloadavg``) is recorded before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -49,59 +56,45 @@ from ramble.hessian import (
     count_nonzero,
     dense_hessian,
     full_spectrum,
+    gauss_newton_trace,
+    hutchinson_trace,
     hvp_operator,
+    lanczos,
     top_eigenpairs,
     warm_v0,
 )
 from ramble.lenet import LeNet5, LeNetProblem, load_flat, train_solution
 from ramble.mnist import load_mnist
 from ramble.patterns import random_patterns
+from ramble.spectra import patch_gemm_logits
 from ramble.tcm import TCMProblem, gaussian_init
 
 K = 20
+GUARD = 4  # along_path's default for k = 20
 
 
-@dataclass
-class Row:
-    """Per-point results of one method."""
+def load_average() -> str:
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "n/a"
 
-    seconds: list[float] = field(default_factory=list)
-    products: list[int] = field(default_factory=list)
-    errors: list[float] = field(default_factory=list)
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def max_rel(values: np.ndarray, ref: np.ndarray) -> float:
-    """max_i |values_i - ref_i| / |ref_i|, both sorted descending (the top-k sets are compared as sets)."""
+    """max_i |values_i - ref_i| / |ref_i|, both sorted descending (top-k sets compared as sets)."""
     a = np.sort(np.asarray(values, dtype=np.float64))[::-1]
     b = np.sort(np.asarray(ref, dtype=np.float64))[::-1]
     return float(np.max(np.abs(a - b) / np.abs(b)))
-
-
-def pyhessian_top(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[np.ndarray, int, float]:
-    """PyHessian's top-20 (eigenvalues, products, seconds) at flat LeNet5 weights ``w`` (float32, CPU)."""
-    import pyhessian  # noqa: F401  (registers the submodule)
-
-    ph = sys.modules["pyhessian.hessian"]  # the package re-exports the class under the module's name
-    count = [0]
-    original = ph.hessian_vector_product
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        count[0] += 1
-        return original(*args, **kwargs)
-
-    model = LeNet5()
-    load_flat(model, w)
-    model.eval()
-    torch.manual_seed(seed)  # PyHessian draws its start vectors from the global generator
-    ph.hessian_vector_product = counted
-    try:
-        t0 = time.perf_counter()
-        h = ph.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
-        vals, _ = h.eigenvalues(top_n=K)
-        seconds = time.perf_counter() - t0
-    finally:
-        ph.hessian_vector_product = original
-    return np.sort(np.array(vals, dtype=np.float64))[::-1], count[0], seconds
 
 
 def best_of(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
@@ -114,143 +107,220 @@ def best_of(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     return best, out
 
 
-def lenet_part(args: argparse.Namespace) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that wall times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def pyhessian_point(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
+    """PyHessian's top-20 and trace at flat LeNet5 weights ``w`` (float32, on w's device): values, products, seconds."""
+    import pyhessian  # noqa: F401  (registers the submodule)
+
+    ph = sys.modules["pyhessian.hessian"]  # the package re-exports the class under the module's name
+    count = [0]
+    original = ph.hessian_vector_product
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return original(*args, **kwargs)
+
+    model = LeNet5()
+    load_flat(model, w.cpu())
+    model.to(w.device).eval()
+    torch.manual_seed(seed)  # PyHessian draws its vectors from the global generator
+    ph.hessian_vector_product = counted
+    try:
+        t0 = time.perf_counter()
+        h = ph.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=w.device.type == "cuda")
+        vals, _ = h.eigenvalues(top_n=K)
+        t1 = time.perf_counter()
+        n_eig = count[0]
+        tr = h.trace()
+        t2 = time.perf_counter()
+    finally:
+        ph.hessian_vector_product = original
+    se = float(np.std(tr, ddof=1) / np.sqrt(len(tr))) if len(tr) > 1 else float("nan")
+    return {"eigenvalues": np.sort(np.array(vals, dtype=np.float64))[::-1], "eig_products": n_eig,
+            "eig_seconds": t1 - t0, "trace": float(np.mean(tr)), "trace_se": se, "trace_products": count[0] - n_eig,
+            "trace_seconds": t2 - t1}
+
+
+def ramble_point(loss: Any, w: torch.Tensor, prev: Optional[torch.Tensor], seed: int, probes: int) -> dict[str, Any]:
+    """ramble's top-20 and deflated trace at ``w``, the calls ``along_path`` makes (warm v0, guard 4)."""
+    t0 = time.perf_counter()
+    op = hvp_operator(loss, w)
+    start = {} if prev is None else {"v0": warm_v0(prev, seed=seed)}
+    spec = lanczos(op, K, "LA", 1e-3, guard=GUARD, seed=seed, return_vectors=False, **start)
+    t1 = time.perf_counter()
+    deflate = (spec.subspace, spec.subspace_trace)
+    tr, se, n_tr = hutchinson_trace(op, n_samples=probes, seed=0, deflate=deflate)
+    t2 = time.perf_counter()
+    few = hutchinson_trace(op, n_samples=2, seed=1, deflate=deflate)  # the cheap end of the trade-off
+    return {"eigenvalues": spec.eigenvalues, "eig_products": spec.products, "eig_seconds": t1 - t0,
+            "converged": bool(spec.converged.all()), "trace": tr, "trace_se": se, "trace_products": n_tr,
+            "trace_seconds": t2 - t1, "trace_2_probes": few[0], "trace_2_probes_se": few[1],
+            "warm": spec.warm_vectors}
+
+
+def one_product_times(loss_plain: Any, loss_gemm: Any, w: torch.Tensor) -> dict[str, float]:
+    """ms per Hessian-vector product, plain conv model vs patch-GEMM, interleaved, best of 5."""
+    ops = {"conv": hvp_operator(loss_plain, w), "patch_gemm": hvp_operator(loss_gemm, w)}
+    v = torch.randn(w.numel(), 1, generator=torch.Generator().manual_seed(0)).to(w.device)
+    best = {k: float("inf") for k in ops}
+    for _ in range(5):
+        for k, op in ops.items():
+            sync(w.device)
+            t0 = time.perf_counter()
+            op.matmat(v)
+            sync(w.device)
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return {k: 1000 * v for k, v in best.items()}
+
+
+def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
     data = load_mnist(args.data_dir, train_size=100, test_size=1)
-    p32 = LeNetProblem(data.train_x, data.train_y, dtype=torch.float32)
-    p64 = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    p32 = LeNetProblem(data.train_x, data.train_y, dtype=torch.float32, device=args.device)
+    p64 = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64, device=args.device)
     sols = []
-    for seed in (0, 1):
+    for seed in args.seeds:
         w, info = train_solution(p32, seed, lr=0.1, max_epochs=5000)
         sols.append(w)
         print(f"# solution seed {seed}: {info['epochs']} full-batch GD epochs, loss {info['loss']:.4f}, "
-              f"train error {info['train_error']:.0%}")
+              f"train error {info['train_error']:.0%}", flush=True)
     wa, wb = sols
-    loss32 = classification_loss(p32.logits, p32.x, p32.y)
+    loss_plain = classification_loss(p32.logits, p32.x, p32.y)
+    loss_gemm = classification_loss(patch_gemm_logits(p32), p32.x, p32.y)
     loss64 = classification_loss(p64.logits, p64.x, p64.y)
+    hvp_ms = one_product_times(loss_plain, loss_gemm, wa)
+    print(f"# one HVP, float32, 100 images, best of 5: conv model {hvp_ms['conv']:.1f} ms, "
+          f"patch-GEMM {hvp_ms['patch_gemm']:.1f} ms", flush=True)
 
-    op = hvp_operator(loss32, wa)
-    v = torch.randn(wa.numel(), 10, generator=torch.Generator().manual_seed(0))
-    t_hvp, _ = best_of(lambda: op.matmat(v))
-    opb = hvp_operator(loss32, wa, batched=True)
-    t_batched, _ = best_of(lambda: opb.matmat(v))
-    print(f"# one ramble HVP (double backprop, retained graph, float32, 100 images, best of 3): "
-          f"{1000 * t_hvp / 10:.1f} ms in a loop, {1000 * t_batched / 10:.1f} ms batched (block of 10)")
-
-    methods = ["PyHessian (power, LM)"] if not args.skip_pyhessian else []
-    methods += [f"ramble cold {wh}" for wh in ("LM", "LA")] + [f"ramble warm {wh}" for wh in ("LM", "LA")]
-    rows: dict[str, Row] = {m: Row() for m in methods}
-    first: dict[str, tuple[float, int, float]] = {}
-    prev: dict[str, Optional[torch.Tensor]] = {"LM": None, "LA": None}
+    points = []
+    prev: Optional[torch.Tensor] = None
     for i in range(args.points):
         t = i * args.step
         w = wa + t * (wb - wa)
-        ev = p32.evaluate(w)
-        refs = {wh: top_eigenpairs(loss64, w.double(), K, wh, args.ref_tol, guard=4, max_products=4000)
-                for wh in ("LM", "LA")}
-        for wh, r in refs.items():
-            if not r.converged.all():
-                print(f"# warning: the {wh} reference at t={t:g} did not converge (max residual {r.residuals.max():.2e})")
-        line = [f"t={t:.3f} (train error {ev.error:.0%}, ref products LM {refs['LM'].products}, LA {refs['LA'].products})"]
+        ref = {wh: top_eigenpairs(loss64, w.double(), K, wh, 1e-10, guard=4, max_products=4000, return_vectors=False)
+               for wh in ("LA", "LM")}
+        exact_trace = gauss_newton_trace(p64.logits, p64.x, p64.y, w.double())
+        row: dict[str, Any] = {"t": t, "ref_products": {wh: r.products for wh, r in ref.items()},
+                               "ref_converged": all(bool(r.converged.all()) for r in ref.values()),
+                               "ref_la_vs_lm": max_rel(ref["LA"].eigenvalues, ref["LM"].eigenvalues),
+                               "exact_trace": exact_trace}
+        # ramble runs before and after PyHessian (the same computation twice) and its times are
+        # the mean of the two: on a shared machine the load drifts within a point
+        rb = ramble_point(loss_gemm, w, prev, seed=i, probes=args.probes)
         if not args.skip_pyhessian:
-            vals, n, sec = pyhessian_top(w, p32.x, p32.y, seed=i)
-            _record(rows, first, i, "PyHessian (power, LM)", sec, n, max_rel(vals, refs["LM"].eigenvalues))
-            line.append(f"PyHessian {n} products, max rel err {max_rel(vals, refs['LM'].eigenvalues):.1e}")
-        for wh in ("LM", "LA"):
-            cold = top_eigenpairs(loss32, w, K, wh, args.tol, guard=4, seed=i)
-            _record(rows, first, i, f"ramble cold {wh}", cold.seconds, cold.products,
-                    max_rel(cold.eigenvalues, refs[wh].eigenvalues))
-            if prev[wh] is not None:
-                warm = top_eigenpairs(loss32, w, K, wh, args.tol, guard=4, seed=i, v0=warm_v0(prev[wh], seed=i))
-                _record(rows, first, i, f"ramble warm {wh}", warm.seconds, warm.products,
-                        max_rel(warm.eigenvalues, refs[wh].eigenvalues))
-                prev[wh] = warm.warm_vectors
-            else:
-                prev[wh] = cold.warm_vectors
-            line.append(f"{wh}: cold {cold.products}" + (f"/warm {rows[f'ramble warm {wh}'].products[-1]}" if i else ""))
-        print("# " + ", ".join(line))
+            ph = pyhessian_point(w, p32.x, p32.y, seed=i)
+            row["pyhessian"] = {k: v for k, v in ph.items() if k != "eigenvalues"}
+            row["pyhessian"]["eig_rel_err"] = max_rel(ph["eigenvalues"], ref["LM"].eigenvalues)
+            row["pyhessian"]["trace_rel_err"] = abs(ph["trace"] - exact_trace) / exact_trace
+            again = ramble_point(loss_gemm, w, prev, seed=i, probes=args.probes)
+            assert again["eig_products"] == rb["eig_products"], "the repeat must be the same computation"
+            for key in ("eig_seconds", "trace_seconds"):
+                rb[key + "_runs"] = [rb[key], again[key]]
+                rb[key] = (rb[key] + again[key]) / 2
+        prev = rb.pop("warm")
+        row["ramble"] = {k: v for k, v in rb.items() if k != "eigenvalues"}
+        row["ramble"]["eig_rel_err"] = max_rel(rb["eigenvalues"], ref["LA"].eigenvalues)
+        row["ramble"]["trace_rel_err"] = abs(rb["trace"] - exact_trace) / exact_trace
+        row["ramble"]["trace_2_probes_rel_err"] = abs(rb["trace_2_probes"] - exact_trace) / exact_trace
+        points.append(row)
+        print("# " + json.dumps(row, default=float), flush=True)
+    return {"hvp_ms": hvp_ms, "points": points}
 
-    base = "PyHessian (power, LM)"
+
+def summarise(res: dict[str, Any]) -> None:
+    pts = res["points"]
+
+    def mean(tool: str, key: str) -> float:
+        return float(np.mean([p[tool][key] for p in pts]))
+
+    def worst(tool: str, key: str) -> float:
+        return float(np.max([p[tool][key] for p in pts]))
+
     print()
-    print(f"### One point (W_a), top-{K}, float32, tol {args.tol}")
+    print(f"### LeNet5, MNIST-100, top-{K} and trace, float32, {len(pts)} points (means per point)")
     print()
-    print("| method | wall s | HVPs | max rel err vs float64 ref | speed-up vs PyHessian (wall / HVPs) |")
-    print("|---|---|---|---|---|")
-    for m, (sec, n, err) in first.items():
-        sp = "" if base not in first else f"{first[base][0] / sec:.1f}x / {first[base][1] / n:.1f}x"
-        print(f"| {m} | {sec:.2f} | {n} | {err:.1e} | {sp} |")
-    print()
-    print(f"### Per point at the {args.points - 1} further points, step {args.step} of |W_b - W_a| "
-          "(wall and HVPs: mean per point; error: worst and median point)")
-    print()
-    print("| method | wall s / point | HVPs / point | max rel err vs float64 ref (worst / median point) "
-          "| speed-up vs PyHessian (wall / HVPs) |")
-    print("|---|---|---|---|---|")
-    for m, r in rows.items():  # rows hold points 1 .. points-1 only
-        sec, n = float(np.mean(r.seconds)), float(np.mean(r.products))
-        sp = ""
-        if base in rows:
-            sp = f"{np.mean(rows[base].seconds) / sec:.1f}x / {np.mean(rows[base].products) / n:.1f}x"
-        print(f"| {m} | {sec:.2f} | {n:.1f} | {max(r.errors):.1e} / {np.median(r.errors):.1e} | {sp} |")
+    print("| tool | eigen s | eigen HVPs | eigen max rel err | trace s | trace HVPs | trace rel err (worst) "
+          "| trace SE / exact (mean) | point s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    tools = [t for t in ("pyhessian", "ramble") if t in pts[0]]
+    for tool in tools:
+        rse = float(np.mean([p[tool]["trace_se"] / p["exact_trace"] for p in pts]))
+        print(f"| {tool} | {mean(tool, 'eig_seconds'):.2f} | {mean(tool, 'eig_products'):.1f} | "
+              f"{worst(tool, 'eig_rel_err'):.1e} | {mean(tool, 'trace_seconds'):.2f} | "
+              f"{mean(tool, 'trace_products'):.1f} | {worst(tool, 'trace_rel_err'):.1e} | {rse:.1e} | "
+              f"{mean(tool, 'eig_seconds') + mean(tool, 'trace_seconds'):.2f} |")
+    print(f"\nramble with 2 deflated probes: trace rel err worst {worst('ramble', 'trace_2_probes_rel_err'):.1e}, "
+          f"SE / exact mean {np.mean([p['ramble']['trace_2_probes_se'] / p['exact_trace'] for p in pts]):.1e}")
+    if len(tools) == 2:
+        ratios = {
+            "eigen_wall": mean("pyhessian", "eig_seconds") / mean("ramble", "eig_seconds"),
+            "eigen_products": mean("pyhessian", "eig_products") / mean("ramble", "eig_products"),
+            "trace_wall": mean("pyhessian", "trace_seconds") / mean("ramble", "trace_seconds"),
+            "trace_products": mean("pyhessian", "trace_products") / mean("ramble", "trace_products"),
+            "trace_standalone_wall": mean("pyhessian", "trace_seconds")
+            / (mean("ramble", "trace_seconds") + mean("ramble", "eig_seconds")),
+            "point_wall": (mean("pyhessian", "eig_seconds") + mean("pyhessian", "trace_seconds"))
+            / (mean("ramble", "eig_seconds") + mean("ramble", "trace_seconds")),
+        }
+        res["ratios"] = ratios
+        print()
+        print("ratios PyHessian / ramble: " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()))
 
 
-def _record(rows: dict[str, Row], first: dict[str, tuple[float, int, float]], i: int, name: str,
-            sec: float, n: int, err: float) -> None:
-    """Keep one measurement: point 0 goes to the one-point table, later points to the per-point table."""
-    if i == 0:
-        first[name] = (sec, n, err)
-    else:
-        rows[name].seconds.append(sec)
-        rows[name].products.append(n)
-        rows[name].errors.append(err)
-
-
-def tcm_part(args: argparse.Namespace) -> None:
+def tcm_part() -> dict[str, float]:
     n, k, m = 300, 3, 620
     prob = TCMProblem(random_patterns(n, m, 0), k)
     w = torch.from_numpy(gaussian_init(n, 1.0 / np.sqrt(n // k), 0))
     t_ag, h = best_of(lambda: prob.hessian(w))
     t_dense, _ = best_of(lambda: dense_hessian(prob.loss, w))
-    t_func, h2 = best_of(lambda: torch.func.hessian(prob.loss)(w))
     t_eig, eigs = best_of(lambda: full_spectrum(h))
-    diff = float((h - h2).abs().max() / h.abs().max())
     print()
-    print(f"### TCM exact Hessian, N={n}, K={k}, M={m} (float64, best of 3)")
-    print()
-    print("| step | seconds |")
-    print("|---|---|")
-    print(f"| Hessian by TCMProblem.hessian (torch.autograd.functional.hessian) | {t_ag:.3f} |")
-    print(f"| Hessian by ramble.hessian.dense_hessian (the same, symmetrised) | {t_dense:.3f} |")
-    print(f"| Hessian by torch.func.hessian (forward-over-reverse) | {t_func:.3f} |")
-    print(f"| full spectrum, 300 eigenvalues (ramble.hessian.full_spectrum, LAPACK syevd) | {t_eig:.4f} |")
-    print()
-    print(f"# at the Gaussian init (not a solution): the Hessians differ by {diff:.1e} (relative max); "
-          f"non-zero eigenvalues (|l| > 1e-8 max): "
-          f"{count_nonzero(eigs)} of {n}; smallest {eigs[-1]:.2e}, largest {eigs[0]:.3f}")
+    print(f"### TCM exact Hessian, N={n}, K={k}, M={m} (float64, best of 3): TCMProblem.hessian {t_ag:.3f} s, "
+          f"dense_hessian {t_dense:.3f} s, full_spectrum {t_eig:.4f} s; non-zero eigenvalues {count_nonzero(eigs)}")
+    return {"tcm_hessian_s": t_ag, "dense_hessian_s": t_dense, "full_spectrum_s": t_eig}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=None, help="MNIST folder (default: ramble's search order)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: fair on a shared CPU)")
-    ap.add_argument("--points", type=int, default=5, help="points along the segment, the first is W_a")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both tools run there)")
+    ap.add_argument("--seeds", type=int, nargs=2, default=[2, 3], help="training seeds of W_a and W_b")
+    ap.add_argument("--points", type=int, default=4, help="points along the segment, the first is W_a")
     ap.add_argument("--step", type=float, default=0.05, help="spacing of the points as a fraction of |W_b - W_a|")
-    ap.add_argument("--tol", type=float, default=1e-3, help="ramble's residual tolerance")
-    ap.add_argument("--ref-tol", type=float, default=1e-9, help="tolerance of the float64 reference")
+    ap.add_argument("--probes", type=int, default=10, help="ramble's deflated Hutchinson probes")
+    ap.add_argument("--out", default="benchmarks/results/bench_hessian.json", help="JSON record ('' for none)")
     ap.add_argument("--skip-pyhessian", action="store_true")
     ap.add_argument("--skip-tcm", action="store_true")
     args = ap.parse_args()
-    if args.points < 2:
-        ap.error("--points must be >= 2")
+    if args.points < 1:
+        ap.error("--points must be >= 1")
     torch.set_num_threads(args.threads)
-    try:
-        load = "%.1f %.1f %.1f" % os.getloadavg()
-    except OSError:
-        load = "n/a"
-    print(f"# torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
-          f"{len(os.sched_getaffinity(0))} CPUs usable, torch threads {torch.get_num_threads()}, load average {load}")
-    lenet_part(args)
+    record: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "machine": f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPUs usable, {platform.machine()}",
+        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "load_before": load_average(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(torch.device(args.device)),
+    }
+    if not args.skip_pyhessian:
+        from importlib.metadata import version
+
+        record["pyhessian"] = version("pyhessian")
+    print("# " + json.dumps(record))
+    record.update(lenet_part(args))
+    summarise(record)
     if not args.skip_tcm:
-        tcm_part(args)
+        record["tcm"] = tcm_part()
+    record["load_after"] = load_average()
+    print(f"# load average before {record['load_before']}, after {record['load_after']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=1, default=float) + "\n")
+        print(f"# wrote {args.out}")
 
 
 if __name__ == "__main__":

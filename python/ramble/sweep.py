@@ -38,8 +38,8 @@ import json
 import logging
 import math
 import os
-import re
 import platform
+import re
 import socket
 import threading
 import time
@@ -56,6 +56,7 @@ from .io import load, make_folder, write_atomically
 from .path import VARIANTS, PathConfig
 from .progress import progress_bar
 from .tcm_experiment import PAIRINGS, TCMExperimentConfig
+from .threads import limit_threads
 from .training import TrainConfig
 
 log = logging.getLogger("ramble")
@@ -218,11 +219,7 @@ def _worker_init() -> None:
     global _worker_ready
     if _worker_ready:
         return
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[k] = "1"
-    import torch
-
-    torch.set_num_threads(1)
+    limit_threads(1)  # torch, NumPy's BLAS (threadpoolctl), and the env that Julia's BLAS reads when it starts
     _worker_ready = True
 
 
@@ -490,10 +487,10 @@ def _open_index(index_path: Path, cfg: SweepConfig) -> dict[str, Any]:
 def _run_serial(todo: list[SweepTask], folder: Path, record: Callable[[SweepTask, dict], None]) -> None:
     import torch
 
-    # one torch thread, as in the workers (more threads on a loaded 2-core
-    # machine made small TCM runs 10-30x slower); the caller's setting comes back after
+    # one thread, as in the workers (more threads on a loaded 2-core machine
+    # made small TCM runs 10-30x slower); the caller's torch setting comes back after
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    limit_threads(1)
     try:
         for t in todo:
             record(t, run_task(t.config, str(folder / t.file)))
