@@ -8,12 +8,14 @@ straight line W_a -> W_b (dashed), both against the normalised distance
 path's own training error is zero by construction (it never leaves S).
 
 ``load`` returns an ``Experiment``: ``e.paths`` maps "i-j" to a
-``PathRecord`` with NumPy arrays ``distance``, ``train_loss``,
-``train_error``, the extras in ``p.extra`` (``test_loss``, ``test_error``
-for LeNet5, ``leg``, ``weight_index``), the straight line in ``p.linear``
-(``alpha``, ``train_loss``, ``train_error``), and the Hessian, when stored,
-in ``p.hessian`` (a dict of arrays plus ``attrs``).  docs/format.md has the
-full layout.
+``PathRecord`` with NumPy arrays ``distance``, ``arclength``,
+``train_loss``, ``train_error``, ``test_loss`` and ``test_error`` (LeNet5;
+None for the TCM), the other per-point datasets in ``p.extra`` (``leg``,
+``weight_index``), the straight line in ``p.linear`` (``alpha``,
+``train_loss``, ``train_error``), the Hessian, when stored, in ``p.hessian``
+(a ``HessianRecord``: ``index``, ``eigenvalues``, ``trace``, ``attrs``), and
+``p.length_ratio`` (path length / |W_a - W_b|).  ``help(PathRecord)``
+describes every field; docs/format.md has the full layout.
 """
 
 from __future__ import annotations

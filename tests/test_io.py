@@ -112,3 +112,72 @@ def test_checkpoint_progress_grows_and_restarts_with_a_new_leg(tmp_path, small_t
         w.write_path(0, 1, find_path(prob, w_a, w_b, PathConfig()))
         with h5py.File(out, "r") as f:
             assert "checkpoints" not in f  # dropped in the commit that stores the finished path
+
+
+# ---------------------------------------------------------------- the loaded records (issue 15)
+def _written(tmp_path, small_tcm, weight_every: int = 1):
+    prob, (w_a, w_b) = small_tcm
+    r = find_path(prob, w_a, w_b, PathConfig(weight_every=weight_every))
+    out = tmp_path / f"x{weight_every}.h5"
+    with io.ExperimentWriter(out, "tcm", "python", {"seed": 7}) as w:
+        w.write_solution(0, w_a.numpy(), {})
+        w.write_solution(1, w_b.numpy(), {})
+        w.write_path(0, 1, r)
+        w.finish("complete")
+    return out, r
+
+
+def test_arc_length_of_an_older_file_is_computed_from_its_weights(tmp_path, small_tcm):
+    out, r = _written(tmp_path, small_tcm)
+    with h5py.File(out, "r+") as f:  # an older file: no arclength dataset
+        if "arclength" in f["paths/0-1"]:
+            del f["paths/0-1/arclength"]
+    p = io.load(out, weights=False).paths["0-1"]
+    steps = np.linalg.norm(np.diff(r.weights, axis=0), axis=1)
+    assert p.arclength_source == "weights"
+    np.testing.assert_allclose(p.arclength, np.concatenate([[0.0], np.cumsum(steps)]))
+    assert p.line_length == pytest.approx(float(np.linalg.norm(r.weights[-1] - r.weights[0])))
+    assert p.length_ratio == pytest.approx(p.arclength[-1] / p.line_length) and p.length_ratio > 1
+
+
+def test_arc_length_unknown_when_weights_are_strided_says_why(tmp_path, small_tcm):
+    out, _ = _written(tmp_path, small_tcm, weight_every=5)
+    with h5py.File(out, "r+") as f:
+        if "arclength" in f["paths/0-1"]:
+            del f["paths/0-1/arclength"]
+    p = io.load(out, weights=False).paths["0-1"]
+    assert p.arclength is None and "weights kept for only" in p.arclength_source
+    assert np.isnan(p.length_ratio)
+
+
+def test_short_repr_typed_fields_and_field_docs(tmp_path, small_tcm):
+    out, r = _written(tmp_path, small_tcm)
+    e = io.load(out)
+    text = repr(e) + repr(e.paths["0-1"])
+    assert len(text) < 1000 and "array(" in text and "..." not in text  # shapes, not values
+    p = e.paths["0-1"]
+    assert p.test_error is None and p.test_loss is None  # the TCM has no test set
+    doc = io.PathRecord.__dataclass_fields__  # every field is documented in the class body
+    import inspect
+
+    source = inspect.getsource(io.PathRecord)
+    for name in doc:
+        assert f"    {name}:" in source
+        after = source.split(f"    {name}:")[1].split("\n")[1].strip()
+        assert after.startswith('"""'), f"PathRecord.{name} has no docstring"
+    assert "one row per *iteration*" in source
+
+
+def test_hessian_record_is_typed_and_reads_like_the_old_dict(tmp_path, small_tcm):
+    out, _ = _written(tmp_path, small_tcm)
+    with io.update(out) as f:
+        h = f["paths/0-1"].create_group("hessian")
+        h.create_dataset("index", data=np.array([0, 3]))
+        h.create_dataset("eigenvalues", data=np.array([[2.0, 1.0], [3.0, 0.5]]))
+        h.create_dataset("trace", data=np.array([3.0, 3.5]))
+        h.attrs["method"] = "exact"
+    hr = io.load(out, weights=False).paths["0-1"].hessian
+    assert isinstance(hr, io.HessianRecord)
+    np.testing.assert_array_equal(hr.index, [0, 3])
+    assert hr.trace[1] == 3.5 and hr.attrs["method"] == "exact"
+    assert hr["eigenvalues"].shape == (2, 2) and hr.get("attrs")["method"] == "exact" and "trace" in hr and hr.get("n_nonzero") is None

@@ -116,3 +116,61 @@ def test_cpu_run_is_reproducible_from_the_seed(mnist_file, tmp_path):
         np.testing.assert_array_equal(a.solutions[i], b.solutions[i])
     np.testing.assert_array_equal(a.paths["0-1"].weights, b.paths["0-1"].weights)
     np.testing.assert_array_equal(a.paths["0-1"].extra["test_error"], b.paths["0-1"].extra["test_error"])
+
+
+# ---------------------------------------------------------------- issue 15
+def test_weight_rows_keeps_about_as_many_rows_as_asked(tmp_path):
+    """Bug 3: the weight stride came from --points, so a short path (gamma 0.1: ~70 points) kept half the rows asked for."""
+    out = tmp_path / "w.h5"
+    args = [a for a in FAST if a not in ("--points", "30", "--weight-rows", "10")]
+    r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *args, "--points", "200", "--weight-rows", "50", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    p = load(out).paths["0-1"]
+    n_points, n_rows = len(p.distance), len(p.weights)
+    assert n_points > 55  # the path recorded more points than rows asked for
+    assert 45 <= n_rows <= 55, (n_points, n_rows)
+    index = p.extra["weight_index"]
+    assert index[0] == 0 and index[-1] == n_points - 1 and np.all(np.diff(index) > 0)
+
+
+def test_summary_gives_test_errors_in_percent_length_and_a_readable_data_line(mnist_file):
+    r = CliRunner().invoke(main, ["info", str(mnist_file)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = r.output
+    data = next(line for line in out.splitlines() if line.strip().startswith("data:"))
+    assert "{" not in data and "\\" not in data and "MNIST training images 0:100, test images 0:200" in data
+    p = load(mnist_file, weights=False).paths["0-1"]
+    te = p.test_error
+    assert f"test error {100 * te[0]:.2f} % at W_a" in out and f"best {100 * te.min():.2f} %" in out
+    assert "x the straight line" in out or "length unknown" in out
+    assert "max train error" in out and "%" in out.split("max train error")[1].splitlines()[0]
+
+
+def test_controls_on_the_fixture(mnist_file, tmp_path):
+    from ramble.controls import read_controls
+
+    f = tmp_path / "c.h5"
+    f.write_bytes(Path(mnist_file).read_bytes())
+    r = CliRunner().invoke(main, ["--quiet", "controls", str(f), "--max-epochs", "60", "--evaluations", "5", "--data-dir", FIXTURE], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    e = load(f, weights=False)
+    p = e.paths["0-1"]
+    s = read_controls(p)
+    k = int(np.argmin(p.test_error))
+    assert s["best_row"] == k and s["best_test_error"] == p.test_error[k]
+    assert s["best_epochs"] == (int(p.iteration[k]) + 1) * 1  # N_epochs 1 in FAST
+    for end, sol in (("source", 0), ("target", 1)):
+        # the continued training starts at the endpoint: its first test error is the solution's
+        assert s[f"{end}_start_test_error"] == pytest.approx(e.solution_attrs[sol]["test_error"])
+        epochs = p.controls.arrays[f"{end}_epoch"]
+        assert epochs[0] == 0 and s[f"{end}_matched_epochs"] in epochs and s[f"{end}_converged_epochs"] in epochs
+        assert s[f"{end}_converged_epochs"] <= 60
+        loss = p.controls.arrays[f"{end}_train_loss"]
+        if s[f"{end}_converged_reached"]:
+            assert loss[list(epochs).index(s[f"{end}_converged_epochs"])] <= s["best_train_loss"]
+    assert "path best" in r.output and "matched" in r.output
+    # the report's C15 row reads them from the file
+    from ramble.report import evaluate_claims
+
+    c15 = next(c for c in evaluate_claims([], e) if c.id == "C15")
+    assert "control" in c15.measured and c15.holds == "not established"

@@ -27,9 +27,16 @@ FIRST_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
-    """No test sees the developer's RAMBLE_MNIST_DIR or download cache."""
+    """No test sees the developer's RAMBLE_MNIST_DIR, configured mnist-dir, checkout's shared folder or download cache."""
     monkeypatch.delenv(mnist.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    _fake_checkout(monkeypatch, tmp_path / "nowhere" / "checkout")
+
+
+def _fake_checkout(monkeypatch, checkout: Path) -> None:
+    """Make the package believe it was installed from ``checkout`` (``checkout/python/ramble/mnist.py``)."""
+    monkeypatch.setattr(mnist, "__file__", str(checkout / "python" / "ramble" / "mnist.py"))
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -196,12 +203,46 @@ def test_explicit_dir_beats_env(monkeypatch, tmp_path):
     assert load_mnist(FIXTURE, train_size=3).source["kind"] == "subset"
 
 
-def test_shared_folder_relative_to_cwd(monkeypatch, tmp_path):
+def test_shared_folder_beside_the_checkout_from_any_folder(monkeypatch, tmp_path):
+    _copy_fixture(tmp_path / "shared" / "mnist")
+    _fake_checkout(monkeypatch, tmp_path / "main")
+    elsewhere = tmp_path / "far" / "away"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    folder, how = mnist.locate_mnist()
+    assert folder == (tmp_path / "shared" / "mnist").resolve() and "checkout" in how
+    assert load_mnist(train_size=3).source["folder"] == str(folder)
+
+
+def test_shared_folder_relative_to_cwd_is_not_used(monkeypatch, tmp_path):
     _copy_fixture(tmp_path / "shared" / "mnist")
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    data = load_mnist(train_size=3)
-    assert data.source["folder"] == str((tmp_path / "shared" / "mnist").resolve())
+    with pytest.raises(DataError):
+        load_mnist(train_size=3)
+
+
+def test_configured_folder_is_used_from_anywhere(monkeypatch, tmp_path):
+    from ramble.userconfig import config_path, set_value
+
+    set_value("mnist-dir", str(FIXTURE))
+    assert config_path().is_relative_to(tmp_path / "xdg-config")
+    monkeypatch.chdir(tmp_path)
+    folder, how = mnist.locate_mnist()
+    assert folder == FIXTURE and "mnist-dir" in how
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path / "gone"))  # the environment variable comes first
+    with pytest.raises(DataError) as exc:
+        load_mnist()
+    assert mnist.ENV_VAR in _one_line(exc)
+
+
+def test_configured_folder_missing_is_an_error(tmp_path):
+    from ramble.userconfig import set_value
+
+    set_value("mnist-dir", str(tmp_path / "gone"))
+    with pytest.raises(DataError) as exc:
+        load_mnist()
+    assert "mnist-dir" in _one_line(exc) and "does not exist" in _one_line(exc)
 
 
 def test_nothing_found_names_every_place(monkeypatch, tmp_path):
@@ -210,8 +251,8 @@ def test_nothing_found_names_every_place(monkeypatch, tmp_path):
     with pytest.raises(DataError) as exc:
         load_mnist()
     msg = _one_line(exc)
-    assert str(tmp_path / "shared" / "mnist") in msg and str(mnist.cache_dir()) in msg
-    assert "--data-dir" in msg and mnist.ENV_VAR in msg and "--download" in msg
+    assert str(mnist.checkout_shared_dir()) in msg and str(mnist.cache_dir()) in msg
+    assert "--data-dir" in msg and mnist.ENV_VAR in msg and "--download" in msg and "mnist-dir" in msg
 
 
 def test_torchvision_layout(tmp_path):

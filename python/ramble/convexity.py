@@ -374,8 +374,10 @@ def probe(
             count, n_train = tcm_counter(f)
         elif model == "lenet5":
             count, n_train = lenet_counter(f, data_dir, device)
-        else:
-            raise RambleError(f"{path}: unknown model {model!r}")
+        else:  # every other model through its spec (ramble.model_registry)
+            from .model_registry import model_spec
+
+            count, n_train = model_spec(model).error_counter(path, data_dir=data_dir, device=device)
     if len(src.solutions):
         bad = np.flatnonzero(count(src.solutions) > 0)
         if len(bad):
@@ -430,7 +432,10 @@ def _read(f: Union[h5py.File, h5py.Group]) -> dict[str, dict[str, Any]]:
 def format_line(kind: str, a: dict[str, Any]) -> str:
     """One stored kind as text: inside/n, fraction and its 95 % interval; the same after norm rescaling when stored."""
     out = f"{kind}: {a['inside']}/{a['n']} inside S = {100 * float(a['fraction']):.1f} % (95 % CI {100 * float(a['ci_low']):.1f}-{100 * float(a['ci_high']):.1f} %)"
-    if "rescaled_fraction" in a:
+    same = a.get("rescaled_inside") == a.get("inside") and a.get("rescaled_ci_low") == a.get("ci_low")
+    if "rescaled_fraction" in a and same:
+        out += f"; the same after rescaling to the interpolated norms (median norm ratio {float(a['norm_ratio_median']):.3f})"
+    elif "rescaled_fraction" in a:
         out += (
             f"; rescaled to the interpolated norms: {a['rescaled_inside']}/{a['n']} = {100 * float(a['rescaled_fraction']):.1f} %"
             f" (95 % CI {100 * float(a['rescaled_ci_low']):.1f}-{100 * float(a['rescaled_ci_high']):.1f} %); median norm ratio {float(a['norm_ratio_median']):.3f}"

@@ -296,8 +296,10 @@ def problem_from_file(e: Experiment, data_dir: Optional[str] = None, device: str
         prob = TCMProblem(Patterns(e.data["train_inputs"], e.data["train_labels"], int(e.data.get("seed", 0))), k)
         sols = {i: torch.from_numpy(np.asarray(w, dtype=np.float64)) for i, w in e.solutions.items()}
         return FileProblem(prob, sols, None, NO_TEST_TCM, "cpu", "float64")
-    if e.model != "lenet5":
-        raise RambleError(f"{e.path}: unknown model {e.model!r}")
+    if e.model != "lenet5":  # every other model through its spec (ramble.model_registry)
+        from .model_registry import model_spec
+
+        return model_spec(e.model).file_problem(e, data_dir, device)
     from .lenet import LeNetProblem, resolve_device
     from .mnist_experiment import run_data
 

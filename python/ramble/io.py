@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional
 
 import h5py
 import numpy as np
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 FORMAT = "ramble"
 FORMAT_VERSION = 1
-MODELS = ("tcm", "lenet5")
+MODELS = ("tcm", "lenet5", "torch")
 STATUSES = ("running", "complete", "failed")
 
 
@@ -107,6 +108,9 @@ class ExperimentWriter:
             a["status"] = "running"
             a["ramble_version"] = __version__
             a["created"] = _now()
+            torch_module = sys.modules.get("torch")  # not imported here: io stays light; a torch run has it loaded
+            if torch_module is not None:
+                a["torch_threads"] = int(torch_module.get_num_threads())  # float32 CPU results depend on it (verify --replay)
             for k, v in (attrs or {}).items():
                 a[k] = _attr(v)
             f.flush()
@@ -205,6 +209,10 @@ class ExperimentWriter:
             for k in ("iterations", "elastic_accepted", "elastic_repaired", "elastic_refused", "gd_accepted", "gd_refused_total", "segment_checks"):
                 p.attrs[k] = int(getattr(result, k))
             p.attrs["wall_time"] = float(result.wall_time)
+            for k in ("segments_certified", "cert_pieces"):
+                p.attrs[k] = int(getattr(result, k, 0))
+            for k in ("cert_min_margin", "cert_seconds"):
+                p.attrs[k] = float(getattr(result, k, float("nan")))
             p.attrs["waypoints"] = len(getattr(result, "waypoints", []))
             p.attrs["waypoints_trained"] = int(getattr(result, "waypoints_trained", 0))
             p.attrs["escape_scale"] = float(getattr(result, "escape_scale", 1.0))
@@ -222,6 +230,8 @@ class ExperimentWriter:
             weight_index = getattr(result, "weight_index", None)
             if weight_index is not None:
                 p.create_dataset("weight_index", data=np.asarray(weight_index, dtype=np.int64))
+            if getattr(result, "arclength", None) is not None:
+                p.create_dataset("arclength", data=np.asarray(result.arclength, dtype=np.float64))
             for k, v in {**getattr(result, "extra", {}), **(extra or {})}.items():
                 p.create_dataset(k, data=np.asarray(v))
             p.attrs["sha256"] = datasets_sha256(p)
@@ -423,17 +433,24 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------- reading
-@dataclass
+@dataclass(repr=False)
 class LinearRecord:
-    """Measurements along the straight line W_a -> W_b at ``alpha`` in [0, 1]."""
+    """Measurements along the straight line W_a -> W_b at ``alpha`` in [0, 1] (``/paths/<i>-<j>/linear``)."""
 
     alpha: np.ndarray
+    """(L,) in [0, 1]: the point W_a + alpha (W_b - W_a)."""
     train_loss: np.ndarray
+    """(L,): mean training loss (nats)."""
     train_error: np.ndarray
+    """(L,): fraction of training samples misclassified."""
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    """Other datasets: ``test_loss``, ``test_error`` (LeNet5)."""
+
+    def __repr__(self) -> str:
+        return _short_repr(self, ("alpha", "train_error", "extra"))
 
 
-@dataclass
+@dataclass(repr=False)
 class CurveRecord:
     """Another method's curve W_a -> W_b held against S (``/paths/<i>-<j>/curves/<name>``, :mod:`ramble.curves`).
 
@@ -450,48 +467,176 @@ class CurveRecord:
     attrs: dict[str, Any]
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return _short_repr(self, ("name", "t", "train_error", "extra"))
 
-@dataclass
+
+def _short(v: Any) -> str:
+    """A value for a repr: arrays as shape and dtype, long containers as their length."""
+    if isinstance(v, np.ndarray):
+        return f"array{v.shape} {v.dtype}"
+    if isinstance(v, dict):
+        return f"{{{len(v)} keys}}" if len(v) > 4 else "{" + ", ".join(f"{k!r}: {_short(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (LinearRecord, CurveRecord, HessianRecord, ControlRecord)):
+        return type(v).__name__
+    return repr(v)
+
+
+def _short_repr(obj: Any, names: Iterable[str]) -> str:
+    return f"{type(obj).__name__}(" + ", ".join(f"{n}={_short(getattr(obj, n))}" for n in names) + ")"
+
+
+@dataclass(repr=False)
+class HessianRecord(Mapping[str, Any]):
+    """Spectra at some points of a path (``/paths/<i>-<j>/hessian``, docs/hessian.md).
+
+    Typed fields for what every spectrum has; ``arrays`` holds every stored
+    dataset by name.  Also reads like the dict it used to be
+    (``h["eigenvalues"]``, ``h.get("trace")``, ``h["attrs"]``).
+    """
+
+    index: np.ndarray
+    """(H,) int64: rows of the path's ``weights`` analysed (both endpoints included)."""
+    eigenvalues: np.ndarray
+    """(H, k), descending: the TCM's full spectrum, LeNet5's top k (Lanczos)."""
+    trace: Optional[np.ndarray]
+    """(H,): exact (TCM) or a Hutchinson estimate (LeNet5); None when not stored."""
+    attrs: dict[str, Any]
+    """Settings: ``method``, ``which``, ``k``, ``tol``, ``subset_size``, ``device``, ..."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Every stored dataset by name (``index``, ``eigenvalues``, ``trace``, ``trace_se``, ``n_nonzero``, ``residuals``, ``seconds``, ...)."""
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {**self.arrays, "attrs": self.attrs}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self.arrays) + 1
+
+    def __repr__(self) -> str:
+        return _short_repr(self, ("index", "eigenvalues", "attrs"))
+
+
+@dataclass(repr=False)
+class ControlRecord:
+    """Training continued from both endpoints, the controls of the test-error claim (``/paths/<i>-<j>/controls``, :mod:`ramble.controls`)."""
+
+    attrs: dict[str, Any]
+    """Summary: the path's best point (``best_test_error``, ``best_epochs``, ``best_train_loss``) and per endpoint (``source_``/``target_``) the test error of each control."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per endpoint: ``<end>_epoch``, ``<end>_train_loss``, ``<end>_test_error``, ``<end>_test_loss`` along the continued training."""
+
+    def __repr__(self) -> str:
+        return _short_repr(self, ("attrs",))
+
+
+@dataclass(repr=False)
 class PathRecord:
-    """One stored path.  Arrays have one row per recorded point (T); see docs/format.md."""
+    """One stored path (``/paths/<i>-<j>``; docs/format.md).
+
+    Per-point arrays have one row per recorded point (T); ``weights`` has one
+    row per point whose weights were kept (all T, or the rows ``weight_index``
+    names).  ``print(p)`` shows shapes, not values.
+    """
 
     name: str
+    """Group name, ``"<source>-<target>"``."""
     source: int
+    """Index of the solution the path starts at (W_a)."""
     target: int
+    """Index of the solution it goes to (W_b)."""
     status: str
+    """``"complete"`` (arrived at W_b inside S) or ``"failed"``."""
     reason: str
+    """Why it failed; empty when complete."""
     attrs: dict[str, Any]
+    """The group's attributes: ``iterations``, ``wall_time`` (s), ``path_config`` (JSON), elastic-step counts, ``sha256``, ..."""
     weights: np.ndarray
+    """(T_w, P) float: kept points, row 0 W_a, last row W_b when complete; (0, 0) when loaded with ``weights=False``."""
     iteration: np.ndarray
+    """(T,) int64: iteration after which each point was recorded (-1 for W_a)."""
     distance: np.ndarray
+    """(T,): the paper's normalised distance 1 - |w - W_b| / |W_a - W_b|, 0 at W_a, 1 at W_b (it can go backwards)."""
     train_loss: np.ndarray
+    """(T,): mean training loss (nats)."""
     train_error: np.ndarray
+    """(T,): fraction of training samples misclassified (0 everywhere on a path inside S)."""
     decisions: np.ndarray
+    """(iterations,) int8: one row per *iteration* (not per recorded point): 0 elastic step refused, 1 accepted, 2 accepted after repair."""
     extra: dict[str, np.ndarray]
+    """Every other per-point dataset by name (``test_loss``, ``test_error``, ``gd_refused``, ``weight_index``, ``leg``, ``arclength``, ...)."""
     linear: Optional[LinearRecord]
-    hessian: Optional[dict[str, Any]]
+    """The straight line W_a -> W_b, or None."""
+    hessian: Optional[HessianRecord]
+    """Spectra at some points (``ramble hessian``), or None."""
     curves: dict[str, CurveRecord] = field(default_factory=dict)
+    """Other methods' curves (``ramble curves``): ``bezier``, ``linear``; empty when not computed."""
+    test_loss: Optional[np.ndarray] = None
+    """(T,): mean test loss (nats), LeNet5; None for the TCM (no test set)."""
+    test_error: Optional[np.ndarray] = None
+    """(T,): fraction of test samples misclassified, LeNet5; None for the TCM."""
+    arclength: Optional[np.ndarray] = None
+    """(T,): cumulative Euclidean length of the path in weight space up to each point (0 at W_a); None when it cannot be known (see ``arclength_source``)."""
+    arclength_source: str = ""
+    """Where ``arclength`` comes from: ``"stored"`` (every iteration's step summed by the run), ``"weights"`` (computed on loading from every recorded point's weights: the polyline through them, a lower bound when points were recorded at a stride), or why it is None."""
+    controls: Optional[ControlRecord] = None
+    """Training continued from both endpoints (``ramble controls``), or None."""
+    line_length: float = float("nan")
+    """|W_b - W_a|, the straight line's length in weight space (from the stored solutions; nan when one is missing)."""
+    align: dict[str, "AlignRecord"] = field(default_factory=dict)
+    """W_b aligned to W_a by permuting hidden units (``ramble align``), by method (``weights``, ``activations``); empty when not computed."""
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
 
+    @property
+    def length_ratio(self) -> float:
+        """Path length / straight-line length (>= 1 for a complete path); nan when either is unknown."""
+        if self.arclength is None or not len(self.arclength):
+            return float("nan")
+        d = self.line_length
+        return float(self.arclength[-1]) / d if d > 0 else float("nan")  # nan when d is nan too
 
-@dataclass
+    def __repr__(self) -> str:
+        return _short_repr(self, ("name", "status", "distance", "weights", "test_error", "arclength", "hessian", "controls"))
+
+
+@dataclass(repr=False)
 class Experiment:
-    """A loaded experiment file."""
+    """A loaded experiment file (:func:`load`); ``print(e)`` shows what it holds, not the arrays."""
 
     path: Path
+    """The file."""
     attrs: dict[str, Any]
+    """Root attributes: ``status``, ``wall_time`` (s, the whole run), ``created``, ``finished``, ``ramble_version``, ..."""
     config: dict[str, Any]
+    """The run's settings (the ``config`` attribute, decoded): sizes, seed, training and ``path`` settings."""
     model: str
+    """``"tcm"`` or ``"lenet5"``."""
     backend: str
+    """``"julia"``, ``"python"`` (TCM) or ``"torch"`` (LeNet5)."""
     status: str
+    """``"complete"``, ``"running"`` (interrupted: ``ramble resume``) or ``"failed"``."""
     data: dict[str, Any]
+    """``/data`` attributes; TCM adds ``train_inputs`` (M, N) and ``train_labels`` (M,) int8 +-1."""
     model_info: dict[str, Any]
+    """``/model`` attributes (parameter layout)."""
     solutions: dict[int, np.ndarray]
+    """Solution index -> (P,) float64 weights."""
     solution_attrs: dict[int, dict[str, Any]]
+    """Solution index -> how it was found (``init_seed``, ``epochs``, ``min_margin``, LeNet5 ``test_error``, ...)."""
     paths: dict[str, PathRecord]
+    """``"i-j"`` -> the path from solution i to j; :meth:`iter_paths` in order."""
+
+    def __repr__(self) -> str:
+        sols = f"{len(self.solutions)} of {next(iter(self.solutions.values())).shape[0]} weights" if self.solutions else "0"
+        return f"Experiment({str(self.path)!r}, model={self.model!r}, backend={self.backend!r}, status={self.status!r}, solutions={sols}, paths={sorted(self.paths)})"
 
     def iter_paths(self) -> Iterator[PathRecord]:
         return iter(self.paths[k] for k in sorted(self.paths, key=lambda s: tuple(int(x) for x in s.split("-"))))
@@ -561,6 +706,30 @@ def _load_curves(g: h5py.Group) -> dict[str, CurveRecord]:
     return out
 
 
+def _load_hessian(hg: h5py.Group) -> HessianRecord:
+    arrays = {k: hg[k][()] for k in hg}
+    return HessianRecord(index=arrays.get("index", np.zeros(0, np.int64)), eigenvalues=arrays.get("eigenvalues", np.zeros((0, 0))), trace=arrays.get("trace"), attrs=_attrs(hg), arrays=arrays)
+
+
+def _arclength(g: h5py.Group, extra: Mapping[str, np.ndarray]) -> tuple[Optional[np.ndarray], str]:
+    """(cumulative path length (T,), where it comes from): the stored ``arclength``, else computed from the weights when every point's are kept."""
+    if "arclength" in extra:
+        return np.asarray(extra["arclength"], dtype=float), "stored"
+    n = len(g["distance"])
+    w = g.get("weights")
+    if "weight_index" in g or w is None or w.shape[0] != n:
+        kept = 0 if w is None else w.shape[0]
+        return None, f"not stored (older file) and weights kept for only {kept} of {n} points"
+    steps = np.zeros(n)
+    prev = w[0]
+    for start in range(1, n, 256):  # blocks: a LeNet5 weight matrix need not fit in memory twice
+        block = w[start : start + 256]
+        diffs = np.diff(np.vstack([prev[None, :], block]), axis=0)
+        steps[start : start + len(block)] = np.linalg.norm(diffs, axis=1)
+        prev = block[-1]
+    return np.cumsum(steps), "weights"
+
+
 def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
     attrs = _attrs(f)
     config = json.loads(attrs.get("config", "{}"))
@@ -568,6 +737,9 @@ def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
     if "data/train/inputs" in f:
         data["train_inputs"] = f["data/train/inputs"][()]
         data["train_labels"] = f["data/train/labels"][()]
+    if "data/test/inputs" in f:  # stored by torch runs (a test set is optional)
+        data["test_inputs"] = f["data/test/inputs"][()]
+        data["test_labels"] = f["data/test/labels"][()]
     model_info = _attrs(f["model"]) if "model" in f else {}
     sols: dict[int, np.ndarray] = {}
     sol_attrs: dict[int, dict[str, Any]] = {}
@@ -587,15 +759,18 @@ def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
                 train_error=lg["train_error"][()],
                 extra={k: lg[k][()] for k in lg if k not in ("alpha", "train_loss", "train_error")},
             )
-        hess = None
-        if "hessian" in g:
-            hg = g["hessian"]
-            hess = {k: hg[k][()] for k in hg}
-            hess["attrs"] = _attrs(hg)
+        hess = _load_hessian(g["hessian"]) if "hessian" in g else None
+        controls = None
+        if "controls" in g:
+            cg = g["controls"]
+            controls = ControlRecord(attrs=_attrs(cg), arrays={k: cg[k][()] for k in cg})
+        extra = {k: g[k][()] for k in g if k not in core and isinstance(g[k], h5py.Dataset)}
+        src, dst = int(a.get("from", name.split("-")[0])), int(a.get("to", name.split("-")[1]))
+        arclength, arclength_source = _arclength(g, extra)
         paths[name] = PathRecord(
             name=name,
-            source=int(a.get("from", name.split("-")[0])),
-            target=int(a.get("to", name.split("-")[1])),
+            source=src,
+            target=dst,
             status=str(a.get("status", "")),
             reason=str(a.get("reason", "")),
             attrs=a,
@@ -605,10 +780,17 @@ def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
             train_loss=g["train_loss"][()],
             train_error=g["train_error"][()],
             decisions=g["decisions"][()] if "decisions" in g else np.empty(0, np.int8),
-            extra={k: g[k][()] for k in g if k not in core and isinstance(g[k], h5py.Dataset)},
+            extra=extra,
             linear=lin,
             hessian=hess,
             curves=_load_curves(g),
+            test_loss=extra.get("test_loss"),
+            test_error=extra.get("test_error"),
+            arclength=arclength,
+            arclength_source=arclength_source,
+            controls=controls,
+            align=_load_align(g, weights),
+            line_length=float(np.linalg.norm(sols[dst] - sols[src])) if src in sols and dst in sols else float("nan"),
         )
     return Experiment(
         path=path,
@@ -635,6 +817,7 @@ def path_result(p: PathRecord) -> "PathResult":
     extra = dict(p.extra)
     gd_refused = extra.pop("gd_refused", np.zeros(0, np.int8))
     weight_index = extra.pop("weight_index", None)
+    arclength = extra.pop("arclength", None)
     a = p.attrs
     return PathResult(
         status=p.status,
@@ -661,4 +844,101 @@ def path_result(p: PathRecord) -> "PathResult":
         waypoints_trained=int(a.get("waypoints_trained", 0)),
         escape_scale=float(a.get("escape_scale", 1.0)),
         via=[int(x) for x in np.atleast_1d(a.get("via", []))],
+        arclength=arclength,
+        segments_certified=int(a.get("segments_certified", 0)),
+        cert_pieces=int(a.get("cert_pieces", 0)),
+        cert_min_margin=float(a.get("cert_min_margin", float("inf"))),
+        cert_seconds=float(a.get("cert_seconds", 0.0)),
     )
+
+
+# ------------------------------------------------------------- aligned pairs
+ALIGN_GROUP = "align"
+"""``/paths/<i>-<j>/align/<method>``: W_j aligned to W_i by a permutation of hidden units (:mod:`ramble.align`, docs/align.md)."""
+
+
+@dataclass(repr=False)
+class AlignRecord:
+    """W_b aligned to W_a by a permutation of hidden units, held against S (``/paths/<i>-<j>/align/<method>``; docs/format.md).
+
+    ``attrs``: how and what was found (``distance_before`` |W_a - W_b|,
+    ``distance_after`` |W_a - pi(W_b)|, ``logits_max_abs_diff`` of the
+    function check, ``groups`` JSON, ...).  ``perms``: per hidden group, the
+    int64 permutation (unit u of pi(W_b) is unit perm[u] of W_b).
+    ``aligned``: pi(W_b), (P,) float64.  ``line``: the straight line W_a ->
+    pi(W_b) on the unaligned line's t grid (``t``, ``train_loss``,
+    ``train_error``; ``extra``: ``test_loss``, ``test_error``; ``attrs``:
+    ``outside_fraction``, ``max_train_error``, ``membership``, ...).
+    ``path_attrs``/``path``: ramble's path W_a -> pi(W_b) (per-point arrays
+    ``iteration``, ``distance``, ``train_loss``, ``train_error``,
+    ``test_error``, ...; ``weights`` only when loaded with weights); empty
+    when it was not drawn.
+    """
+
+    method: str
+    attrs: dict[str, Any]
+    perms: dict[str, np.ndarray]
+    aligned: np.ndarray
+    line: CurveRecord
+    path_attrs: dict[str, Any] = field(default_factory=dict)
+    path: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return _short_repr(self, ("method", "attrs", "perms", "aligned", "path"))
+
+
+def write_align(
+    path: str | os.PathLike,
+    pair: str,
+    method: str,
+    attrs: Mapping[str, Any],
+    perms: Mapping[str, np.ndarray],
+    aligned: np.ndarray,
+    line: Mapping[str, np.ndarray],
+    line_attrs: Mapping[str, Any],
+    path_arrays: Optional[Mapping[str, np.ndarray]] = None,
+    path_attrs: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Replace ``/paths/<pair>/align/<method>`` (one all-or-nothing :func:`update`); layout in :class:`AlignRecord` and docs/format.md."""
+    with update(path) as f:
+        if f"paths/{pair}" not in f:
+            raise RambleError(f"{path} has no path {pair!r}")
+        top = f[f"paths/{pair}"].require_group(ALIGN_GROUP)
+        if method in top:
+            del top[method]
+        g = top.create_group(method)
+        g.attrs["method"] = method
+        for k, v in attrs.items():
+            g.attrs[k] = _attr(v)
+        g.create_dataset("aligned", data=np.asarray(aligned, dtype=np.float64))
+        pg = g.create_group("perms")
+        for name, perm in perms.items():
+            pg.create_dataset(name, data=np.asarray(perm, dtype=np.int64))
+        lg = g.create_group("line")
+        for k, v in line.items():
+            lg.create_dataset(k, data=np.asarray(v))
+        for k, v in line_attrs.items():
+            lg.attrs[k] = _attr(v)
+        if path_arrays is not None:
+            rg = g.create_group("path")
+            for k, v in path_arrays.items():
+                big = k == "weights"
+                rg.create_dataset(k, data=np.asarray(v), chunks=True if big else None, compression="gzip" if big else None, shuffle=big)
+            for k, v in (path_attrs or {}).items():
+                rg.attrs[k] = _attr(v)
+            rg.attrs["sha256"] = datasets_sha256(rg)
+
+
+def _load_align(g: h5py.Group, weights: bool) -> dict[str, AlignRecord]:
+    """The ``align/<method>`` subgroups of a path group; empty when ``ramble align`` has not run on it."""
+    out: dict[str, AlignRecord] = {}
+    for method, a in (g[ALIGN_GROUP].items() if ALIGN_GROUP in g else []):
+        lg = a["line"]
+        core = ("t", "train_loss", "train_error")
+        line = CurveRecord(name="aligned line", t=lg["t"][()], train_loss=lg["train_loss"][()], train_error=lg["train_error"][()],
+                           attrs=_attrs(lg), extra={k: lg[k][()] for k in lg if k not in core})
+        rg = a.get("path")
+        arrays = {k: rg[k][()] for k in rg if weights or k != "weights"} if rg is not None else {}
+        out[method] = AlignRecord(method=method, attrs=_attrs(a), perms={k: v[()] for k, v in a["perms"].items()}, aligned=a["aligned"][()], line=line,
+                                  path_attrs=_attrs(rg) if rg is not None else {}, path=arrays)
+    return out

@@ -4,10 +4,14 @@ Where the data is looked for, first match wins:
 
 1. the ``data_dir`` argument (the CLI's ``--data-dir``);
 2. the environment variable ``RAMBLE_MNIST_DIR``;
-3. ``../shared/mnist`` relative to the current directory, if it exists;
-4. the download cache ``$XDG_CACHE_HOME/ramble/mnist`` (default
+3. the per-user setting ``mnist-dir`` (``ramble config set mnist-dir DIR``,
+   stored in ``~/.config/ramble/config.json``);
+4. ``shared/mnist`` beside the ramble checkout this package was installed
+   from (``<checkout>/../shared/mnist``, found from the package's location,
+   not from the current folder), if it exists;
+5. the download cache ``$XDG_CACHE_HOME/ramble/mnist`` (default
    ``~/.cache/ramble/mnist``) if an earlier ``download=True`` filled it;
-5. with ``download=True`` only: torchvision's ``MNIST(root, download=True)``
+6. with ``download=True`` only: torchvision's ``MNIST(root, download=True)``
    into that cache (or into ``data_dir`` / ``RAMBLE_MNIST_DIR`` when given).
 
 A folder may hold the files directly or in torchvision's ``<root>/MNIST/raw/``
@@ -154,42 +158,56 @@ def load_mnist(
     return load_from_folder(folder, train_size, test_size)
 
 
-def find_mnist_dir(data_dir: str | os.PathLike[str] | None = None, download: bool = False) -> Path:
-    """The folder that holds the four IDX files, following the module's search order.
+def checkout_shared_dir() -> Path:
+    """``<checkout>/../shared/mnist`` for the checkout holding this package (``<checkout>/python/ramble``)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "mnist"
 
-    An explicit ``data_dir`` or ``RAMBLE_MNIST_DIR`` is final: when it lacks
-    the files this raises (or, with ``download``, downloads into it) rather
-    than silently using another copy.
+
+def find_mnist_dir(data_dir: str | os.PathLike[str] | None = None, download: bool = False) -> Path:
+    """The folder that holds the four IDX files, following the module's search order."""
+    return locate_mnist(data_dir, download)[0]
+
+
+def locate_mnist(data_dir: str | os.PathLike[str] | None = None, download: bool = False) -> tuple[Path, str]:
+    """(folder with the four IDX files, which rule of the search order found it, in words).
+
+    An explicit ``data_dir``, ``RAMBLE_MNIST_DIR`` or configured ``mnist-dir``
+    is final: when it lacks the files this raises (or, with ``download``,
+    downloads into it) rather than silently using another copy.
     """
+    from .userconfig import config_path, get_value
+
     explicit: tuple[str, Path] | None = None
     if data_dir is not None:
         explicit = ("--data-dir", Path(data_dir).expanduser())
     elif os.environ.get(ENV_VAR):
         explicit = (ENV_VAR, Path(os.environ[ENV_VAR]).expanduser())
+    elif get_value("mnist-dir"):
+        explicit = (f"mnist-dir in {config_path()}", Path(str(get_value("mnist-dir"))).expanduser())
 
     if explicit is not None:
         what, root = explicit
         folder = _files_folder(root)
         if folder is not None:
-            return folder
+            return folder, what
         if download:
-            return _download(root)
+            return _download(root), f"{what}, downloaded"
         found = "does not exist" if not root.exists() else (
             f"holds no {FILES['train_images']}.gz (nor the decompressed file, nor MNIST/raw/ inside it)")
         raise DataError(f"MNIST not found: {what} {root} {found}; looked for {FILES['train_images']}.gz; {HOW_TO_GET}")
 
-    shared = Path.cwd().parent / "shared" / "mnist"
-    for root in (shared, cache_dir()):
+    shared = checkout_shared_dir()
+    for root, what in ((shared, "beside the ramble checkout"), (cache_dir(), "the download cache")):
         if root.is_dir():
             folder = _files_folder(root)
             if folder is not None:
                 if download and root == cache_dir() and not _complete(folder):
                     break  # an interrupted earlier download: fetch again
-                return folder
+                return folder, what
     if download:
-        return _download(cache_dir())
+        return _download(cache_dir()), "downloaded into the cache"
     raise DataError(
-        f"MNIST not found: no --data-dir given, {ENV_VAR} unset, and neither {shared} "
+        f"MNIST not found: no --data-dir given, {ENV_VAR} unset, no mnist-dir configured (ramble config set mnist-dir DIR), and neither {shared} "
         f"nor the download cache {cache_dir()} holds {FILES['train_images']}.gz; {HOW_TO_GET}"
     )
 

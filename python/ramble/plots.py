@@ -14,7 +14,10 @@ Per path:
 * :func:`plot_hessian` — whichever of the two fits the file's model;
 * :func:`fig_curves` — ramble's path, the straight line and the trained
   Bezier curve (``ramble curves``) held against S: training error, where
-  each leaves S, test error (LeNet5).
+  each leaves S, test error (LeNet5);
+* :func:`fig_align` — the straight line and ramble's path before and after
+  aligning W_j's hidden units to W_i's (``ramble align``): training and
+  test error.
 
 Over many files:
 
@@ -33,8 +36,10 @@ files it wrote, one per format (PNG and PDF by default).
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import matplotlib
 
@@ -71,7 +76,7 @@ def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
 
 
 def _model_name(e: Experiment) -> str:
-    return {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, e.model)
+    return {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, str(e.model_info.get("name", e.model)))
 
 
 def data_label(e: Experiment) -> str:
@@ -79,6 +84,10 @@ def data_label(e: Experiment) -> str:
     c = e.config
     if e.model == "tcm":
         return f"N={c.get('n_inputs')}, K={c.get('n_hidden')}, M={c.get('n_patterns')}, seed {c.get('seed')}"
+    if e.model != "lenet5":  # every other model through its spec (ramble.model_registry)
+        from .model_registry import model_spec
+
+        return model_spec(e.model).data_label(e)
     n = c.get("train_size")
     if n is None:
         return "MNIST"
@@ -134,30 +143,63 @@ def n_nonzero(p: PathRecord) -> Optional[np.ndarray]:
     return None if (n < 0).any() else n
 
 
-def _mark_best_test(ax, p: PathRecord) -> None:
+def pearson_text(x: np.ndarray, y: np.ndarray) -> str:
+    """"Pearson r = 0.96 (95 % CI 0.52 to 1.00, n = 5)": the interval from Fisher's z, so a statistic of few points says so."""
+    n = len(x)
+    if n < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return f"Pearson r undefined (n = {n})"
+    r = float(np.corrcoef(x, y)[0, 1])
+    if n < 4 or abs(r) >= 1:
+        return f"Pearson r = {r:.2f} (n = {n}, too few for an interval)"
+    z, half = math.atanh(r), 1.959964 / math.sqrt(n - 3)
+    return f"Pearson r = {r:.2f} (95 % CI {math.tanh(z - half):.2f} to {math.tanh(z + half):.2f}, n = {n})"
+
+
+def path_x(p: PathRecord, x_axis: str = "distance") -> np.ndarray:
+    """x of every recorded point: the paper's normalised distance, or arc length / |W_a - W_b| (``"arclength"``)."""
+    if x_axis == "distance":
+        return np.asarray(p.distance, dtype=float)
+    if x_axis != "arclength":
+        raise RambleError(f"x axis must be 'distance' or 'arclength', got {x_axis!r}")
+    if p.arclength is None or not np.isfinite(p.line_length) or p.line_length <= 0:
+        raise RambleError(f"path {p.name}: no arc length to plot against ({p.arclength_source or 'the straight line has no length'}); use --x distance")
+    return np.asarray(p.arclength, dtype=float) / p.line_length
+
+
+def length_note(p: PathRecord) -> str:
+    """"path length 3.39x the straight line", or "" when unknown."""
+    r = p.length_ratio
+    return f"path length {r:.2f}x the straight line" if np.isfinite(r) else ""
+
+
+def _mark_best_test(ax, p: PathRecord, x: Optional[np.ndarray] = None) -> None:
     te = p.extra.get("test_error")
     if te is None or not len(te):
         return
-    x = np.asarray(p.extra.get("test_distance", p.distance))
+    x = np.asarray(p.extra.get("test_distance", p.distance)) if x is None else x
     k = int(np.argmin(te))
     ax.plot([x[k]], [100 * te[k]], marker="*", ms=13, color="C1", mec="k", ls="none", zorder=5, label=f"best test error {100 * te[k]:.1f}% at {x[k]:.2f}")
 
 
 # ----------------------------------------------------------------- per path
-def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, x_axis: str = "distance") -> list[Path]:
     """Loss (a) and error in % (b) along the path and the straight line; returns the files written.
 
-    Waypoints (when a leg stalled and the path went through a freshly trained
-    solution) are marked on the path: where the stalled leg stopped, and
-    where the waypoint was reached.
+    ``x_axis``: ``"distance"`` (the paper's normalised distance, default) or
+    ``"arclength"`` (length travelled along the path in units of
+    |W_a - W_b|; the straight line runs from 0 to 1, the path to its length
+    ratio).  Waypoints (when a leg stalled and the path went through a
+    freshly trained solution) are marked on the path: where the stalled leg
+    stopped, and where the waypoint was reached.
     """
+    px = path_x(p, x_axis)
     fig, (ax_l, ax_e) = plt.subplots(1, 2, figsize=(12, 4.4))
     has_test = "test_loss" in p.extra
     mk = dict(marker=".", ms=3) if len(p.distance) <= 150 else {}
-    ax_l.plot(p.distance, p.train_loss, color="C0", label="path $\\Omega_{ab}$, train", **mk)
-    ax_e.plot(p.distance, 100 * np.asarray(p.train_error), color="C0", label="path $\\Omega_{ab}$, train", **mk)
+    ax_l.plot(px, p.train_loss, color="C0", label="path $\\Omega_{ab}$, train", **mk)
+    ax_e.plot(px, 100 * np.asarray(p.train_error), color="C0", label="path $\\Omega_{ab}$, train", **mk)
     if has_test:
-        x = p.extra.get("test_distance", p.distance)
+        x = px if x_axis == "arclength" else p.extra.get("test_distance", p.distance)
         ax_l.plot(x, p.extra["test_loss"], color="C1", label="path $\\Omega_{ab}$, test", **mk)
         ax_e.plot(x, 100 * np.asarray(p.extra["test_error"]), color="C1", label="path $\\Omega_{ab}$, test", **mk)
     if p.linear is not None:
@@ -166,14 +208,15 @@ def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] =
         if "test_loss" in p.linear.extra:
             ax_l.plot(p.linear.alpha, p.linear.extra["test_loss"], color="C1", ls="--", alpha=0.6, label="straight line $l_{ab}$, test")
             ax_e.plot(p.linear.alpha, 100 * np.asarray(p.linear.extra["test_error"]), color="C1", ls="--", alpha=0.6, label="straight line $l_{ab}$, test")
-    _mark_best_test(ax_e, p)
+    _mark_best_test(ax_e, p, px if x_axis == "arclength" else None)
     reached, stalled = waypoint_rows(p)
     for rows, marker, lab in ((stalled, "X", "leg stalled (next: a waypoint)"), (reached, "D", "waypoint reached")):
         if len(rows):
-            ax_l.plot(p.distance[rows], p.train_loss[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k", label=lab)
-            ax_e.plot(p.distance[rows], 100 * np.asarray(p.train_error)[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k")
-    ax_l.set_xlabel(XLABEL)
-    ax_e.set_xlabel(XLABEL)
+            ax_l.plot(px[rows], p.train_loss[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k", label=lab)
+            ax_e.plot(px[rows], 100 * np.asarray(p.train_error)[rows], ls="none", marker=marker, ms=7, mfc="none", mec="k")
+    xlabel = XLABEL if x_axis == "distance" else "arc length along the path / $|W_a - W_b|$ (straight line: 0 to 1)"
+    ax_l.set_xlabel(xlabel)
+    ax_e.set_xlabel(xlabel)
     loss_unit = "mean cross-entropy, nats" if e.model == "lenet5" else "mean training loss, nats"
     sets = "training and test set" if has_test else "training set"
     ax_l.set_ylabel(f"loss ({loss_unit})")
@@ -182,14 +225,14 @@ def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] =
     ax_e.set_title(f"(b) error [%] on {sets}")
     for ax in (ax_l, ax_e):
         ax.grid(alpha=0.3)
-        ax.set_xlim(min(0.0, float(np.min(p.distance))) - 0.02, 1.02)
+        ax.set_xlim(min(0.0, float(np.min(px))) - 0.02, max(1.0, float(np.max(px))) + 0.02)
     handles, labels = ax_l.get_legend_handles_labels()
     for h, lab in zip(*ax_e.get_legend_handles_labels()):
         if lab not in labels:
             handles.append(h)
             labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9, bbox_to_anchor=(0.5, -0.02), frameon=False)
-    fig.suptitle(_title(e, p))
+    fig.suptitle(_title(e, p) + (f"; {length_note(p)}" if length_note(p) else ""))
     fig.tight_layout(rect=(0, 0.1 if len(labels) <= 4 else 0.14, 1, 1))
     return _save(fig, stem, formats)
 
@@ -250,15 +293,15 @@ def fig2_tcm_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable
     axl.plot(p.distance, p.train_loss, color="k", lw=1, label="training loss (right)")
     axl.plot(x, loss_pts, color="k", marker="o", ms=3, ls="none")
     axl.set_ylabel("training loss (nats)")
-    r = float(np.corrcoef(tr, loss_pts)[0, 1]) if len(tr) > 2 and np.std(tr) > 0 and np.std(loss_pts) > 0 else float("nan")
     ratio = tr / loss_pts
-    axt.set_title(f"(b) trace and training loss: Pearson r = {r:.3f}, trace/loss = {ratio.min():.3g}\u2013{ratio.max():.3g}")
+    axt.set_title(f"(b) trace and training loss: {pearson_text(tr, loss_pts)}; trace/loss {ratio.min():.3g}\u2013{ratio.max():.3g}", fontsize=10)
     handles = axt.get_legend_handles_labels()[0] + axl.get_legend_handles_labels()[0]
     axt.legend(handles=handles, fontsize=8, loc="best")
     axt.grid(alpha=0.3)
     # (c) the number of non-zero eigenvalues
     K = int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0)
-    axn.plot(x, nnz, color="C2", marker="o", ms=4, drawstyle="steps-mid", label=f"measured (|$\\lambda$| > {rtol:.0e} $\\cdot$ max |$\\lambda$|)")
+    # markers only: the count is known at the Hessian points, not between them
+    axn.plot(x, nnz, color="C2", marker="o", ms=5, ls="none", label=f"measured at {len(x)} points (|$\\lambda$| > {rtol:.0e} $\\cdot$ max |$\\lambda$|)")
     if K:
         axn.axhline(K, color="C3", ls="--", lw=1, label=f"paper: K = {K}")
     axn.set_ylabel("non-zero\neigenvalues")
@@ -359,7 +402,7 @@ def fig_tcm_summary(tcm_files: Sequence, stem: Path, formats: Iterable[str] = FO
     fig, (ax_s, ax_l, ax_i) = plt.subplots(1, 3, figsize=(12, 1.6 + 0.28 * n), sharey=True, gridspec_kw={"width_ratios": [1.2, 2, 2]})
     y = np.arange(n)[::-1]
     labels = [r[0] for r in rows]
-    for yy, (_, ok, wp, _, _, perr) in zip(y, rows):
+    for yy, (_, ok, wp, _, _, _perr) in zip(y, rows):
         if ok:
             ax_s.plot(0, yy, marker="o", color="C2", ms=9, ls="none")
         else:
@@ -522,6 +565,17 @@ def curve_series(p: PathRecord) -> list[dict]:
     return out
 
 
+def bezier_settings_text(config: Any) -> str:
+    """The Bezier curve's training settings in words ("1000 SGD steps, lr 0.05, momentum 0.9, ..."), from the stored JSON."""
+    try:
+        c = json.loads(config) if isinstance(config, str) else dict(config or {})
+    except (TypeError, ValueError):
+        return ""
+    parts = [f"{c['steps']} SGD steps" if "steps" in c else "", f"lr {c['lr']:g}" if "lr" in c else "", f"momentum {c['momentum']:g}" if "momentum" in c else "",
+             f"weight decay {c['weight_decay']:g}" if c.get("weight_decay") else "", f"{c['t_samples']} t per step" if c.get("t_samples", 1) != 1 else "", f"seed {c['seed']}" if "seed" in c else ""]
+    return ", ".join(x for x in parts if x)
+
+
 def fig_curves(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Ramble's path, the straight line and the trained Bezier curve held against S.
 
@@ -536,7 +590,11 @@ def fig_curves(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] 
         return []
     styles = [dict(color="C0", lw=1.6), dict(color="C3", ls="--", lw=1.4), dict(color="C2", lw=1.4)]
     has_test = any(s["test_error"] is not None for s in series)
-    fig, (ax_tr, ax_out, ax_te) = plt.subplots(3, 1, figsize=(9, 8.2 if has_test else 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1, 3 if has_test else 0.5]})
+    if has_test:
+        fig, (ax_tr, ax_out, ax_te) = plt.subplots(3, 1, figsize=(9, 8.2), sharex=True, gridspec_kw={"height_ratios": [3, 1, 3]})
+    else:  # no test set (the TCM): no panel for it
+        fig, (ax_tr, ax_out) = plt.subplots(2, 1, figsize=(9, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        ax_te = ax_out
     n = len(series)
     for k, (s, st) in enumerate(zip(series, styles)):
         lab = f"{s['label']}: outside S at {100 * s['outside']:.1f}% of {s['n']} points, worst train error {100 * s['worst']:.2f}%"
@@ -559,15 +617,66 @@ def fig_curves(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] 
         ax_te.set_ylabel("test error [%]")
         ax_te.set_title("(c) test error along each curve")
         ax_te.legend(fontsize=8)
-    else:
-        note = str(p.curves.get("bezier", next(iter(p.curves.values()))).attrs.get("no_test", "")) or "no test set stored for this model"
-        ax_te.text(0.5, 0.5, "(c) no test error: " + note, ha="center", va="center", wrap=True, fontsize=9, transform=ax_te.transAxes)
-        ax_te.set_yticks([])
-    for ax in (ax_tr, ax_out, ax_te):
+    for ax in {ax_tr, ax_out, ax_te}:
         ax.grid(alpha=0.3)
     ax_te.set_xlabel("position along the curve: normalised distance (ramble path), t (straight line, Bezier curve)")
-    cfg = p.curves.get("bezier").attrs.get("config", "") if "bezier" in p.curves else ""
-    fig.suptitle(_title(e, p) + "\nother methods' curves held against S" + (f"; Bezier settings {cfg}" if cfg else ""), fontsize=9)
+    settings = bezier_settings_text(p.curves["bezier"].attrs.get("config", "")) if "bezier" in p.curves else ""
+    fig.suptitle(_title(e, p) + "\nother methods' curves held against S" + (f"; Bezier curve: {settings}" if settings else ""), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, stem, formats)
+
+
+def align_series(p: PathRecord, method: str) -> list[dict]:
+    """The unaligned and the aligned straight line and ramble path of ``p`` (``ramble align``), in drawing order.
+
+    Each: ``name``, ``x`` (t for the lines, normalised distance for the
+    paths), ``train_error`` and ``test_error`` (fractions; test None when
+    not stored).  Empty when ``p`` has no alignment by ``method``.
+    """
+    a = p.align.get(method)
+    if a is None:
+        return []
+    out = []
+    if p.linear is not None:
+        out.append({"name": "straight line $W_i \\to W_j$", "x": p.linear.alpha, "train_error": p.linear.train_error, "test_error": p.linear.extra.get("test_error")})
+    out.append({"name": "aligned straight line $W_i \\to \\pi(W_j)$", "x": a.line.t, "train_error": a.line.train_error, "test_error": a.line.extra.get("test_error")})
+    out.append({"name": "ramble path $W_i \\to W_j$", "x": p.distance, "train_error": p.train_error, "test_error": p.extra.get("test_error")})
+    if "distance" in a.path:
+        out.append({"name": "ramble path $W_i \\to \\pi(W_j)$", "x": a.path["distance"], "train_error": a.path["train_error"], "test_error": a.path.get("test_error")})
+    return out
+
+
+def fig_align(e: Experiment, p: PathRecord, method: str, stem: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Before and after aligning W_j's hidden units to W_i's: training error (a) and test error (b) along both lines and both ramble paths.
+
+    Returns [] when ``p`` has no alignment by ``method``.
+    """
+    series = align_series(p, method)
+    if not series:
+        return []
+    a = p.align[method]
+    styles = [dict(color="C3", ls="--", lw=1.3), dict(color="C1", lw=1.6), dict(color="C0", ls=":", lw=1.4), dict(color="C2", lw=1.4)]
+    has_test = any(s["test_error"] is not None for s in series)
+    fig, axes = plt.subplots(2 if has_test else 1, 1, figsize=(8.5, 7 if has_test else 4), sharex=True, squeeze=False)
+    for s, st in zip(series, styles):
+        tr = 100 * np.asarray(s["train_error"], dtype=float)
+        axes[0, 0].plot(s["x"], tr, label=f"{s['name']}: outside S at {np.mean(tr > 0) * 100:.1f}% of {len(tr)} points, worst {tr.max():.2f}%", **st)
+        if has_test and s["test_error"] is not None:
+            axes[1, 0].plot(s["x"], 100 * np.asarray(s["test_error"], dtype=float), label=s["name"], **st)
+    axes[0, 0].set_ylabel("training error [%]")
+    axes[0, 0].set_title("(a) training error (0 = inside S)", fontsize=10)
+    top = max(100 * float(np.max(s["train_error"])) for s in series)
+    axes[0, 0].set_ylim(-0.05 * max(top, 1e-3), 1.5 * max(top, 1e-3))  # headroom: the legend hides no curve
+    axes[0, 0].legend(fontsize=7.5, loc="upper center")
+    if has_test:
+        axes[1, 0].set_ylabel("test error [%]")
+        axes[1, 0].set_title("(b) test error", fontsize=10)
+        axes[1, 0].legend(fontsize=7.5)
+    for ax in axes[:, 0]:
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("t (lines), normalised distance (ramble paths)")
+    d0, d1 = float(a.attrs.get("distance_before", float("nan"))), float(a.attrs.get("distance_after", float("nan")))
+    fig.suptitle(_title(e, p) + f"\nhidden units aligned by {method} matching (Git Re-Basin): $|W_i - W_j|$ {d0:.4g} \u2192 {d1:.4g}", fontsize=9)
     fig.tight_layout()
     return _save(fig, stem, formats)
 
@@ -634,8 +743,8 @@ def fig_sweep_success(cells: Sequence, stem: Path, formats: Iterable[str] = FORM
 
 
 # ----------------------------------------------------------------- one file
-def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Every figure for every path of one experiment file, into ``out_dir``."""
+def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FORMATS, x_axis: str = "distance") -> list[Path]:
+    """Every figure for every path of one experiment file, into ``out_dir``; ``x_axis`` of the path figures: ``distance`` or ``arclength``."""
     e = load(path)
     out_dir = Path(out_dir)
     make_folder(out_dir, "figure folder")
@@ -643,9 +752,11 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FO
     written: list[Path] = []
     base = Path(path).stem
     for p in e.iter_paths():
-        written += plot_path(e, p, out_dir / f"{base}_path_{p.name}", formats)
+        written += plot_path(e, p, out_dir / (f"{base}_path_{p.name}" + ("_arclength" if x_axis == "arclength" else "")), formats, x_axis=x_axis)
         written += plot_hessian(e, p, out_dir / f"{base}_hessian_{p.name}", formats)
         written += fig_curves(e, p, out_dir / f"{base}_curves_{p.name}", formats)
+        for method in sorted(p.align):
+            written += fig_align(e, p, method, out_dir / f"{base}_align_{method}_{p.name}", formats)
     if e.model == "tcm" and e.paths:
         written += fig_tcm_summary([e], out_dir / f"{base}_summary", formats)
     if len(e.solutions) >= 3:

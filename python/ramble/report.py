@@ -39,7 +39,7 @@ from .plots import (
     plot_path,
 )
 
-HOLDS = ("yes", "no", "partly", "not run")
+HOLDS = ("yes", "no", "partly", "not run", "not established")
 
 # ------------------------------------------------------------ thresholds
 #: trace "proportional" to the loss: Pearson r at least this on every path ...
@@ -344,8 +344,14 @@ def mnist_stats(e: Experiment) -> dict[str, Any]:
     """Every number behind the MNIST rows for one LeNet5 file."""
     n_test = n_test_samples(e)
     s: dict[str, Any] = {"file": str(e.path), "test_samples": n_test, "paths": []}
+    from .controls import read_controls
+
     for p in e.iter_paths():
-        q: dict[str, Any] = {"path": p.name, "status": p.status, "found": in_s(p), "waypoints": int(p.attrs.get("waypoints", 0) or 0)}
+        q: dict[str, Any] = {"path": p.name, "status": p.status, "found": in_s(p), "waypoints": int(p.attrs.get("waypoints", 0) or 0), "seed": e.config.get("seed")}
+        q["length_ratio"] = p.length_ratio
+        controls = read_controls(p)
+        if controls is not None:
+            q["controls"] = controls
         q["line_max_train_error"] = float(np.max(p.linear.train_error)) if p.linear is not None else float("nan")
         tl = np.asarray(p.train_loss, dtype=float)
         q["train_loss_changes"] = direction_changes(tl, LOSS_NOISE_FRACTION * float(np.ptp(tl))) if len(tl) else 0
@@ -470,21 +476,59 @@ def _best_at_02(cid: str, name: str, s: Optional[dict]) -> Claim:
     return Claim(cid, text, paper, "; ".join(_best_desc(q) for q in ps), holds, note=note, numbers={"paths": ps})
 
 
+#: Pairs with controls C15 needs before it says yes or no.
+MIN_CONTROL_PAIRS = 3
+
+
+def _control_desc(name: str, q: dict) -> str:
+    from .controls import margin_points
+
+    c = q["controls"]
+    ctrl = ", ".join(
+        f"{end} {_pct(c[f'{end}_matched_test_error'], 2)} / {_pct(c[f'{end}_converged_test_error'], 2)}" + ("" if c[f"{end}_converged_reached"] else " (loss not reached)")
+        for end in ("source", "target")
+    )
+    return f"{name} seed {q.get('seed')} {q['path']}: path best {_pct(q['best_test_error'], 2)} after {c['best_epochs']} GD epochs; controls (matched epochs / converged) {ctrl}; margin {margin_points(c):+.2f} points"
+
+
 def _better_than_sgd(cid: str, sets: Sequence[tuple[str, Optional[dict]]]) -> Claim:
-    """Sect. 4: SGD alone does not guarantee the best generalisation: some point of the path beats both solutions."""
-    text = "LeNet5: some point of the path has a lower test error than both SGD solutions (\"SGD alone is not sufficient to guarantee the best generalization\")"
+    """Sect. 4: SGD alone does not guarantee the best generalisation: some point of the path beats both solutions.
+
+    The path's best point comes after many more GD epochs than SGD's
+    solutions got, so "better than the endpoints" alone may be more training.
+    The verdict rests on the controls (:mod:`ramble.controls`): each endpoint
+    trained on for as many epochs as the path spent before its best point,
+    and until the training loss the path reaches there.  Yes/no/partly only
+    with controls on at least MIN_CONTROL_PAIRS pairs; otherwise "not
+    established".
+    """
+    from .controls import beats_controls, margin_points
+
+    text = "LeNet5: some point of the path has a lower test error than both SGD solutions, also when the solutions are trained on as long as the path (\"SGD alone is not sufficient to guarantee the best generalization\")"
     paper = "yes (whole MNIST, Fig. 5; Sect. 4)"
-    parts, flags = [], []
+    plain, flags_plain, controlled, flags, margins = [], [], [], [], []
     for name, s in sets:
         if s is None:
             continue
-        ps = [q for q in s["paths"] if "best_at" in q and q["found"]]
-        for q in ps:
-            parts.append(f"{name} {_best_desc(q)}")
-            flags.append(_better(q))
-    if not flags:
+        for q in (q for q in s["paths"] if "best_at" in q and q["found"]):
+            plain.append(f"{name} {_best_desc(q)}")
+            flags_plain.append(_better(q))
+            if "controls" in q:
+                controlled.append(_control_desc(name, q))
+                flags.append(beats_controls(q["controls"], s["test_samples"], ERROR_NOISE_SAMPLES))
+                margins.append(margin_points(q["controls"]))
+    if not flags_plain:
         return Claim(cid, text, paper, "no LeNet5 file with test metrics", "not run")
-    return Claim(cid, text, paper, "; ".join(parts), tally(flags), note=f"better: more than {ERROR_NOISE_SAMPLES} test sample(s) below both endpoints", numbers={"better": sum(flags), "paths": len(flags)})
+    uncontrolled = f"below both endpoints (no control) in {sum(flags_plain)}/{len(flags_plain)} pair(s)"
+    note = (f"control: each endpoint trained on (its own GD/SGD at the training lr) for as many epochs as the path spent before its best point, and until the training loss the path has there; "
+            f"better: more than {ERROR_NOISE_SAMPLES} test sample(s) below all four controls; needs controls on \u2265 {MIN_CONTROL_PAIRS} pairs (`ramble controls FILE`)")
+    if len(flags) < MIN_CONTROL_PAIRS:
+        measured = (f"controls on {len(flags)} of the {MIN_CONTROL_PAIRS} pairs needed" + (": " + "; ".join(controlled) if controlled else "")
+                    + f"; {uncontrolled}: " + "; ".join(plain))
+        return Claim(cid, text, paper, measured, "not established", note=note, numbers={"controlled_pairs": len(flags), "better_than_controls": sum(flags), "better_than_endpoints": sum(flags_plain), "pairs": len(flags_plain)})
+    spread = f"margin over the best control {np.mean(margins):+.2f} points on average ({min(margins):+.2f} to {max(margins):+.2f})"
+    measured = f"path beats all controls in {sum(flags)}/{len(flags)} pair(s); {spread}: " + "; ".join(controlled) + f"; {uncontrolled}"
+    return Claim(cid, text, paper, measured, tally(flags), note=note, numbers={"controlled_pairs": len(flags), "better_than_controls": sum(flags), "margins_points": margins, "better_than_endpoints": sum(flags_plain), "pairs": len(flags_plain)})
 
 
 def _lenet_hessian(cid: str, name: str, s: Optional[dict]) -> Claim:
@@ -522,8 +566,8 @@ def _lines(tcm: Optional[dict], mnist: Sequence[tuple[str, Optional[dict]]]) -> 
     return Claim("C4", "The straight line W_a \u2192 W_b leaves S (training error > 0 somewhere on it)", "typically yes (error on l_ab > 0)", "; ".join(parts) or "no straight line stored", holds, numbers={"leaving": leave, "lines": total})
 
 
-def evaluate_claims(tcm: Sequence[Experiment], mnist100: Optional[Experiment] = None, full_mnist: Optional[Experiment] = None) -> list[Claim]:
-    """The table's rows, in order, computed from loaded files."""
+def evaluate_claims(tcm: Sequence[Experiment], mnist100: Optional[Experiment] = None, full_mnist: Optional[Experiment] = None, control_files: Sequence[Experiment] = ()) -> list[Claim]:
+    """The table's rows, in order, computed from loaded files; ``control_files``: more LeNet5 MNIST-100 runs (other seeds) whose controls C15 counts."""
     ts = tcm_stats(tcm) if tcm else None
     s100 = mnist_stats(mnist100) if mnist100 is not None else None
     sfull = mnist_stats(full_mnist) if full_mnist is not None else None
@@ -538,7 +582,8 @@ def evaluate_claims(tcm: Sequence[Experiment], mnist100: Optional[Experiment] = 
     rows.append(_error_shape("C12", "LeNet5 MNIST-100", s100))
     rows.append(_error_shape("C13", "LeNet5 whole MNIST", sfull))
     rows.append(_best_at_02("C14", "LeNet5 whole MNIST", sfull))
-    rows.append(_better_than_sgd("C15", [("MNIST-100", s100), ("whole MNIST", sfull)]))
+    more = [(f"MNIST-100 ({c.path.name})", mnist_stats(c)) for c in control_files]
+    rows.append(_better_than_sgd("C15", [("MNIST-100", s100), ("whole MNIST", sfull), *more]))
     return rows
 
 
@@ -625,8 +670,11 @@ def solution_space_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = N
             conv = {}
         if not conv:
             L.append("  - convexity probe: not run (`ramble convexity FILE`)")
+        seeds = sorted({str(a.get("seed")) for a in conv.values()})
+        if conv:
+            L.append(f"  - convexity probe (seed {', '.join(seeds)}):")
         for kind, a in conv.items():
-            L.append(f"  - convexity probe, {format_line(kind, a)}; seed {a.get('seed')}")
+            L.append(f"    - {format_line(kind, a)}")
         if fig_dir is not None and out_dir is not None and len(e.solutions) >= 3:
             w = next((q for q in fig_connectivity(e, fig_dir / f"connectivity_{e.path.stem}", formats) if q.suffix == ".png"), None)
             if w:
@@ -675,6 +723,34 @@ def curves_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out
     return L
 
 
+def align_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_dir: Optional[Path] = None, formats: Sequence[str] = ("png",)) -> list[str]:
+    """Markdown: per aligned pair (``ramble align FILE``), one sentence answering "is the aligned straight line inside S?" with its numbers, then the details.
+
+    Read from ``/paths/<i>-<j>/align/<method>`` (docs/align.md); with
+    ``fig_dir`` each alignment's :func:`ramble.plots.fig_align` is drawn and embedded.
+    """
+    from .align.run import answer, detail_lines
+    from .plots import fig_align
+
+    if not exps:
+        return []
+    L = ["## Aligned solutions (Git Re-Basin) held against S", ""]
+    found = [(e, p, m) for e in exps for p in e.iter_paths() for m in sorted(p.align)]
+    if not found:
+        return L + ["Not run (`ramble align FILE` permutes W_j's hidden units to match W_i's and holds the straight line and ramble's path between them against S; docs/align.md).", ""]
+    L.append("Entezari et al. (2022) conjecture that solutions are linearly connected once the permutation symmetry of hidden units is removed; Git Re-Basin measures the loss barrier. Here: is the aligned straight line inside S, the zero-error set?")
+    L.append("")
+    for e, p, m in found:
+        L.append(f"- `{e.path.name}`: {answer(p, m)}.")
+        L += [f"  - {line}" for line in detail_lines(p, m)]
+        if fig_dir is not None and out_dir is not None:
+            w = next((q for q in fig_align(e, p, m, fig_dir / f"align_{m}_{e.path.stem}_{p.name}", formats) if q.suffix == ".png"), None)
+            if w:
+                L += ["", f"  ![Aligned pair: {data_label(e)}, path {p.name}, {m} matching]({_rel(w, out_dir)})", ""]
+    L.append("")
+    return L
+
+
 def write_report(
     out_dir: str | Path,
     tcm_files: Iterable[str | Path],
@@ -683,12 +759,14 @@ def write_report(
     meta: Optional[Mapping[str, Any]] = None,
     formats: Sequence[str] = ("png", "pdf"),
     beyond_files: Iterable[str | Path] = (),
+    control_files: Iterable[str | Path] = (),
 ) -> Path:
     """Draw every figure into ``out_dir/figures/``, write ``out_dir/REPORT.md`` and ``claims.json``; return REPORT.md's path.
 
     ``beyond_files``: experiments beyond the paper's (e.g. many solutions on
     one data set); they appear in the connectivity, convexity and curve
-    sections only, never in the paper's claim rows.
+    sections only, never in the paper's claim rows.  ``control_files``:
+    more MNIST-100 runs (other seeds) with controls, counted by C15 only.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -702,7 +780,8 @@ def write_report(
     exps = [*tcm, *([m100] if m100 else []), *([full] if full else [])]
     not_complete = [f"{e.path} (status {e.status})" for e in exps if e.status != "complete"]
 
-    claims = evaluate_claims(tcm, m100, full)
+    controls = [load(f, weights=False) for f in control_files]
+    claims = evaluate_claims(tcm, m100, full, controls)
 
     # -------- figures
     figs: dict[str, list[tuple[str, Path]]] = {"summary": [], "fig2": [], "fig3": [], "fig4": [], "fig5": [], "tcm_path": []}
@@ -764,6 +843,9 @@ def write_report(
             L.append(f"- **{c.id}** ({c.holds}): {c.claim}. Paper: {c.paper}. Measured: {c.measured}.")
     else:
         L.append("- None of the rows that were run disagrees with the paper.")
+    ne = [c for c in claims if c.holds == "not established"]
+    for c in ne:
+        L.append(f"- **{c.id}** (not established): {c.claim}. Measured: {c.measured}.")
     nr = [c.id for c in claims if c.holds == "not run"]
     if nr:
         L.append(f"- Not run (no file or no data for them): {', '.join(nr)}.")
@@ -779,6 +861,7 @@ def write_report(
     beyond = [load(f, weights=False) for f in beyond_files]
     L += solution_space_lines([*exps, *beyond], fig_dir, out_dir, formats)
     L += curves_lines([*exps, *beyond], fig_dir, out_dir, formats)
+    L += align_lines([*exps, *beyond], fig_dir, out_dir, formats)
 
     L.append("## Figures")
     L.append("")
@@ -826,7 +909,9 @@ def write_report(
     L.append("")
     L.append("### Files")
     L.append("")
-    L.append("| file | model | backend | status | seed | sizes | solutions | train lr | variant | gamma | N_epochs | path lr | ramble | wall time [s] |")
+    L.append("Times: *run* is the whole `ramble ... run` (training, paths, straight lines, Hessians); *path search* is one path's algorithm alone; *job* times under *Software and machine* add the process start and the analyses (convexity, curves, controls).")
+    L.append("")
+    L.append("| file | model | backend | status | seed | sizes | solutions | train lr | variant | gamma | N_epochs | path lr | ramble | run [s] |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for e in exps:
         d = _settings(e)
@@ -838,16 +923,20 @@ def write_report(
     L.append("")
     L.append("### Paths")
     L.append("")
-    L.append("| file | path | status | iterations | waypoints | recorded points | path wall time [s] | Hessian points | Hessian time [s] |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| file | path | status | iterations | waypoints | recorded points | length / straight line | path search [s] | Hessian points | Hessian time [s] |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for e in exps:
         for p in e.iter_paths():
             h = p.hessian or {}
             hs = h.get("seconds")
             L.append(
-                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | "
+                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | {_f(p.length_ratio, 2) + 'x' if math.isfinite(p.length_ratio) else 'n/a'} | "
                 f"{_f(float(p.attrs.get('wall_time', float('nan'))), 2)} | {len(h.get('index', [])) if h else 0} | {_f(float(np.sum(hs)), 2) if hs is not None else 'n/a'} |"
             )
+    ratios = [p.length_ratio for e in exps for p in e.iter_paths() if p.complete and math.isfinite(p.length_ratio)]
+    if ratios:
+        L.append("")
+        L.append(f"Path length against the straight line |W_a - W_b| (complete paths): median {np.median(ratios):.2f}x, {min(ratios):.2f}x to {max(ratios):.2f}x over {len(ratios)} path(s); `ramble plot --x arclength` draws a path against its length.")
     L.append("")
     L.append("### Solutions")
     L.append("")

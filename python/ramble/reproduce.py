@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import ConfigError, RambleError, FormatError
+from .errors import ConfigError, FormatError, RambleError
 from .io import load, make_folder, open_checked
+from .threads import worker_env
 
 log = logging.getLogger("ramble")
 
@@ -38,6 +39,9 @@ class Scale:
     MNIST-100 path's elastic constant (the paper's is 0.001);
     ``mnist_points``: points with test metrics; ``mnist_hessian_points``: top-20
     spectra per MNIST path; ``full_hessian_points``: on whole MNIST.
+    ``c15_seeds``: more MNIST-100 runs (these experiment seeds) whose
+    controls (``ramble controls``) C15 counts beside the main run's;
+    ``control_args``: options of ``ramble controls``.
     """
 
     tcm_seeds: tuple[int, ...]
@@ -52,18 +56,23 @@ class Scale:
     convexity_samples: int = 1000
     mnist_convexity_samples: int = 500
     curve_args: tuple[str, ...] = ()
+    c15_seeds: tuple[int, ...] = ()
+    control_args: tuple[str, ...] = ()
+    align_args: tuple[str, ...] = ("--no-path",)
+    """Options of ``ramble align`` on the MNIST-100 pair: the aligned ramble path (as long as the run's own) only at the paper scale."""
 
 
 SCALE_SETTINGS = {
     # Sized for a 2-core CPU in under 15 minutes (benchmarks/README.md).
     "quick": Scale(tcm_seeds=(101, 102, 103), tcm_hessian_points=10, mnist_gamma=0.001, mnist_points=100, mnist_hessian_points=20, full_hessian_points=10),
     # Sect. 3 of the paper: 10 data sets x 3 solutions, every pair.
-    "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20, convexity_samples=2000, mnist_convexity_samples=2000),
+    "paper": Scale(tcm_seeds=tuple(range(101, 111)), tcm_hessian_points=20, mnist_gamma=0.001, mnist_points=200, mnist_hessian_points=40, full_hessian_points=20, convexity_samples=2000, mnist_convexity_samples=2000, c15_seeds=(1, 2, 3), align_args=()),
     # For tests: every step, at toy sizes (N=60 TCM; 200 test images, few points).
     "tiny": Scale(
         tcm_seeds=(4,), tcm_hessian_points=4, mnist_gamma=0.1, mnist_points=20, mnist_hessian_points=3, full_hessian_points=3,
         tcm_size=(60, 3, 100), mnist_extra=("--test-size", "200", "--n-epochs", "1", "--weight-rows", "5", "--linear-points", "5"),
         many_solutions=4, convexity_samples=50, mnist_convexity_samples=20, curve_args=("--steps", "30", "--points", "7"),
+        c15_seeds=(5,), control_args=("--max-epochs", "40", "--evaluations", "5"),
     ),
 }
 
@@ -84,13 +93,16 @@ class Job:
     """(HDF5 object the analysis stores, ``ramble`` arguments before FILE) run on the finished file."""
 
 
-def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str) -> list[Job]:
+def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str, c15_seeds: Optional[tuple[int, ...]] = None) -> list[Job]:
     """The experiments to run, longest first, each with the analyses beyond the paper it gets."""
     jobs: list[Job] = []
     data = ["--data-dir", data_dir] if data_dir else []
     convexity = ("convexity", ("convexity", "--samples", str(scale.convexity_samples)))
     curves = ("paths/0-1/curves/bezier", ("curves", "--pair", "0-1", *scale.curve_args))
     lenet_opts = tuple(data) + (("--device", device) if device != "auto" else ())
+    controls = ("paths/0-1/controls", ("controls", *scale.control_args, *lenet_opts))
+    # Beyond the paper: the pair aligned by Git Re-Basin weight matching, its straight line held against S (docs/align.md).
+    align = ("paths/0-1/align/weights", ("align", "--pair", "0-1", "--method", "weights", *scale.align_args))
     if full_mnist:
         jobs.append(Job("mnist-full", ["mnist", "run", "--train-size", "60000", "--solutions", "2", "--device", device, "--hessian-points", str(scale.full_hessian_points), *data], out_dir / "mnist" / "mnist-full.h5", 100.0))
     jobs.append(
@@ -99,9 +111,13 @@ def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_d
             ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--hessian-points", str(scale.mnist_hessian_points), *data, *scale.mnist_extra],
             out_dir / "mnist" / "mnist-100.h5",
             10.0,
-            analyses=(("convexity", ("convexity", "--samples", str(scale.mnist_convexity_samples), *lenet_opts)), (curves[0], curves[1] + lenet_opts)),
+            analyses=(("convexity", ("convexity", "--samples", str(scale.mnist_convexity_samples), *lenet_opts)), (curves[0], curves[1] + lenet_opts), (align[0], align[1] + lenet_opts), controls),
         )
     )
+    # C15's controls on more pairs: MNIST-100 at other experiment seeds, no Hessians
+    for seed in scale.c15_seeds if c15_seeds is None else c15_seeds:
+        args = ["mnist", "run", "--train-size", "100", "--solutions", "2", "--device", device, "--gamma", str(scale.mnist_gamma), "--n-epochs", "5", "--points", str(scale.mnist_points), "--seed", str(seed), *data, *scale.mnist_extra]
+        jobs.append(Job(f"c15-mnist-100-seed-{seed}", args, out_dir / "mnist" / f"c15-mnist-100-seed-{seed}.h5", 9.0, analyses=(controls,)))
     n, k, m = scale.tcm_size
     size = ["-N", str(n), "-K", str(k), "-M", str(m)]
     for i, s in enumerate(scale.tcm_seeds):
@@ -137,7 +153,7 @@ def run_job(job: Job, out_dir: Path) -> Job:
     job.out.parent.mkdir(parents=True, exist_ok=True)
     job.log = out_dir / "logs" / f"{job.name}.log"
     job.log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = worker_env(1)  # one thread per job: jobs run side by side, and their linear algebra is small
     t = time.perf_counter()
     tries = [["--resume", str(job.out)], ["--out", str(job.out), "--force"]] if job.out.exists() else [["--out", str(job.out), "--force"]]
     if finished(job.out):  # only analyses are missing
@@ -220,8 +236,11 @@ def machine_meta() -> dict:
     return meta
 
 
-def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "julia", full_mnist: Optional[bool] = None, jobs: Optional[int] = None, data_dir: Optional[str] = None, device: str = "auto", show_progress: bool = True) -> Path:
-    """Run the experiments of ``scale`` into ``out_dir``, then the figures and REPORT.md; returns the report's path."""
+def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "julia", full_mnist: Optional[bool] = None, jobs: Optional[int] = None, data_dir: Optional[str] = None, device: str = "auto", show_progress: bool = True, c15_seeds: Optional[tuple[int, ...]] = None) -> Path:
+    """Run the experiments of ``scale`` into ``out_dir``, then the figures and REPORT.md; returns the report's path.
+
+    ``c15_seeds``: instead of the scale's, the seeds of the extra MNIST-100 runs whose controls C15 counts.
+    """
     import torch
 
     if scale not in SCALE_SETTINGS:
@@ -245,7 +264,7 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
         full_mnist = torch.cuda.is_available()
     out = make_folder(Path(out_dir), "output folder")
     started = time.perf_counter()
-    todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device)
+    todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device, c15_seeds)
     pending = [j for j in todo if not finished(j.out, j.analyses)]
     for j in todo:
         if j not in pending:
@@ -268,8 +287,8 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     meta = machine_meta()
     meta["scale"] = scale
     meta["tcm backend"] = tcm_backend
-    meta["wall time (s)"] = {j.name: round(j.seconds, 1) for j in todo if j.seconds}
-    meta["total wall time (s)"] = round(time.perf_counter() - started, 1)
+    meta["job wall time: run + analyses + process start (s)"] = {j.name: round(j.seconds, 1) for j in todo if j.seconds}
+    meta["reproduce wall time, all jobs (s)"] = round(time.perf_counter() - started, 1)
     failed = [j for j in todo if j.status == "failed"]
     meta["failed experiments"] = {j.name: j.error for j in failed}
     try:
@@ -285,7 +304,8 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     m100 = done.get("mnist-100")
     mfull = done.get("mnist-full")
     try:
-        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond)
+        c15 = [out for name, out in done.items() if name.startswith("c15-")]
+        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond, control_files=c15)
     except OSError as e:
         raise RambleError(f"cannot write the report into {out}: {e.strerror or e}") from None
     if failed:
