@@ -22,17 +22,21 @@ def pair():
     return PythonTCM(p, 3), JuliaTCM(p, 3)
 
 
-@pytest.fixture(scope="module")
-def solutions(pair):
-    py, _ = pair
+def two_solutions(py: PythonTCM, n_inputs: int) -> list:
+    """The first two starts (seeded, std init_scale / sqrt(N/K)) that GD takes into S."""
     cfg = TrainConfig()
     rng = np.random.default_rng(11)
     out = []
     while len(out) < 2:
-        s = py.gd_solve(rng.normal(0.0, cfg.init_scale / np.sqrt(10), 30), cfg)
+        s = py.gd_solve(rng.normal(0.0, cfg.init_scale / np.sqrt(n_inputs // 3), n_inputs), cfg)
         if s.solved:
             out.append(s.w)
     return out
+
+
+@pytest.fixture(scope="module")
+def solutions(pair):
+    return two_solutions(pair[0], 30)
 
 
 def test_crosscheck_passes_at_a_small_size():
@@ -170,14 +174,7 @@ def hard_pair():
     """A TCM (N=90, M=180) whose elastic steps at gamma 0.5 are refused: halvings matter there."""
     p = random_patterns(90, 180, 1)
     py = PythonTCM(p, 3)
-    cfg = TrainConfig()
-    rng = np.random.default_rng(11)
-    out = []
-    while len(out) < 2:
-        s = py.gd_solve(rng.normal(0.0, cfg.init_scale / np.sqrt(30), 90), cfg)
-        if s.solved:
-            out.append(s.w)
-    return py, JuliaTCM(p, 3), out
+    return py, JuliaTCM(p, 3), two_solutions(py, 90)
 
 
 def test_elastic_halvings_agree_decision_by_decision(hard_pair):
