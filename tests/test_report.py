@@ -270,3 +270,21 @@ def test_pearson_on_few_points_says_how_few():
     lo, hi = np.tanh(np.arctanh(r) + np.array([-1, 1]) * 1.959964 / np.sqrt(2))
     assert f"{lo:.2f} to {hi:.2f}" in text
     assert "too few" in pearson_text(x[:3], x[:3] ** 2)
+
+
+def test_paths_say_whether_they_are_certified_as_continuous(report):
+    """REPORT.md's paths table says, per path, how it is certified inside S."""
+    _, text = report
+    assert "| certified inside S |" in text
+    assert re.search(r"\| every segment \(\d+ moves certified, smallest margin bound [0-9.e+-]+\) \|", text)
+
+
+def test_older_files_are_certified_only_at_stored_points():
+    from types import SimpleNamespace
+
+    from ramble.report import certification_cell
+
+    assert certification_cell(SimpleNamespace(attrs={}, complete=True)).startswith("stored points only")
+    new = SimpleNamespace(attrs={"segments_certified": 12, "cert_min_margin": 0.25}, complete=True)
+    assert certification_cell(new) == "every segment (12 moves certified, smallest margin bound 0.25)"
+    assert certification_cell(SimpleNamespace(attrs={"segments_certified": 3}, complete=False)) == "n/a (incomplete)"

@@ -623,6 +623,21 @@ def deviations(e: Experiment) -> list[str]:
 
 
 # ------------------------------------------------------------ markdown
+def certification_cell(p: PathRecord) -> str:
+    """Whether a path is certified inside S as a continuous polyline, or only at its stored points.
+
+    Files written since segment certification record ``segments_certified``:
+    on a complete path each of its moves was certified before it was accepted
+    (docs/certification.md).  Older files checked stored points only.
+    """
+    if "segments_certified" not in p.attrs:
+        return "stored points only (file written before segment certification)"
+    if not p.complete:
+        return "n/a (incomplete)"
+    bound = float(p.attrs.get("cert_min_margin", float("nan")))
+    return f"every segment ({int(p.attrs['segments_certified'])} moves certified, smallest margin bound {_g(bound)})"
+
+
 def _md_cell(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -923,14 +938,14 @@ def write_report(
     L.append("")
     L.append("### Paths")
     L.append("")
-    L.append("| file | path | status | iterations | waypoints | recorded points | length / straight line | path search [s] | Hessian points | Hessian time [s] |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| file | path | status | certified inside S | iterations | waypoints | recorded points | length / straight line | path search [s] | Hessian points | Hessian time [s] |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for e in exps:
         for p in e.iter_paths():
             h = p.hessian or {}
             hs = h.get("seconds")
             L.append(
-                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | {_f(p.length_ratio, 2) + 'x' if math.isfinite(p.length_ratio) else 'n/a'} | "
+                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {certification_cell(p)} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | {_f(p.length_ratio, 2) + 'x' if math.isfinite(p.length_ratio) else 'n/a'} | "
                 f"{_f(float(p.attrs.get('wall_time', float('nan'))), 2)} | {len(h.get('index', [])) if h else 0} | {_f(float(np.sum(hs)), 2) if hs is not None else 'n/a'} |"
             )
     ratios = [p.length_ratio for e in exps for p in e.iter_paths() if p.complete and math.isfinite(p.length_ratio)]
