@@ -14,7 +14,12 @@ trap 'rm -rf "$work"' EXIT
 
 "$py" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/ramble-*.whl)
-unzip -l "$wheel" | grep -q "ramble/julia_src/Ramble.jl" || { echo "wheel-check: $wheel holds no ramble/julia_src/Ramble.jl" >&2; exit 1; }
+# zipfile, not `unzip -l | grep -q`: unzip may be missing, and under pipefail grep -q's early exit
+# can kill unzip with SIGPIPE and fail the check on a good wheel (CI failed that way once).
+"$py" - "$wheel" <<'PY' || { echo "wheel-check: $wheel holds no ramble/julia_src/Ramble.jl" >&2; exit 1; }
+import sys, zipfile
+sys.exit(0 if "ramble/julia_src/Ramble.jl" in zipfile.ZipFile(sys.argv[1]).namelist() else 1)
+PY
 
 "$py" -m venv --without-pip "$work/venv"  # its own pip and an old setuptools would shadow the shared ones
 shared=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
