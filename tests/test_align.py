@@ -300,3 +300,15 @@ def test_reproduce_aligns_the_mnist100_pair(tmp_path):
 
     assert align_args("quick")[:5] == ("align", "--pair", "0-1", "--method", "weights") and "--no-path" in align_args("quick")
     assert "--no-path" not in align_args("paper")
+
+
+def test_reproduce_aligns_the_examples_mlp_with_its_path(tmp_path):
+    from ramble.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "own_model.py"
+    for scale in ("quick", "paper", "tiny"):
+        job = next(j for j in plan(tmp_path, SCALE_SETTINGS[scale], "python", False, None, "cpu") if j.name == EXAMPLE_JOB)
+        assert job.skipped == "" and job.args[:4] == ["torch", "run", "--model", f"{example}:build_mlp"]
+        align = dict(job.analyses)["paths/0-1/align/weights"]
+        # the same factory for the analysis as for the run (checked against the file's sha256), and the aligned ramble path at every scale
+        assert align[align.index("--model") + 1] == f"{example}:build_mlp" and "--no-path" not in align

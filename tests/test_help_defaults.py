@@ -95,8 +95,12 @@ def test_mnist_run_help_shows_the_mnist_defaults_a_run_uses(captured_mnist, tmp_
     assert default_for(h["gamma"], "up to 1,000 training images") == stored["gamma"] == 0.001
     assert default_for(h["n_epochs"], "(the paper's MNIST") == stored["n_epochs"] == 5
     assert default_for(h["path_lr"], "(the paper's MNIST") == stored["lr"] == 0.1
-    for opt, key in (("margin_target", "margin_target"), ("max_iterations", "max_iterations"), ("tol", "tol"), ("max_waypoints", "max_waypoints"), ("patience", "patience")):
+    for opt, key in (("margin_target", "margin_target"), ("max_iterations", "max_iterations"), ("tol", "tol"), ("max_waypoints", "max_waypoints"), ("patience", "patience"),
+                     ("elastic_halvings", "elastic_halvings")):
         assert float(shown_default(h[opt])) == float(stored[key]), opt
+    # the chord is capped at the recording stride, as its help says
+    assert "cap it at the iterations between recorded points" in h["chord_iterations"]
+    assert stored["chord_iterations"] == min(int(shown_default(h["chord_iterations"])), stored["record_every"]) and stored["record_every"] > 1
     for opt in ("train_lr", "max_epochs", "batch_size", "polish_margin", "points", "weight_rows", "linear_points", "train_size", "seed"):
         assert float(shown_default(h[opt])) == float(getattr(cfg, opt)), opt
     assert shown_default(h["variant"]) == stored["variant"] == "repair"

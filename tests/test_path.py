@@ -106,7 +106,7 @@ def test_endpoint_outside_S_is_refused(small_tcm):
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(gamma=0.0), dict(gamma=1.5), dict(gamma=-0.1), dict(lr=-1.0), dict(n_epochs=-1), dict(tol=0.0), dict(variant="nope"), dict(max_iterations=0)],
+    [dict(gamma=0.0), dict(gamma=1.5), dict(gamma=-0.1), dict(lr=-1.0), dict(n_epochs=-1), dict(tol=0.0), dict(variant="nope"), dict(max_iterations=0), dict(chord_iterations=0)],
 )
 def test_bad_path_config(kw):
     with pytest.raises(ConfigError):
@@ -246,3 +246,81 @@ def test_stored_config_of_an_older_file_still_loads():
     assert PathConfig.from_dict(old) == PathConfig(gamma=0.02)
     with pytest.raises(ConfigError, match="unknown field"):
         PathConfig.from_dict(dict(old, bogus=1))
+
+
+class CountingTCM:
+    """A TCMProblem wrapper that counts certificates and can refuse the first ``refuse`` chords longer than one iteration's moves."""
+
+    def __init__(self, prob, refuse_longer_than: float = float("inf"), refusals: int = 0):
+        self.prob, self.limit, self.refusals, self.calls = prob, refuse_longer_than, refusals, 0
+
+    def __getattr__(self, name):
+        return getattr(self.prob, name)
+
+    def certify_segment(self, w0, w1):
+        from ramble.problem import SegmentCertificate
+
+        self.calls += 1
+        if self.refusals > 0 and float((w1 - w0).norm()) > self.limit:
+            self.refusals -= 1
+            return SegmentCertificate(certified=False, margin_bound=-1.0, pieces=1, seconds=0.0)
+        return self.prob.certify_segment(w0, w1)
+
+
+def test_lazy_chords_give_a_certified_path_with_far_fewer_certificates(small_tcm):
+    """chord_iterations > 1: every stored segment is a certified chord, W_a to W_b; far fewer certificates than moves."""
+    prob, (w_a, w_b) = small_tcm
+    strict = CountingTCM(prob)
+    r1 = find_path(strict, w_a, w_b, PathConfig())
+    lazy = CountingTCM(prob)
+    r = find_path(lazy, w_a, w_b, PathConfig(chord_iterations=32))
+    check_complete_path(prob, r, w_a, w_b)
+    moves = r.gd_accepted + r.elastic_accepted + r.elastic_repaired
+    assert len(r.weights) - 1 < moves / 4  # the chords span many moves
+    assert lazy.calls < strict.calls / 4
+    assert r1.complete and r.config["chord_iterations"] == 32
+
+
+def test_a_refused_chord_is_replayed_move_by_move(small_tcm):
+    """The first chords longer than one elastic step are refused: the search rolls back to the last vertex,
+    replays those iterations certifying each move, and still arrives with every segment certified."""
+    prob, (w_a, w_b) = small_tcm
+    one_step = 0.01 * float((w_b - w_a).norm())  # gamma |w_b - w| at the start: longer chords span several iterations
+    doubting = CountingTCM(prob, refuse_longer_than=1.5 * one_step, refusals=3)
+    r = find_path(doubting, w_a, w_b, PathConfig(chord_iterations=8))
+    assert doubting.refusals == 0, "the refusals were used"
+    check_complete_path(prob, r, w_a, w_b)
+    assert r.segment_checks == r.segments_certified + 3 + (r.segment_checks - r.segments_certified - 3)  # refused chords are counted
+    assert r.segment_checks - r.segments_certified >= 3
+    assert len(r.decisions) == r.iterations and r.elastic_accepted + r.elastic_repaired + r.elastic_refused == r.iterations
+
+
+def test_lazy_chords_resume_from_a_checkpoint_to_the_same_path(small_tcm):
+    """A run saved at vertices and continued from each save gives the uninterrupted result, bit for bit."""
+    prob, (w_a, w_b) = small_tcm
+    cfg = PathConfig(chord_iterations=16, max_iterations=400)
+    ref = find_path(prob, w_a, w_b, cfg)
+
+    class Memory:
+        def __init__(self, state=None):
+            self.state, self.saved, self.ticks = state, [], 0
+
+        def load(self):
+            s, self.state = self.state, None
+            return s
+
+        def due(self):
+            self.ticks += 1
+            return self.ticks % 7 == 0
+
+        def save(self, state):
+            self.saved.append(state)
+
+    first = Memory()
+    find_path(prob, w_a, w_b, cfg, checkpoint=first)
+    open_chords = [st for st in first.saved if st["chord"] is not None]
+    assert len(first.saved) >= 2 and open_chords, "some saves fall inside an open chord"
+    again = find_path(prob, w_a, w_b, cfg, checkpoint=Memory(open_chords[len(open_chords) // 2]))
+    for f in ("weights", "iteration", "distance", "arclength", "train_loss", "decisions", "gd_refused"):
+        np.testing.assert_array_equal(getattr(again, f), getattr(ref, f), err_msg=f)
+    assert (again.status, again.iterations, again.segments_certified) == (ref.status, ref.iterations, ref.segments_certified)

@@ -11,11 +11,16 @@ from click.testing import CliRunner
 
 from ramble.cli import main
 from ramble.io import load
+from ramble.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan, run_job
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 
 
-def test_reproduce_tiny(tmp_path):
+def _align_section(report: str) -> str:
+    return report.split("## Aligned solutions")[1].split("\n## ")[0]
+
+
+def test_reproduce_tiny(tmp_path, monkeypatch):
     out = tmp_path / "r"
     r = CliRunner().invoke(main, ["--quiet", "reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu", "--jobs", "2"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
@@ -51,6 +56,19 @@ def test_reproduce_tiny(tmp_path):
     assert tcm.paths["0-1"].curves and mnist.paths["0-1"].curves
     assert "Bezier" in text or "bezier" in text
     assert any("connectivity" in link for link in links)
+    # beyond the paper: the examples' MLP through `ramble torch run`, its pair aligned (with the aligned ramble path), reported beside MNIST-100's
+    mlp = load(out / "examples" / "example-mlp.h5")
+    assert (mlp.model, mlp.status) == ("torch", "complete")
+    a = mlp.paths["0-1"].align["weights"]
+    np.testing.assert_array_equal(a.line.t, mlp.paths["0-1"].linear.alpha)
+    assert a.path_attrs["status"] == "complete" and np.all(a.path["train_error"] == 0)
+    assert "weights" in mnist.paths["0-1"].align
+    section = _align_section(text)
+    assert "`mnist-100.h5`" in section and "`example-mlp.h5`" in section
+    assert section.count("is the aligned straight line W_0 -> pi(W_1) inside S?") == 2
+    assert f"{a.path_attrs['unaligned_iterations']} / {a.path_attrs['iterations']} (complete)" in section  # the side-by-side table row
+    for stem in ("align_weights_mnist-100_0-1", "align_weights_example-mlp_0-1"):
+        assert any(stem in link for link in links), stem
     # a second run finds everything done and only redraws the report
     r2 = CliRunner().invoke(main, ["reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
     assert r2.exit_code == 0 and "already done" in r2.output
@@ -67,10 +85,43 @@ def test_reproduce_tiny(tmp_path):
         del f["paths/1-2"]
         for p in f["paths"].values():
             p.attrs["wall_time"] = -1.0  # marks the paths the resumed run must keep
+    # ... and the examples' MLP, not found (as from an installed package), is skipped with its reason in meta.json and the report
+    (out / "examples" / "example-mlp.h5").unlink()
+    monkeypatch.setattr("ramble.reproduce.checkout_examples", lambda: tmp_path / "no-checkout" / "examples")
     r3 = CliRunner().invoke(main, ["--quiet", "reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
     assert r3.exit_code == 0, r3.output
+    assert not (out / "examples" / "example-mlp.h5").exists()
+    why = json.loads((out / "meta.json").read_text())["skipped experiments"][EXAMPLE_JOB]
+    assert str(tmp_path / "no-checkout" / "examples" / "own_model.py") + " not found" in why
+    assert why in _align_section((out / "REPORT.md").read_text())
     assert "--resume" in (out / "logs" / "tcm-4.log").read_text()
     resumed = load(out / "tcm" / "tcm-4.h5")
     assert resumed.status == "complete" and resumed.paths["0-1"].attrs["wall_time"] == -1.0
     assert resumed.paths["1-2"].attrs["wall_time"] > 0 and resumed.paths["1-2"].hessian is not None
     assert diff(finished, out / "tcm" / "tcm-4.h5") == []
+
+
+def _example_job(tmp_path: Path, examples_dir: Path):
+    jobs = plan(tmp_path / "out", SCALE_SETTINGS["tiny"], "python", False, None, "cpu", examples_dir=examples_dir)
+    return next(j for j in jobs if j.name == EXAMPLE_JOB)
+
+
+def test_example_job_needs_scikit_learn(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    job = _example_job(tmp_path, Path(__file__).resolve().parents[1] / "examples")
+    assert job.skipped.startswith("scikit-learn is not installed")
+
+
+def test_example_job_fails_in_one_line_when_its_data_cannot_be_made(tmp_path):
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "own_model.py").write_text("raise RuntimeError('no digits here')\n")
+    job = _example_job(tmp_path, examples)
+    assert job.skipped == ""
+    run_job(job, tmp_path / "out")
+    assert job.status == "failed"
+    assert job.error == f"error: preparing {EXAMPLE_JOB} failed: RuntimeError: no digits here"
+    assert not job.out.exists()

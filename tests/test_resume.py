@@ -126,6 +126,24 @@ def test_a_mid_path_kill_resumes_from_the_checkpoint(reference, tmp_path):
     assert e.paths["0-1"].complete and diff(ref, out) == []
 
 
+@pytest.mark.parametrize("sig", ["term", "int"])
+def test_a_signal_mid_path_commits_the_state_and_the_file_resumes(sig, reference, tmp_path):
+    """SIGTERM or SIGINT during a path (here: during a checkpoint commit): the path commits its state at the
+    next iteration, the run exits 1 with one line, and the resumed file equals the uninterrupted one."""
+    ref, points = reference("mnist")
+    renamed = [i + 1 for i, p in enumerate(points) if p == "commit:renamed"]
+    out = tmp_path / "m.h5"
+    r = ramble([*KINDS["mnist"][0], "--out", str(out)], env=dict(ENV, RAMBLE_FAULT=f"{sig}@{renamed[4]}"))
+    name = {"term": "SIGTERM", "int": "SIGINT"}[sig]
+    assert r.returncode == 1, r.stderr
+    assert f"stopped by {name} at iteration" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["status"] == "running" and "checkpoints/0-1" in f
+        assert int(f["checkpoints/0-1"].attrs["iteration"]) > 0
+    resume_in_process(out)
+    assert load(out).paths["0-1"].complete and diff(ref, out) == []
+
+
 def test_a_full_disk_fails_in_one_line_and_the_file_resumes(reference, tmp_path):
     """ENOSPC raised mid-commit (simulated at a fault point): exit 1, one line, the previous state kept."""
     ref, points = reference("tcm-python")

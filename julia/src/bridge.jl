@@ -47,7 +47,7 @@ The config is built from them by name, so order here is the only contract.
 """
 const PATH_FLOAT_FIELDS = (:gamma, :lr, :margin_target, :tol)
 const PATH_INT_FIELDS = (:n_epochs, :repair_steps, :max_iterations, :patience, :record_every, :weight_every,
-                         :max_waypoints, :escape, :elastic_halvings)
+                         :max_waypoints, :escape, :elastic_halvings, :chord_iterations)
 
 const STATUS_OK = Cint(0)
 const STATUS_CONFIG = Cint(1)
@@ -275,7 +275,8 @@ function unpack_pathconfig(variant::Int, fcfg::Ptr{Float64}, icfg::Ptr{Int})
     f = NamedTuple{PATH_FLOAT_FIELDS}(Tuple(vec64(fcfg, length(PATH_FLOAT_FIELDS))))
     i = NamedTuple{PATH_INT_FIELDS}(Tuple(unsafe_wrap(Array, icfg, length(PATH_INT_FIELDS); own=false)))
     err = pathconfig_error(v, f.gamma, i.n_epochs, f.lr, f.margin_target, i.repair_steps, f.tol, i.max_iterations,
-                           i.patience, i.record_every, i.weight_every, i.max_waypoints, i.elastic_halvings)
+                           i.patience, i.record_every, i.weight_every, i.max_waypoints, i.elastic_halvings,
+                           i.chord_iterations)
     err === nothing || return err
     return PathConfig(; variant=v, f..., merge(i, (escape=i.escape != 0,))...)
 end

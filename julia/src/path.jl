@@ -42,14 +42,19 @@ const VARIANTS = (:paper, :repair)
     PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01,
                margin_target=0.1, repair_steps=10, tol=1e-3,
                max_iterations=20_000, patience=500, record_every=1,
-               weight_every=1, max_waypoints=10, escape=true, elastic_halvings=0)
+               weight_every=1, max_waypoints=10, escape=true, elastic_halvings=0,
+               chord_iterations=1)
 
 Settings of [`find_path`](@ref); same fields, order, defaults and checks (and
 error messages) as Python's `ramble.path.PathConfig` (tested).
 `max_waypoints` and `escape` are only carried along: waypoints and the norm
 escape are Python's orchestration (`ramble.path.find_path_with_escape`), one
 `find_path` per leg.  `elastic_halvings`: a refused elastic step is retried
-at half the pull this many times (0: never).  `variant` is `:paper` or
+at half the pull this many times (0: never).  `chord_iterations`: carried
+along and checked like Python's; only 1 (every move certified as it is made)
+runs here — the lazy chords of Python's driver pay off for networks, whose
+certificates cost several GD epochs, not for the TCM's exact certificate, so
+`find_path` refuses other values in one line.  `variant` is `:paper` or
 `:repair` (a String is accepted too).  See `paper_config` for the paper's
 settings.
 """
@@ -68,27 +73,28 @@ struct PathConfig
     max_waypoints::Int
     escape::Bool
     elastic_halvings::Int
+    chord_iterations::Int
     function PathConfig(variant, gamma::Real, n_epochs::Integer, lr::Real, margin_target::Real,
                         repair_steps::Integer, tol::Real, max_iterations::Integer, patience::Integer,
                         record_every::Integer, weight_every::Integer, max_waypoints::Integer,
-                        escape::Bool, elastic_halvings::Integer)
+                        escape::Bool, elastic_halvings::Integer, chord_iterations::Integer)
         err = pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations,
-                               patience, record_every, weight_every, max_waypoints, elastic_halvings)
+                               patience, record_every, weight_every, max_waypoints, elastic_halvings, chord_iterations)
         err === nothing || throw(ConfigError(err))
         return new(Symbol(variant), gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-                   record_every, weight_every, max_waypoints, escape, elastic_halvings)
+                   record_every, weight_every, max_waypoints, escape, elastic_halvings, chord_iterations)
     end
 end
 
 """
     pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol,
                      max_iterations, patience, record_every, weight_every,
-                     max_waypoints, elastic_halvings=0) -> Union{Nothing,String}
+                     max_waypoints, elastic_halvings=0, chord_iterations=1) -> Union{Nothing,String}
 
 The ConfigError message `PathConfig` would throw for these fields, or `nothing`.
 """
 function pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-                          record_every, weight_every, max_waypoints, elastic_halvings=0)
+                          record_every, weight_every, max_waypoints, elastic_halvings=0, chord_iterations=1)
     (variant isa Union{Symbol,AbstractString} && Symbol(variant) in VARIANTS) ||
         return "path variant must be one of paper, repair, got '$variant'"
     0.0 < gamma <= 1.0 || return "gamma must be in (0, 1], got $gamma"
@@ -103,14 +109,15 @@ function pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_st
     weight_every >= 1 || return "weight_every must be >= 1, got $weight_every"
     max_waypoints >= 0 || return "max waypoints must be >= 0, got $max_waypoints"
     elastic_halvings >= 0 || return "elastic halvings must be >= 0, got $elastic_halvings"
+    chord_iterations >= 1 || return "chord iterations must be >= 1, got $chord_iterations"
     return nothing
 end
 
 PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01, margin_target=0.1, repair_steps=10,
            tol=1e-3, max_iterations=20_000, patience=500, record_every=1, weight_every=1, max_waypoints=10,
-           escape=true, elastic_halvings=0) =
+           escape=true, elastic_halvings=0, chord_iterations=1) =
     PathConfig(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
-               record_every, weight_every, max_waypoints, escape, elastic_halvings)
+               record_every, weight_every, max_waypoints, escape, elastic_halvings, chord_iterations)
 
 """
     paper_config(; gamma=0.001, n_epochs=5, lr=0.1, kw...) -> PathConfig
@@ -596,6 +603,7 @@ function find_path(model, w_a::AbstractVector{Float64}, w_b::AbstractVector{Floa
                    cfg::PathConfig=PathConfig(); progress=nothing, frame=nothing)
     err = endpoints_error(model, w_a, w_b)
     err === nothing || throw(ConfigError(err))
+    cfg.chord_iterations == 1 || throw(ConfigError("chord iterations must be 1 on the Julia backend (it certifies every move), got $(cfg.chord_iterations); lazy chords run on --backend python"))
     ref_a, ref_b = frame === nothing ? (w_a, w_b) : frame
     return _find_path(model, Vector{Float64}(w_a), Vector{Float64}(w_b), cfg, progress, time_ns(),
                       Vector{Float64}(ref_b), diffnorm(ref_b, ref_a))

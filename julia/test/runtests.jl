@@ -215,12 +215,13 @@ end
     # tests compare the two languages directly; this pins the Julia side)
     @test fieldnames(PathConfig) == (:variant, :gamma, :n_epochs, :lr, :margin_target, :repair_steps, :tol,
                                      :max_iterations, :patience, :record_every, :weight_every, :max_waypoints, :escape,
-                                     :elastic_halvings)
+                                     :elastic_halvings, :chord_iterations)
     d = PathConfig()
     @test (d.variant, d.gamma, d.n_epochs, d.lr, d.margin_target, d.repair_steps, d.tol, d.max_iterations,
-           d.patience, d.record_every, d.weight_every, d.max_waypoints, d.escape, d.elastic_halvings) ==
-          (:repair, 0.01, 1, 0.01, 0.1, 10, 1e-3, 20_000, 500, 1, 1, 10, true, 0)
+           d.patience, d.record_every, d.weight_every, d.max_waypoints, d.escape, d.elastic_halvings,
+           d.chord_iterations) == (:repair, 0.01, 1, 0.01, 0.1, 10, 1e-3, 20_000, 500, 1, 1, 10, true, 0, 1)
     @test occursin("elastic halvings must be >= 0", P(ok..., -1))
+    @test occursin("chord iterations must be >= 1", P(ok..., 0, 0))
     @test PathConfig(variant="paper").variant === :paper
     T = Ramble.trainconfig_error
     @test T(0.1, 0.5, 5000, 1000, 40000, 10, 0.1, 20000) === nothing
@@ -301,6 +302,8 @@ end
 @testset "find_path: every segment certified, endpoints, Eq. 4" begin
     wa, wb = sols
     r = find_path(m, wa, wb, PathConfig())
+    @test occursin("chord iterations must be 1 on the Julia backend",
+                   configerror_message(() -> find_path(m, wa, wb, PathConfig(chord_iterations=4))))
     @test iscomplete(r)
     @test r.reason == ""
     W = r.weights

@@ -184,6 +184,7 @@ def _path_options_for(mnist: bool, network: bool) -> Any:
             config_option("--tol", type=float, default=lambda: _path_default("tol"), help="Arrival radius as a fraction of |W_a - W_b|."),
             config_option("--max-waypoints", type=int, default=lambda: _path_default("max_waypoints"), help="Solutions a path may go through when a leg stalls (repair variant; 0: none)."),
             config_option("--elastic-halvings", type=int, default=(lambda: _network_path_default("elastic_halvings")) if network else (lambda: _path_default("elastic_halvings")), help="A refused elastic step is retried at half the pull this many times (0: never)."),
+            config_option("--chord-iterations", type=int, default=(lambda: _network_path_default("chord_iterations")) if network else (lambda: _path_default("chord_iterations")), help="Certify lazily: the moves of up to this many iterations are certified as one chord from the last vertex (1: every move as it is made; the Julia backend needs 1). Networks cap it at the iterations between recorded points (--points)." if network else "Certify lazily: the moves of up to this many iterations are certified as one chord from the last vertex (1: every move as it is made; the Julia backend needs 1)."),
             config_option("--patience", type=int, default=lambda: _path_default("patience"), help="A leg stalls when its distance to the target has not shrunk by 1 % in this many iterations (then a waypoint, or failure)."),
         ]
         for o in reversed(opts):
@@ -320,7 +321,7 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
     )
     check_hessian_points(hessian_points)
     path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, attrs={"hessian_points": hessian_points})
-    add_hessians(path, hessian_points, missing_only=resume is not None)
+    add_hessians(path, hessian_points, missing_only=resume is not None, progress=progress_enabled(ctx.obj["quiet"]))
 
 
 def _crosscheck_size(name: str) -> int:
@@ -350,13 +351,13 @@ def check_hessian_points(n: int) -> None:
         raise RambleError(f"--hessian-points must be 0 or >= 2 (both endpoints), got {n}")
 
 
-def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto", missing_only: bool = False) -> None:
+def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto", missing_only: bool = False, progress: bool = False) -> None:
     """Spectra at ``n`` points of every path of ``path`` (none when n is 0; ``missing_only``: of paths without), then the summary."""
     if n:
         from .spectra import HessianConfig, compute_and_store
 
         log.info("hessian: spectra at %d points of each path (TCM: exact; LeNet5: top-20 by Lanczos)", n)
-        compute_and_store(path, HessianConfig(points=n, subset=subset), device=device, missing_only=missing_only)
+        compute_and_store(path, HessianConfig(points=n, subset=subset), device=device, missing_only=missing_only, progress=progress)
     click.echo(summary_text(path))
 
 
@@ -430,7 +431,7 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
     check_hessian_points(hessian_points)
     path = run_mnist_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, checkpoints=policy, attrs={"hessian_points": hessian_points})
     # Whole-set Hessians over a fixed subset of 1,000 images (docs/hessian.md).
-    add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device, missing_only=resume is not None)
+    add_hessians(path, hessian_points, subset=None if train_size <= 1000 else 1000, device=device, missing_only=resume is not None, progress=progress_enabled(ctx.obj["quiet"]))
 
 
 # ---------------------------------------------------------------- torch (your own classifier)
@@ -492,7 +493,7 @@ def torch_run(ctx: click.Context, model_ref: Optional[str], data: Optional[str],
     check_hessian_points(hessian_points)
     path_kw = {k: kw.pop(k) for k in list(kw) if k not in TorchExperimentConfig.__dataclass_fields__}
     path = run_cli(model_ref, data, kw, path_config_from(**path_kw), out, force=force, resume=resume is not None, show_progress=progress_enabled(ctx.obj["quiet"]), checkpoints=policy, hessian_points=hessian_points)
-    add_hessians(path, hessian_points, device=kw["device"], missing_only=resume is not None)
+    add_hessians(path, hessian_points, device=kw["device"], missing_only=resume is not None, progress=progress_enabled(ctx.obj["quiet"]))
 
 
 # ---------------------------------------------------------------- resume
@@ -697,7 +698,8 @@ def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epoch
 @click.option("--backend", type=click.Choice(["julia", "python"]), default=None, help="TCM: which backend computes (default: the file's).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="LeNet5: MNIST folder, if moved since the run.")
 @click.option("--device", default="auto", show_default=True)
-def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Optional[str], k: int, which: str, tol: float, subset: Optional[int], subset_seed: Optional[int], trace_samples: int, backend: Optional[str], data_dir: Optional[str], device: str) -> None:
+@click.pass_context
+def hessian_cmd(ctx: click.Context, file: str, points: Optional[int], every: Optional[int], only: Optional[str], k: int, which: str, tol: float, subset: Optional[int], subset_seed: Optional[int], trace_samples: int, backend: Optional[str], data_dir: Optional[str], device: str) -> None:
     """Hessian spectra along the paths of FILE, stored under /paths/<i>-<j>/hessian."""
     from .lenet import resolve_device
     from .spectra import HessianConfig, compute_and_store
@@ -706,7 +708,7 @@ def hessian_cmd(file: str, points: Optional[int], every: Optional[int], only: Op
     if points is None and every is None:
         points = 20
     cfg = HessianConfig(points=points, every=every, k=k, which=which, tol=tol, subset=subset, subset_seed=subset_seed, trace_samples=trace_samples)
-    done = compute_and_store(file, cfg, only=only, backend=backend, data_dir=data_dir, device=device)
+    done = compute_and_store(file, cfg, only=only, backend=backend, data_dir=data_dir, device=device, progress=progress_enabled(ctx.obj["quiet"]))
     click.echo(f"hessian stored for path(s) {', '.join(done)} in {file}")
     click.echo(summary_text(file))
 

@@ -24,3 +24,7 @@ class JuliaError(RambleError):
 
 class DataError(RambleError):
     """A data set is missing or corrupt."""
+
+
+class Interrupted(RambleError):
+    """A run stopped by SIGTERM or SIGINT after committing its state (continue it with ``ramble resume``)."""

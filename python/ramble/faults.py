@@ -6,7 +6,9 @@ variable ``RAMBLE_FAULT=<kind>@<n>`` the n-th point (counting from 1) acts:
 
 - ``kill``: the process sends itself SIGKILL (no cleanup, no ``finally``);
 - ``enospc``: ``OSError(ENOSPC)`` is raised, as a full disk would;
-- ``julia``: the next Julia call is replaced by a call that throws inside Julia.
+- ``julia``: the next Julia call is replaced by a call that throws inside Julia;
+- ``term``, ``int``: the process sends itself SIGTERM or SIGINT (a scheduler's
+  preemption, Ctrl-C) and goes on, as a real signal would let it.
 
 ``RAMBLE_FAULT_TRACE=<file>`` appends every point's name, one per line, so a
 test can count the points of an uninterrupted run and pick kill points among
@@ -23,7 +25,9 @@ from typing import Optional
 
 ENV_FAULT = "RAMBLE_FAULT"
 ENV_TRACE = "RAMBLE_FAULT_TRACE"
-KINDS = ("kill", "enospc", "julia")
+KINDS = ("kill", "enospc", "julia", "term", "int")
+
+SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 _count = 0
 
@@ -41,7 +45,7 @@ def _spec() -> Optional[tuple[str, int]]:
 def point(name: str) -> Optional[str]:
     """Pass fault point ``name``; returns the fault kind that must act here, if any.
 
-    ``kill`` and ``enospc`` act inside this call; ``julia`` is returned for
+    ``kill``, ``term``, ``int`` and ``enospc`` act inside this call; ``julia`` is returned for
     the caller (the bridge) to act on.
     """
     global _count
@@ -56,8 +60,8 @@ def point(name: str) -> Optional[str]:
     if spec is None or spec[1] != _count:
         return None
     kind = spec[0]
-    if kind == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if kind in SIGNALS:
+        os.kill(os.getpid(), SIGNALS[kind])
     if kind == "enospc":
         raise OSError(errno.ENOSPC, f"No space left on device (simulated at fault point {_count}, {name})")
     return kind

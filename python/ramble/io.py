@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from . import __version__, faults
-from .errors import FormatError, RambleError
+from .errors import FormatError, Interrupted, RambleError
 
 if TYPE_CHECKING:
     from .path import PathResult
@@ -59,7 +59,9 @@ class ExperimentWriter:
     its straight line land together); a write outside such a block is its own
     commit.  On creation the file holds only the root attributes.  An
     exception inside the ``with`` block marks the file ``"failed"`` with the
-    message (itself a commit, skipped if the disk is full) and re-raises.
+    message (itself a commit, skipped if the disk is full) and re-raises;
+    :class:`ramble.errors.Interrupted` (a path stopped by a signal after
+    committing its state) leaves it ``"running"``, to be resumed.
 
     ``force``: overwrite an existing file.  ``resume``: continue an existing
     ``running`` or ``failed`` file of the same model, backend and config.
@@ -135,7 +137,7 @@ class ExperimentWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
+        if exc is None or isinstance(exc, Interrupted):  # stopped by a signal: its state is committed, the file stays "running"
             return
         try:
             with self.commit():

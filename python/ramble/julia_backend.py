@@ -31,7 +31,7 @@ _VARIANT_CODES = {"paper": 0, "repair": 1}
 #: ``Ramble.Bridge`` unpacks them by the same names (tested against its
 #: ``PATH_FLOAT_FIELDS``/``PATH_INT_FIELDS``).  ``variant`` travels as a code.
 PATH_FLOAT_FIELDS: tuple[str, ...] = ("gamma", "lr", "margin_target", "tol")
-PATH_INT_FIELDS: tuple[str, ...] = ("n_epochs", "repair_steps", "max_iterations", "patience", "record_every", "weight_every", "max_waypoints", "escape", "elastic_halvings")
+PATH_INT_FIELDS: tuple[str, ...] = ("n_epochs", "repair_steps", "max_iterations", "patience", "record_every", "weight_every", "max_waypoints", "escape", "elastic_halvings", "chord_iterations")
 
 
 def pack_path_config(cfg: PathConfig) -> tuple[int, np.ndarray, np.ndarray]:

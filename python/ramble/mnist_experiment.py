@@ -39,12 +39,20 @@ def paper_path_config(train_size: int) -> PathConfig:
     leaves S, so certification refuses it; at half the pull it does not
     (measured on the MNIST fixture, gamma 0.1: a stall at 0.35 of the way
     without halvings, complete in 72 iterations with 6).
+
+    Lazy chords (not in the paper): a network's segment certificate costs
+    several GD epochs, so the moves of up to NETWORK_CHORD_ITERATIONS
+    iterations are certified as one chord (``PathConfig.chord_iterations``).
     """
-    return PathConfig(gamma=0.001 if train_size <= 1000 else 0.1, n_epochs=5, lr=0.1, elastic_halvings=NETWORK_ELASTIC_HALVINGS)
+    return PathConfig(gamma=0.001 if train_size <= 1000 else 0.1, n_epochs=5, lr=0.1, elastic_halvings=NETWORK_ELASTIC_HALVINGS,
+                      chord_iterations=NETWORK_CHORD_ITERATIONS)
 
 
 NETWORK_ELASTIC_HALVINGS = 6
 """Halvings of a refused elastic step for networks (LeNet5, torch models); the TCM keeps 0."""
+
+NETWORK_CHORD_ITERATIONS = 64
+"""Longest certified chord for networks, in iterations (chosen on development seeds: benchmarks/README.md); the TCM keeps 1."""
 
 
 @dataclass(frozen=True)
@@ -114,13 +122,15 @@ def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
     The weight stride comes from the points the path is expected to record
     (not from ``points``: a short path records fewer), rounded down so that
     at least ``weight_rows`` are kept; :func:`thin_weights` trims a longer
-    path back to about ``weight_rows`` afterwards.
+    path back to about ``weight_rows`` afterwards.  A lazy chord spans at
+    most ``record_every`` iterations, so a short path still records about
+    ``points`` points (its vertices, when ``record_every`` is 1).
     """
     expected = expected_iterations(cfg)
     record_every = max(1, int(expected // points))
     recorded = expected / record_every + 2  # the endpoints
     weight_every = max(1, int(recorded // weight_rows))
-    return replace(cfg, record_every=record_every, weight_every=weight_every)
+    return replace(cfg, record_every=record_every, weight_every=weight_every, chord_iterations=min(cfg.chord_iterations, record_every))
 
 
 def thin_weights(result: PathResult, weight_rows: int) -> PathResult:

@@ -12,10 +12,15 @@ point (:meth:`ramble.problem.PathProblem.certify_segment`: exactly for the
 TCM, by bound propagation for networks); a move that cannot be certified is
 refused exactly like a move that leaves S.  The accepted points are the
 polyline's vertices, so every segment between consecutive vertices is
-certified.  With ``record_every == 1`` (the default) every vertex is a
-recorded point, tagged with the iteration that reached it; with
-``record_every > 1`` only the point at the end of every ``record_every``-th
-iteration is.
+certified.  With ``chord_iterations > 1`` (networks) moves are first taken
+on the membership test alone and the chord from the last vertex over up to
+that many iterations is certified as one segment; a refused chord is split,
+and where one iteration's chord is refused that iteration is replayed
+certifying every move (:class:`_PathSearch`).  The points inside a
+certified chord are then not on the path.  With ``record_every == 1`` (the
+default) every vertex is a recorded point, tagged with the iteration that
+reached it; with ``record_every > 1`` only the point at the end of every
+``record_every``-th iteration is (always a vertex).
 
 One iteration, from the survey network ``w`` (always inside S):
 
@@ -44,7 +49,10 @@ W_a and the last is W_b.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
@@ -52,7 +60,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted
 from .problem import Evaluation, PathProblem, SegmentCertificate
 
 if TYPE_CHECKING:
@@ -88,6 +96,15 @@ class PathConfig:
     ``elastic_halvings``: a refused elastic step is retried at half the pull
     this many times (0: never; networks pulled with a large gamma need it,
     since the segment to a repaired point then often leaves S).
+    ``chord_iterations``: 1 certifies every move as it is made; c > 1
+    certifies lazily: the moves of up to c iterations are taken on the
+    membership test alone and their chord from the last vertex is certified
+    as one segment (its end becomes the vertex; the points in between are not
+    on the path).  The chord starts at 1 iteration and doubles after each
+    certified chord up to c; a refused chord is undone and its iterations are
+    replayed certifying every move, then the chord length halves.  Networks
+    use it (a certificate costs several GD epochs); the TCM's exact
+    certificate is cheap, and the Julia backend supports only 1.
     """
 
     variant: Variant = "repair"
@@ -104,6 +121,7 @@ class PathConfig:
     max_waypoints: int = 10
     escape: bool = True
     elastic_halvings: int = 0
+    chord_iterations: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -132,6 +150,8 @@ class PathConfig:
             raise ConfigError(f"weight_every must be >= 1, got {self.weight_every}")
         if self.elastic_halvings < 0:
             raise ConfigError(f"elastic halvings must be >= 0, got {self.elastic_halvings}")
+        if self.chord_iterations < 1:
+            raise ConfigError(f"chord iterations must be >= 1, got {self.chord_iterations}")
 
     @classmethod
     def paper(cls, gamma: float = 0.001, n_epochs: int = 5, lr: float = 0.1, **kw: object) -> "PathConfig":
@@ -354,6 +374,390 @@ def repair(
 ProgressFn = Callable[[int, float], None]
 
 
+class StopRequest:
+    """Set by SIGTERM/SIGINT while a checkpointed path runs: the path commits its state at the next iteration and stops."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[str] = None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        self.signal = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stop_on_signals(enabled: bool):
+    """Within the block, SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) set a :class:`StopRequest` instead of killing.
+
+    Only in the main thread (where Python delivers signals) and when
+    ``enabled``; otherwise yields None and changes nothing.  The previous
+    handlers are restored on exit.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    stop = StopRequest()
+    old = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class _State:
+    """The search state at the end of an iteration (``it``: the next iteration): what a refused chord rolls back to.
+
+    O(1) to keep: the recorded points are never in it, since points are
+    recorded only at vertices, in order, and a rollback never passes the last vertex.
+    """
+
+    w: torch.Tensor
+    it: int
+    best: float
+    best_iter: int
+    last_failed_check: float
+    counts: dict
+    dirty: bool
+
+    def to_saved(self) -> dict:
+        """This state for a checkpoint (tensors on the CPU)."""
+        return dict(asdict(self), w=self.w.cpu(), counts=dict(self.counts))
+
+    @classmethod
+    def from_saved(cls, d: dict, like: torch.Tensor) -> "_State":
+        """Inverse of :meth:`to_saved`, ``w`` on the device and dtype of ``like``."""
+        return cls(**dict(d, w=d["w"].to(like.device, like.dtype)))
+
+
+class _PathSearch:
+    """One run of Algorithm 1 (see :func:`find_path`); its methods are the algorithm's steps.
+
+    Moves are certified one at a time (``chord_iterations == 1``) or lazily:
+    up to ``block`` iterations of moves are taken on the membership test
+    alone (their end states kept in ``pending``) and their chord from the
+    last vertex (``anchor``) is certified as one segment.  A certified chord
+    makes its end a vertex and doubles ``block`` (up to ``chord_iterations``).
+    A refused one is split at the middle iteration end, recursively, so its
+    longest certifiable prefixes become vertices; where a single iteration's
+    chord is refused, the search returns to that iteration's start (a vertex)
+    and replays it certifying every move (``strict_until``), and ``block``
+    halves.  Either way every segment between consecutive vertices is
+    certified, and the run is deterministic.
+    """
+
+    def __init__(self, problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, cfg: PathConfig,
+                 progress: Optional[ProgressFn], measure: Optional[Callable[[torch.Tensor], dict[str, float]]],
+                 frame: Optional[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.problem, self.w_a, self.w_b, self.cfg = problem, w_a, w_b, cfg
+        self.progress, self.measure = progress, measure
+        self.start = time.perf_counter()
+        self.norm = NormConstraint(w_a, w_b, problem.groups)
+        self.d_ab = float((w_b - w_a).norm())
+        self.ref_a, self.ref_b = frame if frame is not None else (w_a, w_b)
+        self.ref_d = float((self.ref_b - self.ref_a).norm())
+        self.kept: list[torch.Tensor] = []
+        self.kept_rows: list[int] = []
+        self.rec: dict[str, list[float]] = {"rec_iter": [], "dists": [], "arcs": [], "losses": [], "errors": []}
+        self.extras: dict[str, list[float]] = {}
+        self.last_w = w_a
+        self.decisions = np.zeros(cfg.max_iterations, dtype=np.int8)
+        self.gd_ref = np.zeros(cfg.max_iterations, dtype=np.int8)
+        self.counts = dict(acc=0, rep=0, ref=0, gd_acc=0, gd_ref=0, seg=0, cert=0, pieces=0)
+        # arc: polyline length up to the anchor; dirty: the current point is not recorded yet
+        self.run = dict(arc=0.0, dirty=False, cert_s=0.0, min_bound=math.inf)
+        self.vertex_rows = cfg.record_every == 1
+        self.w = w_a.clone()
+        self.best, self.best_iter, self.last_failed_check = 1.0, 0, math.inf
+        self.block, self.strict_until = 1, 0
+        self.open = False  # moves taken since the last vertex, not yet certified
+        self.anchor: Optional[_State] = None
+        self.pending: list[_State] = []
+
+    # -- the polyline
+
+    def record(self, w: torch.Tensor, it: int) -> None:
+        """Append ``w`` (a vertex) as a recorded point after iteration ``it``."""
+        row = len(self.rec["rec_iter"])
+        self.rec["rec_iter"].append(it)
+        self.rec["dists"].append(1.0 - float((w - self.ref_b).norm()) / self.ref_d if self.ref_d > 0 else 1.0)
+        self.rec["arcs"].append(self.run["arc"])
+        ev = self.problem.evaluate(w)
+        self.rec["losses"].append(ev.loss)
+        self.rec["errors"].append(ev.error)
+        if self.measure is not None:
+            for k, v in self.measure(w).items():
+                self.extras.setdefault(k, []).append(float(v))
+        if row % self.cfg.weight_every == 0:
+            self.kept.append(w.detach().clone())
+            self.kept_rows.append(row)
+        self.last_w = w
+        self.run["dirty"] = False
+
+    def certified(self, w_from: torch.Tensor, w_to: torch.Tensor) -> bool:
+        """Certify the segment w_from -> w_to; count it either way."""
+        c = self.problem.certify_segment(w_from, w_to)
+        self.counts["seg"] += 1
+        self.counts["pieces"] += c.pieces
+        self.run["cert_s"] += c.seconds
+        if c.certified:
+            self.counts["cert"] += 1
+            self.run["min_bound"] = min(self.run["min_bound"], c.margin_bound)
+        return c.certified
+
+    def strict(self, it: int) -> bool:
+        """True when iteration ``it`` certifies each move as it is made."""
+        return self.cfg.chord_iterations == 1 or it < self.strict_until
+
+    def admissible(self, w_from: torch.Tensor, w_to: torch.Tensor, it: int) -> bool:
+        """May the move w_from -> w_to (its end already in S) be taken?  Certified now, or later as part of a chord."""
+        return self.certified(w_from, w_to) if self.strict(it) else True
+
+    def moved(self, w_from: torch.Tensor, w_to: torch.Tensor, it: int) -> torch.Tensor:
+        """Take the move w_from -> w_to; in strict mode its end is a new vertex (recorded when every vertex is)."""
+        self.run["dirty"] = True
+        if self.strict(it):
+            self.run["arc"] += float((w_to - w_from).norm())
+            if self.vertex_rows:
+                self.record(w_to, it)
+        else:
+            self.open = True
+        return w_to
+
+    def state(self, next_it: int) -> _State:
+        """The current search state, before iteration ``next_it``."""
+        return _State(self.w, next_it, self.best, self.best_iter, self.last_failed_check, dict(self.counts), self.run["dirty"])
+
+    def end_iteration(self, it: int) -> None:
+        """After iteration ``it``: its end is the new anchor if it is a vertex, else a pending chord point."""
+        if self.open:
+            self.pending.append(self.state(it + 1))
+        else:
+            self.anchor, self.pending = self.state(it + 1), []
+
+    def vertex(self, w_from: torch.Tensor, w_to: torch.Tensor, it: int) -> None:
+        """``w_to``, reached in iteration ``it``, ends a certified chord from the vertex ``w_from``."""
+        self.run["arc"] += float((w_to - w_from).norm())
+        self.run["dirty"] = True
+        if self.vertex_rows:
+            self.record(w_to, it)
+
+    def rollback(self, to: _State, dirty: bool) -> None:
+        """Return to the vertex ``to`` (recorded points and arc length up to it stay); certification counters are kept."""
+        cert = {k: self.counts[k] for k in ("seg", "cert", "pieces")}
+        self.w, self.best, self.best_iter, self.last_failed_check = to.w, to.best, to.best_iter, to.last_failed_check
+        self.counts = dict(to.counts, **cert)
+        self.decisions[to.it:] = 0
+        self.gd_ref[to.it:] = 0
+        self.run["dirty"] = dirty
+        self.anchor, self.pending, self.open = _State(to.w, to.it, to.best, to.best_iter, to.last_failed_check, dict(to.counts), dirty), [], False
+        self.strict_until = to.it + 1
+        self.block = max(1, self.block // 2)
+
+    def close_chord(self, it: int) -> bool:
+        """Make the current point (end of iteration ``it``) a vertex; False if the search rolled back (continue at ``anchor.it``).
+
+        The chord from the anchor is certified; if refused, it is split at
+        the middle pending iteration end, and so on (see the class doc).
+        """
+        if not self.open:
+            return True
+        points = [self.anchor, *self.pending, self.state(it + 1)]
+        lo, hi, whole = 0, len(points) - 1, True
+        while lo < hi:
+            m = hi
+            while not self.certified(points[lo].w, points[m].w):
+                whole = False
+                if m == lo + 1:
+                    self.rollback(points[lo], points[lo].dirty if lo == 0 else not self.vertex_rows)
+                    return False
+                m = lo + (m - lo) // 2
+            self.vertex(points[lo].w, points[m].w, points[m].it - 1)
+            lo = m
+        self.open, self.pending = False, []
+        self.block = min(2 * self.block, self.cfg.chord_iterations) if whole else max(1, self.block // 2)
+        return True
+
+    def chord_due(self, it: int) -> bool:
+        """Must the current point be a vertex after iteration ``it``?  (End of a block, or a point to record.)"""
+        if self.strict(it):
+            return True
+        return it + 1 - self.anchor.it >= self.block or (not self.vertex_rows and (it + 1) % self.cfg.record_every == 0)
+
+    # -- one iteration
+
+    def gradient_epochs(self, it: int) -> Optional[str]:
+        """Step 1: up to ``n_epochs`` GD epochs; a failure reason ends the run (``paper``), else None."""
+        cfg, norm = self.cfg, self.norm
+        for _ in range(cfg.n_epochs):
+            if cfg.lr == 0.0:
+                break
+            w = self.w
+            delta = self.problem.descent_step(w, cfg.lr) - w
+            if cfg.variant == "repair":
+                delta = forward_limited(norm.tangent(w, delta), self.w_b - w, cfg.gamma)
+            cand = norm.apply(w + delta)
+            if cand is not None and self.problem.contains(cand) and self.admissible(w, cand, it):
+                self.w = self.moved(w, cand, it)
+                self.counts["gd_acc"] += 1
+                continue
+            if cfg.variant == "paper":
+                return f"a gradient-descent step left S at iteration {it} (paper: eta, gamma not properly set)"
+            self.counts["gd_ref"] += 1
+            self.gd_ref[it] += 1
+            break
+        return None
+
+    def elastic_move(self, w_from: torch.Tensor, pull: float, it: int) -> tuple[int, Optional[torch.Tensor]]:
+        """The elastic step w_from + pull (w_b - w_from) on Eq. 4: (decision code, point reached or None)."""
+        cfg = self.cfg
+        cand = self.norm.apply(w_from + pull * (self.w_b - w_from))
+        if cand is not None and self.problem.contains(cand) and self.admissible(w_from, cand, it):
+            return ELASTIC_ACCEPTED, cand
+        if cfg.variant == "repair" and cand is not None and cfg.repair_steps > 0:
+            fixed = repair(self.problem, cand, self.norm, cfg.margin_target, cfg.repair_steps)
+            if fixed is not None and self.admissible(w_from, fixed, it):
+                return ELASTIC_REPAIRED, fixed
+        return ELASTIC_REFUSED, None
+
+    def elastic_step(self, it: int) -> None:
+        """Step 2: Eq. 3 toward W_b (the printed line 9 has the sign reversed).
+
+        A refused step is retried at half the pull, up to ``elastic_halvings``
+        times: a shorter pull breaks fewer samples, so the segment to its
+        repaired point is more often certifiable (networks pulled with a large gamma).
+        """
+        pull = self.cfg.gamma
+        for _ in range(self.cfg.elastic_halvings + 1):
+            code, reached = self.elastic_move(self.w, pull, it)
+            if code != ELASTIC_REFUSED:
+                break
+            pull *= 0.5
+        self.decisions[it] = code
+        if code == ELASTIC_REFUSED:
+            self.counts["ref"] += 1
+        else:
+            self.w = self.moved(self.w, reached, it)
+            self.counts["acc" if code == ELASTIC_ACCEPTED else "rep"] += 1
+
+    def arrive(self, it: int) -> bool:
+        """Step 3: the certified last segment to W_b, appended; False if not certified."""
+        if not self.certified(self.w, self.w_b):
+            return False
+        if self.run["dirty"]:
+            self.record(self.w, it)
+        self.run["arc"] += float((self.w_b - self.w).norm())
+        self.record(self.w_b, it + 1)
+        return True
+
+    # -- the run
+
+    def finish(self, status: str, reason: str, n_iter: int) -> PathResult:
+        """The result; the current point must be a vertex."""
+        if self.run["dirty"]:
+            self.record(self.w, n_iter - 1)
+        if self.kept_rows[-1] != len(self.rec["rec_iter"]) - 1:
+            self.kept.append(self.last_w.detach().clone())
+            self.kept_rows.append(len(self.rec["rec_iter"]) - 1)
+        c, r = self.counts, self.rec
+        return PathResult(
+            status=status, reason=reason, weights=torch.stack(self.kept).cpu().numpy(),
+            iteration=np.asarray(r["rec_iter"], dtype=np.int64), distance=np.asarray(r["dists"], dtype=np.float64),
+            train_loss=np.asarray(r["losses"], dtype=np.float64), train_error=np.asarray(r["errors"], dtype=np.float64),
+            decisions=self.decisions[:n_iter].copy(), gd_refused=self.gd_ref[:n_iter].copy(), iterations=n_iter,
+            elastic_accepted=c["acc"], elastic_repaired=c["rep"], elastic_refused=c["ref"],
+            gd_accepted=c["gd_acc"], gd_refused_total=c["gd_ref"], segment_checks=c["seg"],
+            wall_time=time.perf_counter() - self.start, config=self.cfg.to_dict(),
+            weight_index=None if len(self.kept_rows) == len(r["rec_iter"]) else np.asarray(self.kept_rows, dtype=np.int64),
+            extra={k: np.asarray(v) for k, v in self.extras.items()}, arclength=np.asarray(r["arcs"], dtype=np.float64),
+            segments_certified=c["cert"], cert_pieces=c["pieces"], cert_min_margin=self.run["min_bound"], cert_seconds=self.run["cert_s"],
+        )
+
+    def snapshot(self, next_it: int) -> dict:
+        """The state at a vertex, for a checkpoint (``next_it``: the iteration to continue with)."""
+        n = next_it
+        return {
+            "iteration": n, "w": self.w.cpu(), "best": self.best, "best_iter": self.best_iter, "last_failed_check": self.last_failed_check,
+            "counts": dict(self.counts), "run": dict(self.run), "chord_block": self.block, "strict_until": self.strict_until,
+            "chord": {"anchor": self.anchor.to_saved(), "pending": [p.to_saved() for p in self.pending]} if self.open else None,
+            "decisions": torch.from_numpy(self.decisions[:n].copy()), "gd_refused": torch.from_numpy(self.gd_ref[:n].copy()),
+            **{k: list(v) for k, v in self.rec.items()},
+            "extras": {k: list(v) for k, v in self.extras.items()}, "kept": torch.stack(self.kept).cpu(), "kept_rows": list(self.kept_rows),
+            "last_w": self.last_w.cpu(), "elapsed": time.perf_counter() - self.start,
+        }
+
+    def restore(self, saved: dict) -> int:
+        """Continue from a checkpoint's :meth:`snapshot`; the iteration to continue with."""
+        dev, dt = self.w_a.device, self.w_a.dtype
+        self.w = saved["w"].to(dev, dt)
+        first_it = int(saved["iteration"])
+        self.best, self.best_iter, self.last_failed_check = float(saved["best"]), int(saved["best_iter"]), float(saved["last_failed_check"])
+        self.block, self.strict_until = int(saved.get("chord_block", 1)), int(saved.get("strict_until", 0))
+        chord = saved.get("chord")
+        if chord is not None:  # saved with a chord open: its anchor and pending iteration ends
+            self.anchor = _State.from_saved(chord["anchor"], self.w_a)
+            self.pending = [_State.from_saved(p, self.w_a) for p in chord["pending"]]
+            self.open = True
+        self.counts.update(saved["counts"])
+        self.run.update(saved["run"])
+        self.decisions[:first_it] = saved["decisions"].numpy()
+        self.gd_ref[:first_it] = saved["gd_refused"].numpy()
+        for k in self.rec:
+            self.rec[k][:] = saved[k]
+        self.extras.update({k: list(v) for k, v in saved["extras"].items()})
+        self.kept[:] = [row.to(dev, dt) for row in saved["kept"]]
+        self.kept_rows[:] = saved["kept_rows"]
+        self.last_w = saved["last_w"].to(dev, dt)
+        self.start -= float(saved["elapsed"])
+        return first_it
+
+    def iterate(self, first_it: int, checkpoint: Optional["Checkpoint"], stop: Optional[StopRequest] = None) -> PathResult:
+        """Iterations from ``first_it`` until arrival, a stall or the limit (Algorithm 1's loop).
+
+        With ``checkpoint``, the state is saved at the start of an iteration
+        whenever it is due, and when ``stop`` was requested (then
+        :class:`ramble.errors.Interrupted` is raised).
+        """
+        cfg, it = self.cfg, first_it
+        if not self.open:
+            self.anchor = self.state(first_it)
+        while it < cfg.max_iterations:
+            if checkpoint is not None and stop is not None and stop.signal is not None:
+                checkpoint.save(self.snapshot(it))
+                raise Interrupted(f"stopped by {stop.signal} at iteration {it} of a path; its state is committed to the file: continue with `ramble resume FILE`")
+            if checkpoint is not None and it > first_it and checkpoint.due():
+                checkpoint.save(self.snapshot(it))
+            failure = self.gradient_epochs(it)
+            if failure is not None:
+                if self.close_chord(it):  # in lazy mode the failing step left S at its end point
+                    return self.finish("failed", failure, it + 1)
+                it = self.anchor.it
+                continue
+            self.elastic_step(it)
+            rel = float((self.w - self.w_b).norm()) / self.d_ab
+            arriving = rel <= cfg.tol and rel <= 0.5 * self.last_failed_check
+            stalled = rel >= self.best * 0.99 and it - self.best_iter >= cfg.patience
+            if (self.chord_due(it) or arriving or stalled or it + 1 == cfg.max_iterations) and not self.close_chord(it):
+                it = self.anchor.it
+                continue
+            if not self.vertex_rows and (it + 1) % cfg.record_every == 0:
+                self.record(self.w, it)
+            if self.progress is not None:
+                self.progress(it, 1.0 - rel)
+            if arriving:
+                if self.arrive(it):
+                    return self.finish("complete", "", it + 1)
+                self.last_failed_check = rel
+            if rel < self.best * 0.99:
+                self.best, self.best_iter = rel, it
+            elif stalled:
+                return self.finish("failed", f"stalled: no 1% progress toward W_b in {cfg.patience} iterations, {rel:.3g} of the distance left", it + 1)
+            self.end_iteration(it)
+            it += 1
+        rel = float((self.w - self.w_b).norm()) / self.d_ab
+        return self.finish("failed", f"iteration limit {cfg.max_iterations} reached, {rel:.3g} of the distance left", cfg.max_iterations)
+
+
 def find_path(
     problem: PathProblem,
     w_a: torch.Tensor,
@@ -372,213 +776,25 @@ def find_path(
     returned in ``PathResult.extra``.  ``frame=(W_A, W_B)`` measures
     ``distance`` against another pair of endpoints (a leg of a longer path).
     ``checkpoint`` (:mod:`ramble.checkpoint`): the run continues from its
-    saved state if it has one, and saves its state whenever it is due; the
-    result is the same as without interruption.
+    saved state if it has one, and saves its state whenever it is due (at a
+    vertex); the result is the same as without interruption.
     """
     check_endpoints(problem, w_a, w_b)
     for name, w in (("W_a", w_a), ("W_b", w_b)):
         if not problem.contains(w):
             wrong = int((~(problem.margins(w) > 0)).sum())  # NaN margins count as wrong
             raise ConfigError(f"{name} is not a solution: it misclassifies {wrong} of {problem.n_samples} training samples")
-    start = time.perf_counter()
-    cfg = config
-    norm = NormConstraint(w_a, w_b, problem.groups)
-    d_ab = float((w_b - w_a).norm())
-    ref_a, ref_b = frame if frame is not None else (w_a, w_b)
-    ref_d = float((ref_b - ref_a).norm())
-
-    kept: list[torch.Tensor] = []
-    kept_rows: list[int] = []
-    rec_iter: list[int] = []
-    dists: list[float] = []
-    arcs: list[float] = []
-    losses: list[float] = []
-    errors: list[float] = []
-    extras: dict[str, list[float]] = {}
-    last = {"w": w_a}
-    decisions = np.zeros(cfg.max_iterations, dtype=np.int8)
-    gd_ref = np.zeros(cfg.max_iterations, dtype=np.int8)
-    counts = dict(acc=0, rep=0, ref=0, gd_acc=0, gd_ref=0, seg=0, cert=0, pieces=0)
-    # arc: polyline length so far; dirty: the current point is not recorded yet
-    run = dict(arc=0.0, dirty=False, cert_s=0.0, min_bound=math.inf)
-    vertex_rows = cfg.record_every == 1
-
-    def record(w: torch.Tensor, it: int) -> None:
-        row = len(rec_iter)
-        rec_iter.append(it)
-        dists.append(1.0 - float((w - ref_b).norm()) / ref_d if ref_d > 0 else 1.0)
-        arcs.append(run["arc"])
-        ev = problem.evaluate(w)
-        losses.append(ev.loss)
-        errors.append(ev.error)
-        if measure is not None:
-            for k, v in measure(w).items():
-                extras.setdefault(k, []).append(float(v))
-        if row % cfg.weight_every == 0:
-            kept.append(w.detach().clone())
-            kept_rows.append(row)
-        last["w"] = w
-        run["dirty"] = False
-
-    def certified(w_from: torch.Tensor, w_to: torch.Tensor) -> bool:
-        """Certify the move w_from -> w_to; count it either way."""
-        c = problem.certify_segment(w_from, w_to)
-        counts["seg"] += 1
-        counts["pieces"] += c.pieces
-        run["cert_s"] += c.seconds
-        if c.certified:
-            counts["cert"] += 1
-            run["min_bound"] = min(run["min_bound"], c.margin_bound)
-        return c.certified
-
-    def moved(w_from: torch.Tensor, w_to: torch.Tensor, it: int) -> torch.Tensor:
-        """Accept the certified move w_from -> w_to: a new vertex (recorded when every vertex is)."""
-        run["arc"] += float((w_to - w_from).norm())
-        run["dirty"] = True
-        if vertex_rows:
-            record(w_to, it)
-        return w_to
-
-    def elastic_move(w_from: torch.Tensor, pull: float) -> tuple[int, Optional[torch.Tensor]]:
-        """The elastic step w_from + pull (w_b - w_from) on Eq. 4: (decision code, point reached or None)."""
-        cand = norm.apply(w_from + pull * (w_b - w_from))
-        if cand is not None and problem.contains(cand) and certified(w_from, cand):
-            return ELASTIC_ACCEPTED, cand
-        if cfg.variant == "repair" and cand is not None and cfg.repair_steps > 0:
-            fixed = repair(problem, cand, norm, cfg.margin_target, cfg.repair_steps)
-            if fixed is not None and certified(w_from, fixed):
-                return ELASTIC_REPAIRED, fixed
-        return ELASTIC_REFUSED, None
-
-    def finish(status: str, reason: str, n_iter: int) -> PathResult:
-        if kept_rows[-1] != len(rec_iter) - 1:
-            kept.append(last["w"].detach().clone())
-            kept_rows.append(len(rec_iter) - 1)
-        return PathResult(
-            status=status,
-            reason=reason,
-            weights=torch.stack(kept).cpu().numpy(),
-            iteration=np.asarray(rec_iter, dtype=np.int64),
-            distance=np.asarray(dists, dtype=np.float64),
-            train_loss=np.asarray(losses, dtype=np.float64),
-            train_error=np.asarray(errors, dtype=np.float64),
-            decisions=decisions[:n_iter].copy(),
-            gd_refused=gd_ref[:n_iter].copy(),
-            iterations=n_iter,
-            elastic_accepted=counts["acc"],
-            elastic_repaired=counts["rep"],
-            elastic_refused=counts["ref"],
-            gd_accepted=counts["gd_acc"],
-            gd_refused_total=counts["gd_ref"],
-            segment_checks=counts["seg"],
-            wall_time=time.perf_counter() - start,
-            config=cfg.to_dict(),
-            weight_index=None if len(kept_rows) == len(rec_iter) else np.asarray(kept_rows, dtype=np.int64),
-            extra={k: np.asarray(v) for k, v in extras.items()},
-            arclength=np.asarray(arcs, dtype=np.float64),
-            segments_certified=counts["cert"],
-            cert_pieces=counts["pieces"],
-            cert_min_margin=run["min_bound"],
-            cert_seconds=run["cert_s"],
-        )
-
-    def snapshot(next_it: int) -> dict:
-        return {
-            "iteration": next_it, "w": w.cpu(), "best": best, "best_iter": best_iter, "last_failed_check": last_failed_check,
-            "counts": dict(counts), "run": dict(run),
-            "decisions": torch.from_numpy(decisions[:next_it].copy()), "gd_refused": torch.from_numpy(gd_ref[:next_it].copy()),
-            "rec_iter": list(rec_iter), "dists": list(dists), "arcs": list(arcs), "losses": list(losses), "errors": list(errors),
-            "extras": {k: list(v) for k, v in extras.items()}, "kept": torch.stack(kept).cpu(), "kept_rows": list(kept_rows),
-            "last_w": last["w"].cpu(), "elapsed": time.perf_counter() - start,
-        }
-
-    best = 1.0
-    best_iter = 0
-    last_failed_check = math.inf
-    first_it = 0
+    search = _PathSearch(problem, w_a, w_b, config, progress, measure, frame)
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        w = saved["w"].to(w_a.device, w_a.dtype)
-        first_it = int(saved["iteration"])
-        best, best_iter, last_failed_check = float(saved["best"]), int(saved["best_iter"]), float(saved["last_failed_check"])
-        counts.update(saved["counts"])
-        run.update(saved["run"])
-        decisions[:first_it] = saved["decisions"].numpy()
-        gd_ref[:first_it] = saved["gd_refused"].numpy()
-        rec_iter[:], dists[:], arcs[:], losses[:], errors[:] = saved["rec_iter"], saved["dists"], saved["arcs"], saved["losses"], saved["errors"]
-        extras.update({k: list(v) for k, v in saved["extras"].items()})
-        kept[:] = [row.to(w_a.device, w_a.dtype) for row in saved["kept"]]
-        kept_rows[:] = saved["kept_rows"]
-        last["w"] = saved["last_w"].to(w_a.device, w_a.dtype)
-        start -= float(saved["elapsed"])
+        first_it = search.restore(saved)
     else:
-        w = w_a.clone()
-        record(w, -1)
-        if d_ab == 0.0:
-            return finish("complete", "", 0)
-
-    for it in range(first_it, cfg.max_iterations):
-        if checkpoint is not None and it > first_it and checkpoint.due():
-            checkpoint.save(snapshot(it))
-        # 1. gradient descent
-        for _ in range(cfg.n_epochs):
-            if cfg.lr == 0.0:
-                break
-            delta = problem.descent_step(w, cfg.lr) - w
-            if cfg.variant == "repair":
-                delta = forward_limited(norm.tangent(w, delta), w_b - w, cfg.gamma)
-            cand = norm.apply(w + delta)
-            if cand is not None and problem.contains(cand) and certified(w, cand):
-                w = moved(w, cand, it)
-                counts["gd_acc"] += 1
-                continue
-            if cfg.variant == "paper":
-                if run["dirty"]:
-                    record(w, it)
-                return finish("failed", f"a gradient-descent step left S at iteration {it} (paper: eta, gamma not properly set)", it + 1)
-            counts["gd_ref"] += 1
-            gd_ref[it] += 1
-            break
-        # 2. elastic step toward W_b (Eq. 3; the printed line 9 has the sign reversed).
-        # A refused step is retried at half the pull, up to elastic_halvings times:
-        # a shorter pull breaks fewer samples, so the segment to its repaired point
-        # is more often certifiable (networks pulled with a large gamma).
-        pull = cfg.gamma
-        for _ in range(cfg.elastic_halvings + 1):
-            code, reached = elastic_move(w, pull)
-            if code != ELASTIC_REFUSED:
-                break
-            pull *= 0.5
-        decisions[it] = code
-        if code == ELASTIC_REFUSED:
-            counts["ref"] += 1
-        else:
-            w = moved(w, reached, it)
-            counts["acc" if code == ELASTIC_ACCEPTED else "rep"] += 1
-        if not vertex_rows and (it + 1) % cfg.record_every == 0:
-            record(w, it)
-        rel = float((w - w_b).norm()) / d_ab
-        if progress is not None:
-            progress(it, 1.0 - rel)
-        # 3. arrival
-        if rel <= cfg.tol and rel <= 0.5 * last_failed_check:
-            if certified(w, w_b):
-                if run["dirty"]:
-                    record(w, it)
-                run["arc"] += float((w_b - w).norm())
-                record(w_b, it + 1)
-                return finish("complete", "", it + 1)
-            last_failed_check = rel
-        if rel < best * 0.99:
-            best, best_iter = rel, it
-        elif it - best_iter >= cfg.patience:
-            if run["dirty"]:
-                record(w, it)
-            return finish("failed", f"stalled: no 1% progress toward W_b in {cfg.patience} iterations, {rel:.3g} of the distance left", it + 1)
-    if run["dirty"]:
-        record(w, cfg.max_iterations - 1)
-    rel = float((w - w_b).norm()) / d_ab
-    return finish("failed", f"iteration limit {cfg.max_iterations} reached, {rel:.3g} of the distance left", cfg.max_iterations)
+        first_it = 0
+        search.record(search.w, -1)
+        if search.d_ab == 0.0:
+            return search.finish("complete", "", 0)
+    with stop_on_signals(checkpoint is not None) as stop:
+        return search.iterate(first_it, checkpoint, stop)
 
 
 def check_endpoints(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor) -> None:

@@ -738,22 +738,66 @@ def curves_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out
     return L
 
 
-def align_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_dir: Optional[Path] = None, formats: Sequence[str] = ("png",)) -> list[str]:
-    """Markdown: per aligned pair (``ramble align FILE``), one sentence answering "is the aligned straight line inside S?" with its numbers, then the details.
+def _pct_or_na(x: Any) -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else _pct(float(x))
+
+
+def _inside_cell(line: Mapping[str, Any]) -> str:
+    """The stored answer of an aligned line (``inside_S``: yes / no / sampled) as a table cell."""
+    v = str(line.get("inside_S", "sampled"))
+    if v == "yes":
+        return "**yes**, certified for every t"
+    if v == "no":
+        return f"**no**, leaves S at t = {float(line['leaves_at_t']):.4f}" if "leaves_at_t" in line else "**no**"
+    return "at every sampled point, not certified"
+
+
+def _model_and_data(e: Experiment) -> str:
+    """E.g. "LeNet5 MNIST-100", "build_mlp on 200 training samples": which network on which data."""
+    from .plots import _model_name
+
+    return f"{_model_name(e)} {data_label(e)}"
+
+
+def align_table(found: Sequence[tuple[Experiment, PathRecord, str]]) -> list[str]:
+    """Markdown table: every aligned pair side by side (distances, the unaligned and aligned lines against S, the answer, both ramble paths)."""
+    L = [
+        "| file | model | pair | matching | \\|W_i − W_j\\| → \\|W_i − π(W_j)\\| | straight line: outside S, worst training error | aligned line: outside S, worst | aligned line inside S? | ramble path iterations: to W_j / to π(W_j) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e, p, m in found:
+        a = p.align[m]
+        line = a.line.attrs
+        q = a.path_attrs
+        paths = f"{q['unaligned_iterations']} / {q['iterations']} ({q['status']})" if q else f"{p.attrs.get('iterations', 'n/a')} / not drawn"
+        L.append(
+            f"| `{e.path.name}` | {_md_cell(_model_and_data(e))} | {p.name} | {m} | {float(a.attrs['distance_before']):.4g} → {float(a.attrs['distance_after']):.4g} | "
+            f"{_pct_or_na(a.attrs.get('unaligned_line_outside_fraction'))}, {_pct_or_na(a.attrs.get('unaligned_line_max_train_error'))} | "
+            f"{_pct_or_na(line.get('outside_fraction'))}, {_pct_or_na(line.get('max_train_error'))} | {_inside_cell(line)} | {paths} |"
+        )
+    return L
+
+
+def align_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_dir: Optional[Path] = None, formats: Sequence[str] = ("png",), not_run: Sequence[str] = ()) -> list[str]:
+    """Markdown: the aligned pairs (``ramble align FILE``) side by side, then per pair one sentence answering "is the aligned straight line inside S?" with its numbers, and the details.
 
     Read from ``/paths/<i>-<j>/align/<method>`` (docs/align.md); with
     ``fig_dir`` each alignment's :func:`ramble.plots.fig_align` is drawn and embedded.
+    ``not_run``: experiments whose alignment was not run, each "what: why", listed as such.
     """
     from .align.run import answer, detail_lines
     from .plots import fig_align
 
-    if not exps:
+    if not exps and not not_run:
         return []
     L = ["## Aligned solutions (Git Re-Basin) held against S", ""]
     found = [(e, p, m) for e in exps for p in e.iter_paths() for m in sorted(p.align)]
+    skipped = [f"- Not run: {why}." for why in not_run]
     if not found:
-        return L + ["Not run (`ramble align FILE` permutes W_j's hidden units to match W_i's and holds the straight line and ramble's path between them against S; docs/align.md).", ""]
+        return L + ["Not run (`ramble align FILE` permutes W_j's hidden units to match W_i's and holds the straight line and ramble's path between them against S; docs/align.md).", *skipped, ""]
     L.append("Entezari et al. (2022) conjecture that solutions are linearly connected once the permutation symmetry of hidden units is removed; Git Re-Basin measures the loss barrier. Here: is the aligned straight line inside S, the zero-error set?")
+    L.append("")
+    L += align_table(found)
     L.append("")
     for e, p, m in found:
         L.append(f"- `{e.path.name}`: {answer(p, m)}.")
@@ -761,7 +805,8 @@ def align_lines(exps: Sequence[Experiment], fig_dir: Optional[Path] = None, out_
         if fig_dir is not None and out_dir is not None:
             w = next((q for q in fig_align(e, p, m, fig_dir / f"align_{m}_{e.path.stem}_{p.name}", formats) if q.suffix == ".png"), None)
             if w:
-                L += ["", f"  ![Aligned pair: {data_label(e)}, path {p.name}, {m} matching]({_rel(w, out_dir)})", ""]
+                L += ["", f"  ![Aligned pair: {_model_and_data(e)}, path {p.name}, {m} matching]({_rel(w, out_dir)})", ""]
+    L += skipped
     L.append("")
     return L
 
@@ -775,6 +820,8 @@ def write_report(
     formats: Sequence[str] = ("png", "pdf"),
     beyond_files: Iterable[str | Path] = (),
     control_files: Iterable[str | Path] = (),
+    align_files: Iterable[str | Path] = (),
+    align_not_run: Sequence[str] = (),
 ) -> Path:
     """Draw every figure into ``out_dir/figures/``, write ``out_dir/REPORT.md`` and ``claims.json``; return REPORT.md's path.
 
@@ -782,6 +829,9 @@ def write_report(
     one data set); they appear in the connectivity, convexity and curve
     sections only, never in the paper's claim rows.  ``control_files``:
     more MNIST-100 runs (other seeds) with controls, counted by C15 only.
+    ``align_files``: files (e.g. the examples' MLP) that only the alignment
+    section reports, after the others; ``align_not_run``: alignments that
+    did not run, each "what: why", which that section lists.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
@@ -876,7 +926,7 @@ def write_report(
     beyond = [load(f, weights=False) for f in beyond_files]
     L += solution_space_lines([*exps, *beyond], fig_dir, out_dir, formats)
     L += curves_lines([*exps, *beyond], fig_dir, out_dir, formats)
-    L += align_lines([*exps, *beyond], fig_dir, out_dir, formats)
+    L += align_lines([*exps, *beyond, *(load(f, weights=False) for f in align_files)], fig_dir, out_dir, formats, align_not_run)
 
     L.append("## Figures")
     L.append("")

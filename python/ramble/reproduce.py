@@ -1,14 +1,18 @@
 """``ramble reproduce``: the paper's experiments, figures and report in one folder.
 
 Each experiment is one ``ramble`` command run in its own process (a TCM data
-set, MNIST-100, whole MNIST), several at a time, longest first; its output
-file and log go under ``OUT/``.  A finished experiment (a complete file) is
+set, MNIST-100, whole MNIST, the examples' MLP), several at a time, longest
+first; its output file and log go under ``OUT/``.  The examples' MLP
+(``examples/own_model.py``) is found only in a checkout: from an installed
+package, or without scikit-learn, its job is skipped, and the log, ``meta.json``
+and the report say why.  A finished experiment (a complete file) is
 not run again, so an interrupted ``reproduce`` picks up where it stopped.
 The report (:mod:`ramble.report`) is drawn from the files alone.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -19,7 +23,9 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+import numpy as np
 
 from .errors import ConfigError, FormatError, RambleError
 from .io import load, make_folder, open_checked
@@ -60,6 +66,10 @@ class Scale:
     control_args: tuple[str, ...] = ()
     align_args: tuple[str, ...] = ("--no-path",)
     """Options of ``ramble align`` on the MNIST-100 pair: the aligned ramble path (as long as the run's own) only at the paper scale."""
+    example_train_size: int = 200
+    """Training digits of the examples' MLP job (the example's own default); its test set is the last 500 digits."""
+    example_args: tuple[str, ...] = ()
+    """More options of its ``ramble torch run``."""
 
 
 SCALE_SETTINGS = {
@@ -73,8 +83,17 @@ SCALE_SETTINGS = {
         tcm_size=(60, 3, 100), mnist_extra=("--test-size", "200", "--n-epochs", "1", "--weight-rows", "5", "--linear-points", "5"),
         many_solutions=4, convexity_samples=50, mnist_convexity_samples=20, curve_args=("--steps", "30", "--points", "7"),
         c15_seeds=(5,), control_args=("--max-epochs", "40", "--evaluations", "5"),
+        example_train_size=80, example_args=("--points", "30", "--weight-rows", "10", "--linear-points", "11"),
     ),
 }
+
+#: The examples' one-file model (an MLP on scikit-learn's 8x8 digits) and its factory; its data come from its digits(train_size).
+EXAMPLE_FILE = "own_model.py"
+EXAMPLE_FACTORY = "build_mlp"
+EXAMPLE_JOB = "example-mlp"
+EXAMPLE_LABEL = "the examples' MLP (examples/own_model.py through `ramble torch run`)"
+#: The example's own training and path settings (examples/own_model.py, main()), as ``ramble torch run`` options.
+EXAMPLE_RUN_ARGS = ("--train-lr", "0.5", "--gamma", "0.05", "--path-lr", "0.05", "--points", "100", "--weight-rows", "50")
 
 
 @dataclass
@@ -91,10 +110,66 @@ class Job:
     error: str = ""
     analyses: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(HDF5 object the analysis stores, ``ramble`` arguments before FILE) run on the finished file."""
+    prepare: Optional[Callable[[], None]] = None
+    """Run (in this process) before the command, e.g. to write its input data; an exception fails the job."""
+    skipped: str = ""
+    """Why the job cannot run here ('' when it can); a skipped job is reported, not run."""
 
 
-def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str, c15_seeds: Optional[tuple[int, ...]] = None) -> list[Job]:
-    """The experiments to run, longest first, each with the analyses beyond the paper it gets."""
+def checkout_examples() -> Path:
+    """The ``examples/`` folder of the checkout this ramble is imported from (python/ramble/ -> the repository root).
+
+    An installed package has none: the examples live in the repository only.
+    """
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+def example_unavailable(example: Path) -> str:
+    """Why the examples' MLP cannot run here: its file is missing, or scikit-learn (its data) is; '' when it can."""
+    if not example.is_file():
+        return f"{example} not found (ramble is imported from {Path(__file__).resolve().parent}, not from a checkout with its examples/ folder)"
+    if importlib.util.find_spec("sklearn") is None:
+        return "scikit-learn is not installed; the example's 8x8 digits come with it (pip install scikit-learn)"
+    return ""
+
+
+def write_example_data(example: Path, npz: Path, train_size: int) -> None:
+    """The example's own split, ``digits(train_size)`` of ``example``, as the .npz ``ramble torch run --data`` reads.
+
+    Written once (atomically): a resumed run must find the same data, whose sha256 its file records.
+    """
+    if npz.is_file():
+        return
+    spec = importlib.util.spec_from_file_location("ramble_reproduce_example", example)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    x, y, x_test, y_test = module.digits(train_size)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    part = npz.with_name(npz.stem + ".part.npz")
+    np.savez(part, train_inputs=x.numpy(), train_labels=y.numpy(), test_inputs=x_test.numpy(), test_labels=y_test.numpy())
+    part.replace(npz)
+
+
+def example_mlp_job(out_dir: Path, scale: Scale, examples_dir: Path) -> Job:
+    """The examples' MLP: two solutions and their path on the example's digits (CPU: the net is tiny), then its pair aligned.
+
+    The aligned ramble path is drawn at every scale: for this model it costs
+    about as much as the run's own path, seconds (benchmarks/README.md).
+    """
+    example = examples_dir / EXAMPLE_FILE
+    model = f"{example}:{EXAMPLE_FACTORY}"
+    data = out_dir / "examples" / f"digits-{scale.example_train_size}.npz"
+    args = ["torch", "run", "--model", model, "--data", str(data), "--solutions", "2", "--device", "cpu", *EXAMPLE_RUN_ARGS, *scale.example_args]
+    align = ("paths/0-1/align/weights", ("align", "--pair", "0-1", "--method", "weights", "--model", model, "--device", "cpu"))
+    prepare = lambda: write_example_data(example, data, scale.example_train_size)
+    return Job(EXAMPLE_JOB, args, out_dir / "examples" / f"{EXAMPLE_JOB}.h5", 0.5, analyses=(align,), prepare=prepare, skipped=example_unavailable(example))
+
+
+def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_dir: Optional[str], device: str, c15_seeds: Optional[tuple[int, ...]] = None, examples_dir: Optional[Path] = None) -> list[Job]:
+    """The experiments to run, longest first, each with the analyses beyond the paper it gets.
+
+    ``examples_dir``: where ``own_model.py`` is (default: the checkout's ``examples/``).
+    """
     jobs: list[Job] = []
     data = ["--data-dir", data_dir] if data_dir else []
     convexity = ("convexity", ("convexity", "--samples", str(scale.convexity_samples)))
@@ -127,6 +202,8 @@ def plan(out_dir: Path, scale: Scale, tcm_backend: str, full_mnist: bool, data_d
     s = scale.tcm_seeds[0]
     args = ["tcm", "run", "--backend", tcm_backend, "--seed", str(s), "--solutions", str(scale.many_solutions), "--pairs", "all", *size]
     jobs.append(Job(f"many-tcm-{s}", args, out_dir / "beyond" / f"many-tcm-{s}.h5", 2.0, analyses=(convexity,)))
+    # Beyond the paper: alignment on a model other than LeNet5, the examples' MLP (docs/align.md).
+    jobs.append(example_mlp_job(out_dir, scale, examples_dir if examples_dir is not None else checkout_examples()))
     return sorted(jobs, key=lambda j: -j.weight)
 
 
@@ -161,7 +238,9 @@ def run_job(job: Job, out_dir: Path) -> Job:
     rc = 0
     try:
         with open(job.log, "w") as fh:
-            for how in tries:
+            if tries and job.prepare is not None:
+                rc = _prepare(job, fh)
+            for how in tries if rc == 0 else []:
                 fh.write("$ ramble " + " ".join([*job.args, *how]) + "\n")
                 fh.flush()
                 start = fh.tell()
@@ -180,6 +259,16 @@ def run_job(job: Job, out_dir: Path) -> Job:
         lines = job.log.read_text().strip().splitlines()
         job.error = lines[-1] if lines else f"exit status {rc}"
     return job
+
+
+def _prepare(job: Job, fh: Any) -> int:
+    """Run ``job.prepare``; 1 with its error as the log's last line when it raises (it may be an example's code: any error)."""
+    try:
+        job.prepare()  # type: ignore[misc]
+    except Exception as e:  # noqa: BLE001 - reported in the log and the job's status, not as a traceback
+        fh.write(f"error: preparing {job.name} failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}\n")
+        return 1
+    return 0
 
 
 def _run_analyses(job: Job, fh: Any, env: dict) -> int:
@@ -265,11 +354,16 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     out = make_folder(Path(out_dir), "output folder")
     started = time.perf_counter()
     todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device, c15_seeds)
-    pending = [j for j in todo if not finished(j.out, j.analyses)]
     for j in todo:
-        if j not in pending:
+        if finished(j.out, j.analyses):
             j.status = "done (earlier run)"
-    _say(f"reproduce ({scale}): {len(todo)} experiments, {len(todo) - len(pending)} already done, {n_jobs} at a time", show_progress)
+        elif j.skipped:
+            j.status = "skipped"
+    pending = [j for j in todo if j.status == "pending"]
+    skipped = {j.name: j.skipped for j in todo if j.status == "skipped"}
+    _say(f"reproduce ({scale}): {len(todo)} experiments, {len(todo) - len(pending) - len(skipped)} already done, {len(skipped)} skipped, {n_jobs} at a time", show_progress)
+    for name, why in skipped.items():
+        log.warning("reproduce: skipping %s: %s", name, why)
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         running: dict[Future, Job] = {}
         queue = list(pending)
@@ -291,6 +385,7 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     meta["reproduce wall time, all jobs (s)"] = round(time.perf_counter() - started, 1)
     failed = [j for j in todo if j.status == "failed"]
     meta["failed experiments"] = {j.name: j.error for j in failed}
+    meta["skipped experiments"] = skipped
     try:
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
     except OSError as e:  # a full disk: one line naming the file
@@ -305,7 +400,9 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     mfull = done.get("mnist-full")
     try:
         c15 = [out for name, out in done.items() if name.startswith("c15-")]
-        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond, control_files=c15)
+        example = [done[EXAMPLE_JOB]] if EXAMPLE_JOB in done else []
+        not_run = [f"{EXAMPLE_LABEL}: {skipped[EXAMPLE_JOB]}"] if EXAMPLE_JOB in skipped else []
+        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond, control_files=c15, align_files=example, align_not_run=not_run)
     except OSError as e:
         raise RambleError(f"cannot write the report into {out}: {e.strerror or e}") from None
     if failed:
