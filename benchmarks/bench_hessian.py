@@ -1,17 +1,18 @@
 """Top-20 Hessian eigenvalues and the trace of LeNet5 on MNIST-100: PyHessian 0.1 vs ramble, in one run.
 
-    PYTHONPATH=python .venv/bin/python benchmarks/bench_hessian.py [--seeds 2 3] [--points 4] [--step 0.05] \
-        [--probes 10] [--threads 1] [--out benchmarks/results/bench_hessian.json] [--skip-pyhessian] [--skip-tcm]
+    OMP_NUM_THREADS=1 PYTHONPATH=python .venv/bin/python benchmarks/bench_hessian.py [--seeds 2 3] [--points 4] \
+        [--step 0.05] [--probes 2 10] [--trace-repeats 5] [--threads 1] [--out benchmarks/results/bench_hessian.json] \
+        [--skip-pyhessian] [--skip-tcm]
 
 Needs ``pip install pyhessian==0.1`` for the baseline (not a ramble dependency).
 
 Points.  Two solutions W_a, W_b (``--seeds``; default 2 and 3, held out:
-the choices in ramble.hessian were made on seeds 0 and 1) are trained by
-full-batch GD, lr 0.1, from Xavier init until 100% training accuracy on the
-first 100 MNIST training images.  The points are W_a + t (W_b - W_a),
-t = 0, step, 2 step, ... (``--points``): a stand-in for a path whose stored
-rows are ``step`` apart.  Every point, in float32 on the CPU, ``--threads``
-torch threads:
+the choices in ramble.hessian and ramble.spectra were made on seeds 0 and 1)
+are trained by full-batch GD, lr 0.1, from Xavier init until 100% training
+accuracy on the first 100 MNIST training images.  The points are
+W_a + t (W_b - W_a), t = 0, step, 2 step, ... (``--points``): a stand-in for
+a path whose stored rows are ``step`` apart.  Every point, in float32 on the
+CPU, ``--threads`` torch threads:
 
 * PyHessian: ``hessian(model, CrossEntropyLoss(), data=(x, y), cuda=False)``
   (the gradient graph), ``.eigenvalues(top_n=20)`` (power iteration with
@@ -19,22 +20,27 @@ torch threads:
   (Hutchinson, Rademacher, at most 100 probes, stops when the running mean
   moves < 1e-3), products counted by wrapping its ``hessian_vector_product``;
 * ramble, as ``ramble hessian`` does it (``along_path``): the gradient graph
-  of ``patch_gemm_logits``, ``lanczos(k=20, "LA", tol=1e-3, guard=4)``
-  warm-started by ``warm_v0`` of the previous point, then the Hutchinson
-  trace deflated by the Lanczos basis, ``--probes`` probes.
+  of ``frozen_pattern_loss`` built at the point, ``lanczos(k=20, "LA",
+  tol=1e-3, guard=4)`` warm-started by ``warm_v0`` of the previous point,
+  then the Hutchinson trace deflated by the Lanczos basis, once for each
+  probe count in ``--probes`` (10 is ``ramble hessian``'s default).
 
 References, float64, computed independently of both: the top-20 by
 ``top_eigenpairs(tol=1e-10)`` on ``LeNetProblem.logits`` (the plain conv
-model, not the patch-GEMM one), LA and LM; the **exact** trace by
-``gauss_newton_trace`` (exact for LeNet5, see docs/hessian.md).  "rel err"
-= max_i |lambda_i - ref_i| / |ref_i| over the 20, and |trace - exact| / exact.
+model), LA and LM; the **exact** trace by ``gauss_newton_trace`` (exact for
+LeNet5, see docs/hessian.md).  "rel err" = max_i |lambda_i - ref_i| / |ref_i|
+over the 20, and |trace - exact| / exact.  Trace accuracy: every trace
+estimator (PyHessian's ``trace()`` and ramble's per probe count) is run
+``--trace-repeats`` times with fresh probes; the RMS relative error over all
+points and repeats is compared (the first run is the timed one).
 
 Wall times: "eigen" counts the gradient graph plus the eigensolver (for
-both tools; ramble's point runs before and after PyHessian's, and its times
-are the mean of the two, so that load drifting within a point hits both); "trace" counts only the trace's own work (both reuse their
-graph; ramble's also reuses the Lanczos basis); "point" is the sum.  The
-first point has no warm start; the tables give the mean over all points.
-The machine's load (``os.getloadavg``) is recorded before and after.
+both tools; ramble's point runs before and after PyHessian, and its times
+are the mean of the two, so that load drifting within a point hits both);
+"trace" counts only the trace's own work (both reuse their graph; ramble's
+also reuses the Lanczos basis); "point" is the sum.  The first point has no
+warm start; the tables give the mean over all points.  The machine's load
+(``os.getloadavg``) is recorded before and after.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ from ramble.hessian import (
 from ramble.lenet import LeNet5, LeNetProblem, load_flat, train_solution
 from ramble.mnist import load_mnist
 from ramble.patterns import random_patterns
-from ramble.spectra import patch_gemm_logits
+from ramble.spectra import frozen_pattern_loss, patch_gemm_logits
 from ramble.tcm import TCMProblem, gaussian_init
 
 K = 20
@@ -113,7 +119,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def pyhessian_point(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
+def pyhessian_point(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, seed: int, trace_repeats: int = 1) -> dict[str, Any]:
     """PyHessian's top-20 and trace at flat LeNet5 weights ``w`` (float32, on w's device): values, products, seconds."""
     import pyhessian  # noqa: F401  (registers the submodule)
 
@@ -138,34 +144,44 @@ def pyhessian_point(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, seed: int
         n_eig = count[0]
         tr = h.trace()
         t2 = time.perf_counter()
+        n_tr = count[0] - n_eig
+        # more runs of trace() (fresh probes from the global generator), for its error statistics only
+        repeats = [float(np.mean(tr))] + [float(np.mean(h.trace())) for _ in range(trace_repeats - 1)]
     finally:
         ph.hessian_vector_product = original
     se = float(np.std(tr, ddof=1) / np.sqrt(len(tr))) if len(tr) > 1 else float("nan")
     return {"eigenvalues": np.sort(np.array(vals, dtype=np.float64))[::-1], "eig_products": n_eig,
-            "eig_seconds": t1 - t0, "trace": float(np.mean(tr)), "trace_se": se, "trace_products": count[0] - n_eig,
-            "trace_seconds": t2 - t1}
+            "eig_seconds": t1 - t0, "trace": float(np.mean(tr)), "trace_se": se, "trace_products": n_tr,
+            "trace_seconds": t2 - t1, "trace_repeats": repeats}
 
 
-def ramble_point(loss: Any, w: torch.Tensor, prev: Optional[torch.Tensor], seed: int, probes: int) -> dict[str, Any]:
-    """ramble's top-20 and deflated trace at ``w``, the calls ``along_path`` makes (warm v0, guard 4)."""
+def ramble_point(at: Any, w: torch.Tensor, prev: Optional[torch.Tensor], seed: int, probes: list[int],
+                 trace_repeats: int) -> dict[str, Any]:
+    """ramble's top-20 and deflated traces at ``w``, the calls ``along_path`` makes (frozen-pattern
+    products, warm v0, guard 4); a trace per probe count in ``probes``, each timed on its first run."""
     t0 = time.perf_counter()
-    op = hvp_operator(loss, w)
+    op = hvp_operator(at(w), w)
     start = {} if prev is None else {"v0": warm_v0(prev, seed=seed)}
     spec = lanczos(op, K, "LA", 1e-3, guard=GUARD, seed=seed, return_vectors=False, **start)
     t1 = time.perf_counter()
+    out = {"eigenvalues": spec.eigenvalues, "eig_products": spec.products, "eig_seconds": t1 - t0,
+           "converged": bool(spec.converged.all()), "warm": spec.warm_vectors, "traces": {}}
     deflate = (spec.subspace, spec.subspace_trace)
-    tr, se, n_tr = hutchinson_trace(op, n_samples=probes, seed=0, deflate=deflate)
-    t2 = time.perf_counter()
-    few = hutchinson_trace(op, n_samples=2, seed=1, deflate=deflate)  # the cheap end of the trade-off
-    return {"eigenvalues": spec.eigenvalues, "eig_products": spec.products, "eig_seconds": t1 - t0,
-            "converged": bool(spec.converged.all()), "trace": tr, "trace_se": se, "trace_products": n_tr,
-            "trace_seconds": t2 - t1, "trace_2_probes": few[0], "trace_2_probes_se": few[1],
-            "warm": spec.warm_vectors}
+    for n in probes:
+        t2 = time.perf_counter()
+        tr, se, n_tr = hutchinson_trace(op, n_samples=n, seed=0, deflate=deflate)
+        t3 = time.perf_counter()
+        # the same estimator with other probe seeds, for its error statistics only (not timed)
+        repeats = [tr] + [hutchinson_trace(op, n_samples=n, seed=r, deflate=deflate)[0] for r in range(1, trace_repeats)]
+        out["traces"][str(n)] = {"trace": tr, "trace_se": se, "trace_products": n_tr, "trace_seconds": t3 - t2,
+                                 "trace_repeats": repeats}
+    return out
 
 
-def one_product_times(loss_plain: Any, loss_gemm: Any, w: torch.Tensor) -> dict[str, float]:
-    """ms per Hessian-vector product, plain conv model vs patch-GEMM, interleaved, best of 5."""
-    ops = {"conv": hvp_operator(loss_plain, w), "patch_gemm": hvp_operator(loss_gemm, w)}
+def one_product_times(loss_plain: Any, loss_gemm: Any, at: Any, w: torch.Tensor) -> dict[str, float]:
+    """ms per Hessian-vector product: plain conv model, patch-GEMM, frozen patterns; interleaved, best of 5."""
+    ops = {"conv": hvp_operator(loss_plain, w), "patch_gemm": hvp_operator(loss_gemm, w),
+           "frozen": hvp_operator(at(w), w)}
     v = torch.randn(w.numel(), 1, generator=torch.Generator().manual_seed(0)).to(w.device)
     best = {k: float("inf") for k in ops}
     for _ in range(5):
@@ -176,6 +192,16 @@ def one_product_times(loss_plain: Any, loss_gemm: Any, w: torch.Tensor) -> dict[
             sync(w.device)
             best[k] = min(best[k], time.perf_counter() - t0)
     return {k: 1000 * v for k, v in best.items()}
+
+
+def rel_err(value: float, exact: float) -> float:
+    return abs(value - exact) / abs(exact)
+
+
+def trace_stats(repeats: list[float], exact: float) -> dict[str, float]:
+    """RMS and worst relative error of repeated trace estimates against the exact trace."""
+    e = np.array([rel_err(v, exact) for v in repeats])
+    return {"rms_rel_err": float(np.sqrt(np.mean(e ** 2))), "max_rel_err": float(e.max()), "n": int(e.size)}
 
 
 def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
@@ -191,10 +217,11 @@ def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
     wa, wb = sols
     loss_plain = classification_loss(p32.logits, p32.x, p32.y)
     loss_gemm = classification_loss(patch_gemm_logits(p32), p32.x, p32.y)
+    at = frozen_pattern_loss(p32, p32.x, p32.y)
     loss64 = classification_loss(p64.logits, p64.x, p64.y)
-    hvp_ms = one_product_times(loss_plain, loss_gemm, wa)
-    print(f"# one HVP, float32, 100 images, best of 5: conv model {hvp_ms['conv']:.1f} ms, "
-          f"patch-GEMM {hvp_ms['patch_gemm']:.1f} ms", flush=True)
+    hvp_ms = one_product_times(loss_plain, loss_gemm, at, wa)
+    print("# one HVP, float32, 100 images, best of 5: " + ", ".join(f"{k} {v:.1f} ms" for k, v in hvp_ms.items()),
+          flush=True)
 
     points = []
     prev: Optional[torch.Tensor] = None
@@ -210,22 +237,26 @@ def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
                                "exact_trace": exact_trace}
         # ramble runs before and after PyHessian (the same computation twice) and its times are
         # the mean of the two: on a shared machine the load drifts within a point
-        rb = ramble_point(loss_gemm, w, prev, seed=i, probes=args.probes)
+        rb = ramble_point(at, w, prev, seed=i, probes=args.probes, trace_repeats=args.trace_repeats)
         if not args.skip_pyhessian:
-            ph = pyhessian_point(w, p32.x, p32.y, seed=i)
+            ph = pyhessian_point(w, p32.x, p32.y, seed=i, trace_repeats=args.trace_repeats)
             row["pyhessian"] = {k: v for k, v in ph.items() if k != "eigenvalues"}
             row["pyhessian"]["eig_rel_err"] = max_rel(ph["eigenvalues"], ref["LM"].eigenvalues)
-            row["pyhessian"]["trace_rel_err"] = abs(ph["trace"] - exact_trace) / exact_trace
-            again = ramble_point(loss_gemm, w, prev, seed=i, probes=args.probes)
+            row["pyhessian"]["trace_rel_err"] = rel_err(ph["trace"], exact_trace)
+            row["pyhessian"]["trace_stats"] = trace_stats(ph["trace_repeats"], exact_trace)
+            again = ramble_point(at, w, prev, seed=i, probes=args.probes, trace_repeats=1)
             assert again["eig_products"] == rb["eig_products"], "the repeat must be the same computation"
-            for key in ("eig_seconds", "trace_seconds"):
-                rb[key + "_runs"] = [rb[key], again[key]]
-                rb[key] = (rb[key] + again[key]) / 2
+            rb["eig_seconds_runs"] = [rb["eig_seconds"], again["eig_seconds"]]
+            rb["eig_seconds"] = float(np.mean(rb["eig_seconds_runs"]))
+            for n, tr in rb["traces"].items():
+                tr["trace_seconds_runs"] = [tr["trace_seconds"], again["traces"][n]["trace_seconds"]]
+                tr["trace_seconds"] = float(np.mean(tr["trace_seconds_runs"]))
         prev = rb.pop("warm")
         row["ramble"] = {k: v for k, v in rb.items() if k != "eigenvalues"}
         row["ramble"]["eig_rel_err"] = max_rel(rb["eigenvalues"], ref["LA"].eigenvalues)
-        row["ramble"]["trace_rel_err"] = abs(rb["trace"] - exact_trace) / exact_trace
-        row["ramble"]["trace_2_probes_rel_err"] = abs(rb["trace_2_probes"] - exact_trace) / exact_trace
+        for tr in row["ramble"]["traces"].values():
+            tr["trace_rel_err"] = rel_err(tr["trace"], exact_trace)
+            tr["trace_stats"] = trace_stats(tr["trace_repeats"], exact_trace)
         points.append(row)
         print("# " + json.dumps(row, default=float), flush=True)
     return {"hvp_ms": hvp_ms, "points": points}
@@ -233,42 +264,60 @@ def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
 
 def summarise(res: dict[str, Any]) -> None:
     pts = res["points"]
+    probes = list(pts[0]["ramble"]["traces"])
 
-    def mean(tool: str, key: str) -> float:
-        return float(np.mean([p[tool][key] for p in pts]))
+    def mean(get: Callable[[dict[str, Any]], float]) -> float:
+        return float(np.mean([get(p) for p in pts]))
 
-    def worst(tool: str, key: str) -> float:
-        return float(np.max([p[tool][key] for p in pts]))
+    def worst(get: Callable[[dict[str, Any]], float]) -> float:
+        return float(np.max([get(p) for p in pts]))
+
+    def rms(get: Callable[[dict[str, Any]], dict[str, float]]) -> float:
+        """RMS relative error over all points and repeats."""
+        return float(np.sqrt(np.mean([get(p)["rms_rel_err"] ** 2 for p in pts])))
 
     print()
-    print(f"### LeNet5, MNIST-100, top-{K} and trace, float32, {len(pts)} points (means per point)")
+    print(f"### LeNet5, MNIST-100, top-{K}, float32, {len(pts)} points (means per point)")
     print()
-    print("| tool | eigen s | eigen HVPs | eigen max rel err | trace s | trace HVPs | trace rel err (worst) "
-          "| trace SE / exact (mean) | point s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| tool | eigen s | eigen HVPs | eigen max rel err |")
+    print("|---|---|---|---|")
     tools = [t for t in ("pyhessian", "ramble") if t in pts[0]]
     for tool in tools:
-        rse = float(np.mean([p[tool]["trace_se"] / p["exact_trace"] for p in pts]))
-        print(f"| {tool} | {mean(tool, 'eig_seconds'):.2f} | {mean(tool, 'eig_products'):.1f} | "
-              f"{worst(tool, 'eig_rel_err'):.1e} | {mean(tool, 'trace_seconds'):.2f} | "
-              f"{mean(tool, 'trace_products'):.1f} | {worst(tool, 'trace_rel_err'):.1e} | {rse:.1e} | "
-              f"{mean(tool, 'eig_seconds') + mean(tool, 'trace_seconds'):.2f} |")
-    print(f"\nramble with 2 deflated probes: trace rel err worst {worst('ramble', 'trace_2_probes_rel_err'):.1e}, "
-          f"SE / exact mean {np.mean([p['ramble']['trace_2_probes_se'] / p['exact_trace'] for p in pts]):.1e}")
+        print(f"| {tool} | {mean(lambda p: p[tool]['eig_seconds']):.3f} | {mean(lambda p: p[tool]['eig_products']):.1f} | "
+              f"{worst(lambda p: p[tool]['eig_rel_err']):.1e} |")
+    print()
+    print("### trace (after each tool's eigensolver, reusing its graph; ramble's also the Lanczos basis)")
+    print()
+    print("| estimator | trace s | trace HVPs | RMS rel err vs exact (all repeats) | worst rel err |")
+    print("|---|---|---|---|---|")
+    rows = []
+    if "pyhessian" in tools:
+        rows.append(("pyhessian trace()", lambda p: p["pyhessian"]))
+    rows += [(f"ramble, {n} deflated probes", lambda p, n=n: p["ramble"]["traces"][n]) for n in probes]
+    for name, get in rows:
+        print(f"| {name} | {mean(lambda p: get(p)['trace_seconds']):.3f} | {mean(lambda p: get(p)['trace_products']):.1f} | "
+              f"{rms(lambda p: get(p)['trace_stats']):.1e} | {worst(lambda p: get(p)['trace_stats']['max_rel_err']):.1e} |")
     if len(tools) == 2:
-        ratios = {
-            "eigen_wall": mean("pyhessian", "eig_seconds") / mean("ramble", "eig_seconds"),
-            "eigen_products": mean("pyhessian", "eig_products") / mean("ramble", "eig_products"),
-            "trace_wall": mean("pyhessian", "trace_seconds") / mean("ramble", "trace_seconds"),
-            "trace_products": mean("pyhessian", "trace_products") / mean("ramble", "trace_products"),
-            "trace_standalone_wall": mean("pyhessian", "trace_seconds")
-            / (mean("ramble", "trace_seconds") + mean("ramble", "eig_seconds")),
-            "point_wall": (mean("pyhessian", "eig_seconds") + mean("pyhessian", "trace_seconds"))
-            / (mean("ramble", "eig_seconds") + mean("ramble", "trace_seconds")),
+        ph_eig = mean(lambda p: p["pyhessian"]["eig_seconds"])
+        ph_tr = mean(lambda p: p["pyhessian"]["trace_seconds"])
+        ph_rms = rms(lambda p: p["pyhessian"]["trace_stats"])
+        rb_eig = mean(lambda p: p["ramble"]["eig_seconds"])
+        ratios: dict[str, Any] = {
+            "eigen_wall": ph_eig / rb_eig,
+            "eigen_products": mean(lambda p: p["pyhessian"]["eig_products"]) / mean(lambda p: p["ramble"]["eig_products"]),
+            "trace_wall": {}, "trace_rms_err_ratio": {}, "point_wall": {},
         }
+        for n in probes:
+            rb_tr = mean(lambda p, n=n: p["ramble"]["traces"][n]["trace_seconds"])
+            ratios["trace_wall"][n] = ph_tr / rb_tr
+            ratios["trace_rms_err_ratio"][n] = rms(lambda p, n=n: p["ramble"]["traces"][n]["trace_stats"]) / ph_rms
+            ratios["point_wall"][n] = (ph_eig + ph_tr) / (rb_eig + rb_tr)
         res["ratios"] = ratios
         print()
-        print("ratios PyHessian / ramble: " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()))
+        print(f"ratios PyHessian / ramble: top-{K} wall {ratios['eigen_wall']:.1f}x, products {ratios['eigen_products']:.1f}x")
+        for n in probes:
+            print(f"  {n} probes: trace wall {ratios['trace_wall'][n]:.1f}x at {ratios['trace_rms_err_ratio'][n]:.2f}x "
+                  f"PyHessian's RMS error; point (top-{K} + trace) {ratios['point_wall'][n]:.1f}x")
 
 
 def tcm_part() -> dict[str, float]:
@@ -292,7 +341,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs=2, default=[2, 3], help="training seeds of W_a and W_b")
     ap.add_argument("--points", type=int, default=4, help="points along the segment, the first is W_a")
     ap.add_argument("--step", type=float, default=0.05, help="spacing of the points as a fraction of |W_b - W_a|")
-    ap.add_argument("--probes", type=int, default=10, help="ramble's deflated Hutchinson probes")
+    ap.add_argument("--probes", type=int, nargs="+", default=[2, 10],
+                    help="ramble's deflated Hutchinson probe counts, each timed (10: ramble hessian's default)")
+    ap.add_argument("--trace-repeats", type=int, default=5,
+                    help="runs of each trace estimator (fresh probes) for its error statistics; the first is timed")
     ap.add_argument("--out", default="benchmarks/results/bench_hessian.json", help="JSON record ('' for none)")
     ap.add_argument("--skip-pyhessian", action="store_true")
     ap.add_argument("--skip-tcm", action="store_true")
@@ -304,6 +356,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "machine": f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPUs usable, {platform.machine()}",
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         "load_before": load_average(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(torch.device(args.device)),
     }

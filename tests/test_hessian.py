@@ -38,7 +38,7 @@ from ramble.hessian import (
 from ramble.lenet import LeNetProblem
 from ramble.mnist import load_mnist
 from ramble.patterns import random_patterns
-from ramble.spectra import patch_gemm_logits
+from ramble.spectra import frozen_pattern_loss, patch_gemm_logits
 from ramble.tcm import TCMProblem, gaussian_init
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -523,6 +523,40 @@ def test_patch_gemm_logits_is_lenet5():
     assert float((a - b).norm() / b.norm()) < 1e-12
 
 
+def test_frozen_pattern_loss_has_lenet5s_value_gradient_and_hessian():
+    """Frozen ReLU/max-pool patterns: same loss, gradient and HVPs as LeNetProblem.logits at w, float64."""
+    data = load_mnist(FIXTURE, train_size=8, test_size=1)
+    prob = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    at = frozen_pattern_loss(prob, prob.x, prob.y)
+    plain = classification_loss(prob.logits, prob.x, prob.y)
+    v = torch.randn(prob.n_params, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for seed in (0, 1):
+        w = prob.init_weights(seed)
+        fast, ref = hvp_operator(at(w), w), hvp_operator(plain, w)
+        assert fast.loss == pytest.approx(ref.loss, rel=1e-13)
+        assert float((fast.grad - ref.grad).norm() / ref.grad.norm()) < 1e-12
+        a, b = fast.matmat(v), ref.matmat(v)
+        assert float((a - b).norm() / b.norm()) < 1e-12
+    # built at another point, the closure is another function: the patterns are w's, not the argument's
+    w0, w1 = prob.init_weights(0), prob.init_weights(1)
+    assert float(at(w0)(w1)) != pytest.approx(float(plain(w1)), rel=1e-3)
+
+
+def test_frozen_pattern_loss_top_k_matches_the_plain_model():
+    """Top-5 by Lanczos through the frozen-pattern products equal those of the plain conv model (float64)."""
+    data = load_mnist(FIXTURE, train_size=8, test_size=1)
+    prob = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    at = frozen_pattern_loss(prob, prob.x, prob.y)
+    weights = torch.stack([prob.init_weights(0), prob.init_weights(1)]).numpy()
+    plain = along_path(lambda: classification_loss(prob.logits, prob.x, prob.y), weights, [0, 1], k=5, tol=1e-10,
+                       trace_samples=0)
+    fast = along_path(None, weights, [0, 1], k=5, tol=1e-10, trace_samples=0, point_loss=at)
+    np.testing.assert_allclose(fast["eigenvalues"], plain["eigenvalues"], rtol=1e-8)
+    np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=1e-13)
+    with pytest.raises(ValueError, match="loss_fn_factory"):
+        along_path(None, weights, [0], k=5, method="dense", point_loss=at)
+
+
 # ----------------------------------------------------------------------------- exact and deflated traces
 
 
@@ -599,3 +633,29 @@ def test_deflation_basis_shape_is_checked():
     _, _, h, _ = model("tcm")
     with pytest.raises(ValueError, match="deflation basis"):
         hutchinson_trace(DenseOperator(h), n_samples=2, deflate=(torch.zeros(3, 2, dtype=h.dtype), 0.0))
+
+
+# ----------------------------------------------------------------------------- progress (issue 15)
+
+
+def test_mnist_run_shows_hessian_progress_unless_quiet(tmp_path, monkeypatch):
+    """`mnist run --hessian-points` draws a bar over the Hessian points; `-q` silences it (also in `ramble hessian`)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from ramble.cli import main
+
+    monkeypatch.setenv("RAMBLE_PROGRESS", "1")  # CliRunner's stderr is not a terminal
+    out = tmp_path / "m.h5"
+    fast = ["--train-size", "30", "--test-size", "50", "--data-dir", str(FIXTURE), "--device", "cpu", "--gamma", "0.1",
+            "--n-epochs", "1", "--points", "20", "--weight-rows", "10", "--linear-points", "3", "--solutions", "2"]
+    r = CliRunner().invoke(main, ["mnist", "run", *fast, "--hessian-points", "3", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    bar = re.compile(r"hessian 0-1: +\d+%.*\b3/3\b")  # tqdm's line, not the log line "hessian 0-1: 3 points"
+    assert bar.search(r.stderr), r.stderr[-2000:]
+    q = CliRunner().invoke(main, ["-q", "hessian", str(out), "--points", "3", "--k", "4"], catch_exceptions=False)
+    assert q.exit_code == 0, q.output
+    assert "hessian stored for path(s) 0-1" in q.output and not bar.search(q.stderr) and "3/3" not in q.stderr
+    loud = CliRunner().invoke(main, ["hessian", str(out), "--points", "3", "--k", "4"], catch_exceptions=False)
+    assert loud.exit_code == 0 and bar.search(loud.stderr)

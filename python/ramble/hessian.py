@@ -159,18 +159,21 @@ class HVPOperator:
         for i in range(v.shape[0]):
             (hv,) = torch.autograd.grad(g, self.w, v[i], retain_graph=retain or i + 1 < v.shape[0], allow_unused=True)
             rows.append(torch.zeros_like(v[i]) if hv is None else hv)
-        return torch.stack(rows)
+        return rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
 
     def matmat(self, v: torch.Tensor) -> torch.Tensor:
         """H @ v for v of shape (P, b); the result has v's shape, dtype and device."""
         if v.ndim != 2 or v.shape[0] != self.shape[0]:
             raise ValueError(f"need a (P, b) block with P={self.shape[0]}, got {tuple(v.shape)}")
         vt = v.t().to(dtype=self.dtype, device=self.device).contiguous()
-        out = torch.zeros_like(vt)
-        if self.retain_graph:
+        if self.retain_graph and len(self._graphs) == 1 and self._graphs[0][0] == 1.0:
+            out = self._hvp_term(self._graphs[0][1], vt, retain=True)  # one plain term: no sum to form
+        elif self.retain_graph:
+            out = torch.zeros_like(vt)
             for a, g in self._graphs:
                 out += a * self._hvp_term(g, vt, retain=True)
         else:
+            out = torch.zeros_like(vt)
             for a, fn in self.terms:
                 _, g = self._grad_graph(fn)
                 out += a * self._hvp_term(g, vt, retain=False)
@@ -318,23 +321,29 @@ def _orth_svd(x: torch.Tensor, drop: float) -> tuple[torch.Tensor, torch.Tensor]
     return u[:, keep], s[keep, None] * wt[keep]
 
 
-def _project_out(x: torch.Tensor, bases: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _project_out(x: torch.Tensor, bases: Sequence[torch.Tensor], sweeps: int = 2) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Remove from x (P, b) its components along orthonormal bases (CGS2); returns x and the coefficients.
 
     The second pass restores orthogonality lost to cancellation; it is
     skipped when the first kept more than 1/sqrt(2) of every column's norm
     (the Daniel-Gragg-Kaufman-Stewart criterion: without cancellation one
     pass is orthogonal to round-off).  The passes are memory-bound, and on
-    LeNet5 they were a third of the solver's time.
+    LeNet5 they were a third of the solver's time.  ``sweeps=1``: one pass, no check.
     """
     coefs = [b.new_zeros((b.shape[1], x.shape[1])) for b in bases]
     before = x.norm(dim=0)
-    for sweep in range(2):
+    for sweep in range(sweeps):
         for i, b in enumerate(bases):
-            if b.shape[1]:
-                c = b.t() @ x
+            if b.shape[1] == 1 and x.shape[1] == 1:
+                # vector against vector: MKL's GEMM on (1, P) x (P, 1) shapes took 118 us, a dot 8 us
+                c = torch.dot(b[:, 0], x[:, 0]).reshape(1, 1)
+                x = x - b * c
+            elif b.shape[1]:
+                c = torch.mv(b.t(), x[:, 0]).unsqueeze(1) if x.shape[1] == 1 else b.t() @ x
                 x = torch.addmm(x, b, c, alpha=-1.0)  # x - b c without a temporary
-                coefs[i] = coefs[i] + c
+            else:
+                continue
+            coefs[i] = coefs[i] + c
         if sweep == 0 and bool((x.norm(dim=0) > DGKS_KEEP * before).all()):
             break
     return x, coefs
@@ -459,6 +468,7 @@ def lanczos(
     restarts = 0
     theta, y = np.zeros(0), np.zeros((0, 0))
     scale = 0.0
+    s_prev = 0  # width of the last block multiplied
 
     while True:
         # -- Rayleigh-Ritz and convergence (no products)
@@ -496,19 +506,29 @@ def lanczos(
             r = r @ yk
             t, theta, y, m = np.diag(theta[:keep]), theta[:keep], np.eye(keep), keep
             restarts += 1
+            s_prev = 0  # Ritz vectors now: no recurrence with the last block
         # -- directions to multiply: span of the unconverged residuals inside span(Q)
         if m:
             d = (r @ on_dev(y[:, unconv])).double().cpu().numpy()
             ud, sd, _ = (a.numpy() for a in torch.linalg.svd(torch.from_numpy(d), full_matrices=True))
             s = int(min(s_max, max(1, np.count_nonzero(sd > small * sd[0])))) if sd.size and sd[0] > 0 else 1
             z = on_dev(ud)
-            q, r = q @ z, z.t() @ r  # rotate Q so the chosen directions come first
+            # rotate Q so the chosen directions come first (one pending vector: a sign, no GEMM)
+            q, r = (q * z, z * r) if z.shape == (1, 1) else (q @ z, z.t() @ r)
         else:
             s = min(s_max, q.shape[1])
         qs, qrest, rrest = q[:, :s], q[:, s:], r[s:]
         # -- products and full reorthogonalisation
         aq = op.matmat(qs.to(op.dtype)).to(bdt)
-        f, (c, dd, e) = _project_out(aq, [vb[:, :m], qs, qrest])
+        # The three-term recurrence first: one cheap pass against the current and the previous
+        # block takes out nearly all of H q, so the full pass over V keeps most of what is left
+        # and the DGKS check skips its second pass (V's two reads per pass are the solver's cost).
+        lo = max(0, m - s_prev)
+        f, (c_loc, d_loc) = _project_out(aq, [vb[:, lo:m], qs], sweeps=1)
+        f, (c, dd, e) = _project_out(f, [vb[:, :m], qs, qrest])
+        c[lo:m] += c_loc
+        dd += d_loc
+        s_prev = s
         c_np, d_np = c.double().cpu().numpy(), dd.double().cpu().numpy()
         t_new = np.zeros((m + s, m + s))
         t_new[:m, :m] = t
@@ -521,7 +541,7 @@ def lanczos(
         qg, rg = _orth_svd(f, 100 * torch.finfo(bdt).eps * max(scale, float(aq.norm(dim=0).max())))
         r = torch.cat([torch.cat([rrest, e], dim=1),
                        torch.cat([torch.zeros((qg.shape[1], m), dtype=bdt, device=dev), rg], dim=1)], dim=0)
-        q = torch.cat([qrest, qg], dim=1)
+        q = qg if qrest.shape[1] == 0 else torch.cat([qrest, qg], dim=1)
         m += s
 
     # -- the k most wanted pairs, with residuals computed from the stored products
@@ -797,7 +817,7 @@ WARM_MODES: tuple[str, ...] = ("v0", "block", "none")
 
 
 def along_path(
-    loss_fn_factory: Callable[[], Union[LossFn, LossTerms]],
+    loss_fn_factory: Optional[Callable[[], Union[LossFn, LossTerms]]],
     weights: Any,
     index: Sequence[int],
     k: int = 20,
@@ -815,6 +835,7 @@ def along_path(
     max_products: Optional[int] = None,
     nonzero_rtol: float = NONZERO_RTOL,
     callback: Optional[Callable[[int, Spectrum], None]] = None,
+    point_loss: Optional[Callable[[torch.Tensor], Union[LossFn, LossTerms]]] = None,
 ) -> dict[str, Any]:
     """Hessian spectra and traces at rows ``index`` of a path's ``weights``.
 
@@ -844,6 +865,12 @@ def along_path(
     ``trace_products`` (H,), ``loss`` (H,), ``seconds`` (H,), ``n_nonzero``
     (H,) (dense only, else -1); plus ``attrs``, a dict for the HDF5 group
     (method, which, tol, k, guard, warm, trace_samples, seed, dtype, nonzero_rtol).
+
+    ``point_loss`` (Lanczos only): ``point_loss(w)`` returns a loss closure
+    built for the point ``w`` with the same value, gradient and Hessian there
+    as the shared loss (e.g. :func:`ramble.spectra.frozen_pattern_loss`,
+    LeNet5 with its ReLU/max-pool patterns frozen, cheaper products); the
+    products at that point go through it.  ``loss_fn_factory`` may then be None.
     """
     if method not in ("lanczos", "dense"):
         raise ValueError(f"method must be 'lanczos' or 'dense', got {method!r}")
@@ -854,7 +881,9 @@ def along_path(
     idx = np.asarray(index, dtype=np.int64).reshape(-1)
     if guard is None:
         guard = 0 if warm == "none" or method == "dense" else max(2, k // 5)
-    loss = loss_fn_factory()
+    if loss_fn_factory is None and (point_loss is None or method == "dense"):
+        raise ValueError("along_path needs loss_fn_factory (or point_loss with method='lanczos')")
+    loss = None if loss_fn_factory is None else loss_fn_factory()
     h = idx.size
     out: dict[str, Any] = {
         "index": idx,
@@ -874,9 +903,9 @@ def along_path(
         t0 = time.perf_counter()
         w = torch.as_tensor(np.asarray(weights[int(row)])).to(device=device, dtype=dtype)
         if method == "dense":
-            spec = _dense_point(loss, w, k, nonzero_rtol, out, j)
+            spec = _dense_point(loss, w, k, nonzero_rtol, out, j)  # type: ignore[arg-type]
         else:
-            op = hvp_operator(loss, w)
+            op = hvp_operator(loss if point_loss is None else point_loss(w), w)  # type: ignore[arg-type]
             start = {} if prev is None or warm == "none" else \
                 {"v0": warm_v0(prev, seed=seed + j)} if warm == "v0" else {"init_vectors": prev}
             spec = lanczos(op, k, which, tol, guard=guard, max_products=max_products, seed=seed + j,
