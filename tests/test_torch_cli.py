@@ -263,7 +263,8 @@ def test_norm_escape_after_a_failed_first_attempt():
     from torch import nn
 
     from ramble.path import PathConfig, find_path
-    from ramble.torch_experiment import TorchClassifierProblem, _escape, descend_into_s, train_solution
+    from ramble.path import escape_at_larger_norms
+    from ramble.torch_experiment import TorchClassifierProblem, descend_into_s, train_solution
 
     data = digits()
     x, y = torch.from_numpy(data["train_inputs"]), torch.from_numpy(data["train_labels"])
@@ -281,7 +282,7 @@ def test_norm_escape_after_a_failed_first_attempt():
 
     failed = leg(w_a, w_b, (w_a, w_b))
     failed.status, failed.reason = "failed", "stalled (made up for the test)"
-    r = _escape(problem, leg, lambda w0: descend_into_s(problem, w0, 0.5, 2000), w_a, w_b, 0, failed)
+    r = escape_at_larger_norms(leg, lambda w0: descend_into_s(problem, w0, 0.5, 2000), problem.certify_segment, problem.evaluate, w_a, w_b, 0, failed)
     assert r.complete and r.escape_scale == 1.5
     assert r.config == cfg.to_dict()
     assert r.distance[0] == pytest.approx(0.0) and r.distance[-1] == pytest.approx(1.0)

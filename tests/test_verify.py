@@ -137,6 +137,25 @@ def test_tcm_point_moved_off_the_norm_surface(tcm_file, tmp_path):
     assert _failed(rep) == {"path 0-1 Eq. 4"}, rep.format()
 
 
+def test_a_failed_path_of_several_legs_is_not_held_to_one_norm_frame(tcm_file, tmp_path):
+    """A failed path keeps the legs it tried (waypoints attr 0): rows of a waypoint leg are on that leg's Eq. 4 surface, not W_a's."""
+    f = _copy(tcm_file, tmp_path)
+    with h5py.File(f, "r+") as h:
+        g = h["paths/0-1"]
+        n = g["weights"].shape[0]
+        g["weights"][n // 2:] = 1.01 * g["weights"][n // 2:]  # a second leg, in its own frame
+        if "leg" in g:
+            del g["leg"]
+        g.create_dataset("leg", data=np.array([0] * (n // 2) + [1] * (n - n // 2)))
+        g.attrs["status"] = "failed"
+        g.attrs["waypoints"] = 0
+        del g.attrs["sha256"]
+    rep = verify_file(f)
+    eq4 = next(c for c in rep.checks if c.name == "path 0-1 Eq. 4")
+    assert eq4.skipped and "2 legs" in eq4.detail, rep.format()
+    assert "path 0-1 Eq. 4" not in _failed(rep)
+
+
 def test_tcm_altered_endpoint_solution(tcm_file, tmp_path):
     f = _copy(tcm_file, tmp_path)
     with h5py.File(f, "r+") as h:

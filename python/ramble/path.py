@@ -969,10 +969,25 @@ def find_path_with_escape(
     c was used (1.0: none); the radial legs have iteration -1.  Every leg
     measures ``distance`` against ``(w_a, w_b)``.
     """
-    frame = (w_a, w_b)
     r = find_path_with_waypoints(leg, solve, w_a, w_b, max_waypoints)
     if r.complete or not scales:
         return r
+    return escape_at_larger_norms(leg, solve, certify, evaluate, w_a, w_b, max_waypoints, r, scales)
+
+
+def escape_at_larger_norms(
+    leg: LegFn,
+    solve: SolveFn,
+    certify: CertifyFn,
+    evaluate: Callable[[torch.Tensor], Evaluation],
+    w_a: torch.Tensor,
+    w_b: torch.Tensor,
+    max_waypoints: int,
+    failed: PathResult,
+    scales: Sequence[float] = ESCAPE_SCALES,
+) -> PathResult:
+    """The norm escape of :func:`find_path_with_escape` after a first attempt ``failed`` (returned, reason extended, if every scale fails)."""
+    frame = (w_a, w_b)
     tried = []
     for c in scales:
         up = straight_leg(certify, evaluate, w_a, c * w_a, frame)
@@ -987,9 +1002,10 @@ def find_path_with_escape(
         merged = in_frame(merge_legs([up, mid, down], "complete", "", mid.waypoints_trained), frame)
         merged.waypoints = list(mid.waypoints)  # the radial legs take no iterations
         merged.escape_scale = float(c)
+        merged.config = dict(mid.config)
         return merged
-    r.reason += "; norm escape failed at scale " + ", ".join(tried)
-    return r
+    failed.reason += "; norm escape failed at scale " + ", ".join(tried)
+    return failed
 
 
 def reversed_path(r: PathResult) -> PathResult:

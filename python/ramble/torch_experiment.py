@@ -46,14 +46,11 @@ from .errors import ConfigError, DataError, FormatError, RambleError
 from .io import Experiment, ExperimentWriter, load, pair_name, path_result
 from .lenet import deterministic_cuda, resolve_device
 from .path import (
-    ESCAPE_SCALES,
     PathConfig,
     PathResult,
+    escape_at_larger_norms,
     find_path,
     find_path_with_waypoints,
-    in_frame,
-    merge_legs,
-    straight_leg,
 )
 from .progress import PathProgress
 from .tcm_experiment import PAIRINGS, pair_list, reroute
@@ -423,36 +420,7 @@ def connect(
     first = find_path_with_waypoints(leg, solve, w_a, w_b, max_wp, checkpoint=checkpoint)
     if first.complete or config.variant != "repair" or not config.escape:
         return first
-    return _escape(problem, leg, solve, w_a, w_b, max_wp, first)
-
-
-def _escape(problem: TorchClassifierProblem, leg: Any, solve: Any, w_a: torch.Tensor, w_b: torch.Tensor, max_wp: int, failed: PathResult) -> PathResult:
-    """The norm escape of :func:`ramble.path.find_path_with_escape`, after a first attempt that failed.
-
-    The same loop as there, because that function starts with its own first
-    attempt, which takes no checkpoint; here the first attempt was made (and
-    checkpointed) by :func:`connect`.  To merge into path.py once
-    ``find_path_with_escape`` takes a checkpoint.
-    """
-    frame = (w_a, w_b)
-    tried = []
-    for c in ESCAPE_SCALES:
-        up = straight_leg(problem.certify_segment, problem.evaluate, w_a, c * w_a, frame)
-        down = straight_leg(problem.certify_segment, problem.evaluate, c * w_b, w_b, frame) if up is not None else None
-        if up is None or down is None:
-            tried.append(f"{c:g} (radial segment not certified inside S)")
-            continue
-        mid = find_path_with_waypoints(leg, solve, c * w_a, c * w_b, max_wp, frame=frame)
-        if not mid.complete:
-            tried.append(f"{c:g} ({mid.reason})")
-            continue
-        merged = in_frame(merge_legs([up, mid, down], "complete", "", mid.waypoints_trained), frame)
-        merged.waypoints = list(mid.waypoints)
-        merged.escape_scale = float(c)
-        merged.config = dict(mid.config)
-        return merged
-    failed.reason += "; norm escape failed at scale " + ", ".join(tried)
-    return failed
+    return escape_at_larger_norms(leg, solve, problem.certify_segment, problem.evaluate, w_a, w_b, max_wp, first)
 
 
 def straight_line_metrics(problem: TorchClassifierProblem, measure: Optional[Measure], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int) -> dict[str, np.ndarray]:
