@@ -31,13 +31,16 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ramble import io  # noqa: E402
 from ramble.errors import RambleError  # noqa: E402
-from ramble.path import PathConfig  # noqa: E402
+from ramble.path import PathConfig, PathResult  # noqa: E402
+from ramble.patterns import Patterns  # noqa: E402
+from ramble.tcm import TCMProblem  # noqa: E402
 from ramble.tcm_experiment import TCMExperimentConfig, run_tcm_experiment  # noqa: E402
 
 torch.set_num_threads(1)
@@ -51,24 +54,48 @@ def seed_range(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def path_rows(path: Path, seed: int) -> list[dict]:
-    """One dict per stored path of an experiment file."""
-    exp = io.load(path, weights=False)
-    rows = []
-    for name, p in sorted(exp.paths.items()):
-        a = p.attrs
-        stored_segments = len(p.iteration) - 1
-        rows.append({
-            "seed": seed, "pair": name, "status": p.status, "reason": p.reason,
-            "certified": p.status == "complete" and int(a.get("segments_certified", -1)) == stored_segments,
-            "segments": stored_segments, "segments_certified": int(a.get("segments_certified", -1)),
-            "cert_min_margin": float(a.get("cert_min_margin", float("nan"))),
-            "waypoints": int(a.get("waypoints", 0)), "escape_scale": float(a.get("escape_scale", 1.0)),
-            "via": [int(v) for v in np.atleast_1d(a.get("via", []))],
-            "iterations": int(a["iterations"]), "seconds": float(a["wall_time"]),
-            "cert_seconds": float(a.get("cert_seconds", float("nan"))),
-        })
-    return rows
+def vertex_margins(problem: TCMProblem, weights: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Each vertex's smallest margin (sigma * S, model units), (T,) for (T, N) weights: how far it is off the wall."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(weights), chunk):
+            w = torch.from_numpy(np.ascontiguousarray(weights[i:i + chunk], dtype=np.float64))
+            h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
+            out.append((problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)).min(dim=1).values.numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def result_row(seed: int, pair: str, r: PathResult, problem: Optional[TCMProblem] = None) -> dict:
+    """The table's figures for one path (a file's stored path read back, or a run's result).
+
+    With ``problem`` and the path's weights (every vertex: TCM record_every 1),
+    also the margins at its inner vertices (endpoints excluded: they are the
+    solutions): the smallest, the median of each vertex's smallest, and the
+    fraction of vertices whose smallest margin is below 0.01.
+    """
+    segments = len(r.iteration) - 1
+    row = {
+        "seed": seed, "pair": pair, "status": r.status, "reason": r.reason,
+        "certified": r.status == "complete" and int(r.segments_certified) == segments,
+        "segments": segments, "segments_certified": int(r.segments_certified),
+        "cert_min_margin": float(r.cert_min_margin),
+        "waypoints": len(r.waypoints), "escape_scale": float(r.escape_scale),
+        "via": [int(v) for v in r.via],
+        "iterations": int(r.iterations), "seconds": float(r.wall_time),
+        "cert_seconds": float(r.cert_seconds),
+    }
+    if problem is not None and r.weights is not None and len(r.weights) > 2:
+        m = vertex_margins(problem, r.weights[1:-1])
+        row.update(vertex_min_margin=float(m.min()), vertex_median_margin=float(np.median(m)),
+                   vertex_frac_below_001=float((m < 0.01).mean()))
+    return row
+
+
+def path_rows(path: Path, seed: int, margins: bool = True) -> list[dict]:
+    """One dict per stored path of an experiment file (vertex margins from its weights when ``margins``)."""
+    exp = io.load(path, weights=margins)
+    problem = TCMProblem(Patterns(exp.data["train_inputs"], exp.data["train_labels"], seed), int(exp.model_info["K"])) if margins else None
+    return [result_row(seed, name, io.path_result(p), problem) for name, p in sorted(exp.paths.items())]
 
 
 def finished(path: Path) -> bool:
@@ -97,6 +124,19 @@ def summarise(rows: list[dict]) -> dict:
         "seconds_max": max((r["seconds"] for r in rows), default=0.0),
         "cert_fraction_of_time": sum(r["cert_seconds"] for r in rows) / max(1e-12, sum(r["seconds"] for r in rows)),
         "smallest_cert_margin": min((r["cert_min_margin"] for r in rows if r["status"] == "complete"), default=float("nan")),
+        **margin_summary([r for r in rows if r["status"] == "complete" and "vertex_min_margin" in r]),
+    }
+
+
+def margin_summary(rows: list[dict]) -> dict:
+    """Off the wall, over complete paths: median per path of its smallest inner-vertex margin and of its median one."""
+    if not rows:
+        return {}
+    return {
+        "vertex_min_margin_median": statistics.median(r["vertex_min_margin"] for r in rows),
+        "vertex_median_margin_median": statistics.median(r["vertex_median_margin"] for r in rows),
+        "vertex_frac_below_001_mean": statistics.fmean(r["vertex_frac_below_001"] for r in rows),
+        "cert_min_margin_median": statistics.median(r["cert_min_margin"] for r in rows),
     }
 
 

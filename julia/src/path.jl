@@ -40,8 +40,8 @@ const VARIANTS = (:paper, :repair)
 
 """
     PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01,
-               margin_target=0.1, repair_steps=10, tol=1e-3,
-               max_iterations=20_000, patience=500, record_every=1,
+               margin_target=0.2, repair_steps=10, tol=1e-3,
+               max_iterations=20_000, patience=1000, record_every=1,
                weight_every=1, max_waypoints=10, escape=true, elastic_halvings=0,
                chord_iterations=1)
 
@@ -113,8 +113,8 @@ function pathconfig_error(variant, gamma, n_epochs, lr, margin_target, repair_st
     return nothing
 end
 
-PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01, margin_target=0.1, repair_steps=10,
-           tol=1e-3, max_iterations=20_000, patience=500, record_every=1, weight_every=1, max_waypoints=10,
+PathConfig(; variant=:repair, gamma=0.01, n_epochs=1, lr=0.01, margin_target=0.2, repair_steps=10,
+           tol=1e-3, max_iterations=20_000, patience=1000, record_every=1, weight_every=1, max_waypoints=10,
            escape=true, elastic_halvings=0, chord_iterations=1) =
     PathConfig(variant, gamma, n_epochs, lr, margin_target, repair_steps, tol, max_iterations, patience,
                record_every, weight_every, max_waypoints, escape, elastic_halvings, chord_iterations)

@@ -219,7 +219,7 @@ end
     d = PathConfig()
     @test (d.variant, d.gamma, d.n_epochs, d.lr, d.margin_target, d.repair_steps, d.tol, d.max_iterations,
            d.patience, d.record_every, d.weight_every, d.max_waypoints, d.escape, d.elastic_halvings,
-           d.chord_iterations) == (:repair, 0.01, 1, 0.01, 0.1, 10, 1e-3, 20_000, 500, 1, 1, 10, true, 0, 1)
+           d.chord_iterations) == (:repair, 0.01, 1, 0.01, 0.2, 10, 1e-3, 20_000, 1000, 1, 1, 10, true, 0, 1)
     @test occursin("elastic halvings must be >= 0", P(ok..., -1))
     @test occursin("chord iterations must be >= 1", P(ok..., 0, 0))
     @test PathConfig(variant="paper").variant === :paper

@@ -111,11 +111,11 @@ class PathConfig:
     gamma: float = 0.01
     n_epochs: int = 1
     lr: float = 0.01
-    margin_target: float = 0.1
+    margin_target: float = 0.2
     repair_steps: int = 10
     tol: float = 1e-3
     max_iterations: int = 20_000
-    patience: int = 500
+    patience: int = 1000
     record_every: int = 1
     weight_every: int = 1
     max_waypoints: int = 10
