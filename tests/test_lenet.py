@@ -172,6 +172,23 @@ def test_contains_agrees_with_margins(problem, solution, data):
     assert bad.contains(ws) is False
 
 
+def test_a_membership_tests_forward_pass_serves_the_next_gradient_bit_for_bit(data, solution):
+    """contains(w) keeps its forward pass; loss_and_grad at that same w reuses it and gives exactly the uncached values."""
+    reuse, fresh = LeNetProblem.from_data(data), LeNetProblem.from_data(data)
+    w = solution[0].clone()
+    for _ in range(3):  # a few GD steps, as a path takes them
+        assert reuse.contains(w) is True and reuse._kept is not None and reuse._kept[0] is w
+        (l1, g1), (l2, g2) = reuse.loss_and_grad(w), fresh.loss_and_grad(w)
+        assert reuse._kept is None  # used once
+        assert l1 == l2 and torch.equal(g1, g2)
+        assert torch.equal(reuse.margins(w), fresh.margins(w))
+        w = w - 0.1 * g1
+    # a kept pass at another point is not used
+    reuse.contains(solution[0])
+    other = solution[0] + 1e-3
+    assert torch.equal(reuse.loss_and_grad(other)[1], fresh.loss_and_grad(other)[1])
+
+
 def test_margin_grads_against_autograd(problem, solution):
     w = solution[0]
     index = torch.tensor([0, 5, 99, 5])

@@ -268,7 +268,8 @@ class FileProblem:
     """A file's training problem rebuilt from the file, with its solutions as tensors.
 
     ``measure`` gives test metrics (LeNet5: the file's test images), or is
-    None with ``no_test`` saying why.
+    None with ``no_test`` saying why.  ``test_x``: the test inputs when the
+    file's model has them outside ``e.data`` (LeNet5: MNIST's test images).
     """
 
     problem: Any
@@ -277,6 +278,7 @@ class FileProblem:
     no_test: str = ""
     device: str = "cpu"
     dtype: str = "float64"
+    test_x: Optional[torch.Tensor] = None
 
 
 def problem_from_file(e: Experiment, data_dir: Optional[str] = None, device: str = "auto") -> FileProblem:
@@ -317,7 +319,7 @@ def problem_from_file(e: Experiment, data_dir: Optional[str] = None, device: str
         return {"test_loss": ev.loss, "test_error": ev.error}
 
     sols = {i: torch.from_numpy(np.asarray(w)).to(device=dev, dtype=dtype) for i, w in e.solutions.items()}
-    return FileProblem(prob, sols, measure, "", str(dev), str(dtype).replace("torch.", ""))
+    return FileProblem(prob, sols, measure, "", str(dev), str(dtype).replace("torch.", ""), test_x=data.test_x)
 
 
 def _curve_arrays(ev: CurveEvaluation) -> dict[str, np.ndarray]:

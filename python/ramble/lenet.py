@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -227,6 +227,7 @@ class LeNetProblem:
         self.groups = flat_groups([shape for _, shape in self.spec])
         self.n_params = self.groups[-1].stop
         self._classes = torch.arange(N_CLASSES, device=self.device)
+        self._kept: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # (w, w with grad, logits): see _forward_kept
 
     @classmethod
     def from_data(cls, data: Any, **kwargs: Any) -> "LeNetProblem":
@@ -265,13 +266,42 @@ class LeNetProblem:
 
     # -- PathProblem
 
+    def _one_chunk(self) -> bool:
+        """True when the whole training set is one evaluation chunk (then a membership test's forward pass can serve the next gradient)."""
+        return self.n_samples <= self.eval_batch_size
+
+    def _forward_kept(self, w: torch.Tensor) -> torch.Tensor:
+        """Logits of the whole (one-chunk) training set at ``w``, with the autograd graph kept for :meth:`loss_and_grad` at this same ``w``.
+
+        A path tests a candidate's membership and then, if it is accepted,
+        takes the next GD step from it: one forward pass serves both.  The
+        values are those of :meth:`_loss_grad_on` on the same chunk, bit for
+        bit (same operations, same order).
+        """
+        wg = w.detach().requires_grad_(True)
+        logits = self.logits(wg, self.x)
+        self._kept = (w, wg, logits)
+        return logits
+
+    def _chunk_loss_grads(self, w: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(chunk size, mean loss, gradient) per evaluation chunk at ``w``, reusing a kept forward pass at this ``w``."""
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] is w:
+            _, wg, logits = kept
+            loss = F.cross_entropy(logits, self.y)
+            (g,) = torch.autograd.grad(loss, wg)
+            yield self.n_samples, loss.detach(), g
+            return
+        for s in self._chunks(self.n_samples, self.eval_batch_size):
+            loss, g = self._loss_grad_on(w, self.x[s], self.y[s])
+            yield s.stop - s.start, loss, g
+
     def loss_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Mean training loss at ``w`` (nats) and its gradient, shape (P,), over all M samples."""
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         g_sum = torch.zeros_like(w)
-        for s in self._chunks(self.n_samples, self.eval_batch_size):
-            loss, g = self._loss_grad_on(w, self.x[s], self.y[s])
-            k = s.stop - s.start  # chunk means -> weighted so the total is the mean over M
+        for k, loss, g in self._chunk_loss_grads(w):
+            # chunk means -> weighted so the total is the mean over M
             total += loss * k
             g_sum += g * k
         return float(total) / self.n_samples, g_sum / self.n_samples
@@ -295,8 +325,14 @@ class LeNetProblem:
         """True iff every training margin is > 0; stops at the first chunk holding an error.
 
         Computes exactly what :meth:`margins` computes (same chunks), so the
-        two always agree.
+        two always agree.  On a one-chunk training set the forward pass is
+        kept for a gradient at the same ``w`` (:meth:`_forward_kept`).
         """
+        if self._one_chunk():
+            with torch.enable_grad():
+                logits = self._forward_kept(w)
+            with torch.no_grad():
+                return bool((_margins_of(logits, self.y) > 0).all())
         with torch.inference_mode():
             for s in self._chunks(self.n_samples, self.eval_batch_size):
                 if not bool((_margins_of(self.logits(w, self.x[s]), self.y[s]) > 0).all()):

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError, RambleError
+from ..errors import ConfigError, RambleError
 from ..io import Experiment, PathRecord, load, write_align
 from .matching import Matching, activation_matching, apply_permutation, traced_with, unflatten, weight_matching
 from .spec import PermSpec, permutation_spec
@@ -72,33 +72,15 @@ def network_of(e: Experiment, data_dir: Optional[str] = None, device: str = "aut
     if e.model == "tcm":
         raise RambleError(tcm_refusal(e.path))
     train_lr, max_epochs = float(e.config.get("train_lr", 0.1)), int(e.config.get("max_epochs", 2000))
-    if e.model == "lenet5":
-        from ..lenet import LeNetProblem, resolve_device
-        from ..mnist_experiment import run_data
-
-        try:
-            data = run_data(e.config, e.data, data_dir, test=True)
-        except DataError as err:
-            raise DataError(f"{e.path}: {err}") from None
-        dev = resolve_device(device)
-        dtype = torch.float32 if str(e.model_info.get("dtype", "float32")) == "float32" else torch.float64
-        problem = LeNetProblem.from_data(data, device=dev, dtype=dtype)
-        test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
-
-        def measure(w: torch.Tensor) -> dict[str, float]:
-            ev = problem.evaluate_on(w, test_x, test_y)
-            return {"test_loss": ev.loss, "test_error": ev.error}
-
-        sols = {i: torch.from_numpy(np.asarray(w)).to(device=dev, dtype=dtype) for i, w in e.solutions.items()}
-        return FileNetwork(problem.model, problem, sols, measure, data.test_x, train_lr, max_epochs, str(dev), str(dtype).replace("torch.", ""))
-    from ..curves import problem_from_file  # every other model through its spec (ramble.model_registry)
+    from ..curves import problem_from_file  # every model through one place (LeNet5 built in, others by their spec)
 
     fp = problem_from_file(e, data_dir=data_dir, device=device)
     module = getattr(fp.problem, "model", None)
     if not isinstance(module, nn.Module):
         raise RambleError(f"{e.path}: model {e.model!r} gives no torch module to align")
-    test = e.data.get("test_inputs")
-    test_x = torch.as_tensor(np.asarray(test)) if test is not None else None
+    test_x = fp.test_x
+    if test_x is None and e.data.get("test_inputs") is not None:
+        test_x = torch.as_tensor(np.asarray(e.data["test_inputs"]))
     return FileNetwork(module, fp.problem, fp.solutions, fp.measure, test_x, train_lr, max_epochs, fp.device, fp.dtype)
 
 
