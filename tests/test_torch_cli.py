@@ -262,8 +262,7 @@ def test_norm_escape_after_a_failed_first_attempt():
     import torch
     from torch import nn
 
-    from ramble.path import PathConfig, find_path
-    from ramble.path import escape_at_larger_norms
+    from ramble.path import PathConfig, escape_at_larger_norms, find_path
     from ramble.torch_experiment import TorchClassifierProblem, descend_into_s, train_solution
 
     data = digits()
