@@ -12,8 +12,11 @@ certified (``segments_certified`` equals the number of stored segments: TCM
 files store every vertex), pairs that needed waypoints / the norm escape /
 routing through the third solution, iterations, and the path time (the
 stored ``wall_time`` of the path: Julia's ``find_path`` time summed over its
-legs; the training of waypoint solutions is not included).  Single-threaded
-(OMP/BLAS 1).  Prints a markdown table and writes JSON (``--json``).
+legs; the training of waypoint solutions is not included), and how far
+each path's inner vertices stay off the wall (their smallest margins).
+Single-threaded (OMP/BLAS 1).  Prints a markdown table and writes JSON
+(``--json``).  ``--resume`` finishes an interrupted run: seeds whose file is
+finished are read back, the others run.
 """
 
 from __future__ import annotations
@@ -148,6 +151,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-files", action="store_true",
                     help="run nothing: summarise the files a run already wrote in --dir (seeds without a finished file are skipped)")
+    ap.add_argument("--resume", action="store_true",
+                    help="read the seeds whose file in --dir is finished, run only the others (runs are deterministic)")
     args = ap.parse_args()
     seeds = seed_range(args.seeds)
     folder = Path(args.dir)
@@ -163,7 +168,7 @@ def main() -> None:
         if args.from_files:
             if not finished(out):
                 continue
-        else:
+        elif not (args.resume and finished(out)):
             run_tcm_experiment(cfg, out, force=True, show_progress=False)
         done.append(seed)
         rows += path_rows(out, seed)
