@@ -113,6 +113,18 @@ def test_bad_path_config(kw):
         PathConfig(**kw)
 
 
+def test_norm_constraint_reaches_points_close_to_w_b_of_a_float32_layer():
+    """Near W_b a float32 layer's rescaling needs |W_b| exactly: with float32 norms no factor existed and every step was refused."""
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(10, generator=g)  # float32, a layer as small as LeNet5's last bias
+    a = 0.3 * b + 0.2 * torch.randn(10, generator=g)
+    nc = NormConstraint(a, b, [slice(0, 10)])
+    for t in torch.linspace(0.999, 0.99999, 50).tolist():
+        y = nc.apply(a + t * (b - a))
+        assert y is not None, t
+        assert y.dtype == torch.float32 and nc.violation(y) < 1e-6
+
+
 def test_norm_constraint_is_exact_and_preserves_direction():
     g = torch.Generator().manual_seed(0)
     w_a, w_b = torch.randn(50, generator=g, dtype=torch.float64), 2 * torch.randn(50, generator=g, dtype=torch.float64)

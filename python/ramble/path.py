@@ -257,9 +257,13 @@ class NormConstraint:
     def __init__(self, w_a: torch.Tensor, w_b: torch.Tensor, groups: Sequence[slice]) -> None:
         self.groups = list(groups)
         self.w_b = w_b
-        self.nb = group_norms(w_b, self.groups)
-        na = group_norms(w_a, self.groups)
-        dab = group_norms(w_b - w_a, self.groups)
+        # float64 whatever the weights' dtype: a float32 |W_b^l| a rounding below the true norm leaves
+        # no point of the surface on rays close to W_b (the quadratic in scale() has no real root), so
+        # every step near W_b of a float32 network was refused (MNIST-100 paths stalled at 0.98)
+        a64, b64 = w_a.double(), w_b.double()
+        self.nb = group_norms(b64, self.groups)
+        na = group_norms(a64, self.groups)
+        dab = group_norms(b64 - a64, self.groups)
         safe = torch.where(dab > 0, dab, torch.ones_like(dab))
         # |s| <= 1 by the triangle inequality; clamp the rounding.
         self.slope = torch.where(dab > 0, (self.nb - na) / safe, torch.zeros_like(dab)).clamp(-1.0, 1.0)
@@ -269,7 +273,12 @@ class NormConstraint:
         return self.nb - self.slope * group_norms(self.w_b - w, self.groups)
 
     def scale(self, x: torch.Tensor, b: torch.Tensor, nb: float, s: float) -> Optional[float]:
-        """Factor c > 0 with |c x| = nb - s |b - c x| (closest to 1), or None if there is none."""
+        """Factor c > 0 with |c x| = nb - s |b - c x| (closest to 1), or None if there is none.
+
+        In float64 whatever the weights' dtype: near W_b the discriminant is
+        a small difference of nearly equal terms.
+        """
+        x, b = x.double(), b.double()
         r2 = float(torch.dot(x, x))
         if r2 == 0.0:
             return None
