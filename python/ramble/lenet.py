@@ -190,6 +190,9 @@ class LeNetProblem:
       at a time.
     """
 
+    _kept: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+    """(w, w with grad, logits) of the last membership test (see :meth:`_forward_kept`); a class default, so subclasses with their own ``__init__`` have it."""
+
     def __init__(
         self,
         train_x: torch.Tensor,
@@ -227,7 +230,6 @@ class LeNetProblem:
         self.groups = flat_groups([shape for _, shape in self.spec])
         self.n_params = self.groups[-1].stop
         self._classes = torch.arange(N_CLASSES, device=self.device)
-        self._kept: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None  # (w, w with grad, logits): see _forward_kept
 
     @classmethod
     def from_data(cls, data: Any, **kwargs: Any) -> "LeNetProblem":
