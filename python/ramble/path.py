@@ -803,7 +803,10 @@ def find_path(
         if search.d_ab == 0.0:
             return search.finish("complete", "", 0)
     with stop_on_signals(checkpoint is not None) as stop:
-        return search.iterate(first_it, checkpoint, stop)
+        result = search.iterate(first_it, checkpoint, stop)
+    if stop is not None and stop.signal is not None:  # it came in the last iteration: honour it now, with the usual handler
+        signal.raise_signal(signal.Signals[stop.signal])
+    return result
 
 
 def check_endpoints(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor) -> None:
