@@ -112,8 +112,8 @@ def solution_seed(seed: int, index: int) -> int:
 
 
 def expected_iterations(cfg: PathConfig) -> float:
-    """Iterations a path needs when every elastic step is taken: ln(1/tol) / -ln(1 - gamma)."""
-    return math.log(1.0 / cfg.tol) / -math.log1p(-cfg.gamma) if cfg.gamma < 1 else 1.0
+    """Iterations a path needs when every elastic step is taken (:meth:`PathConfig.expected_iterations`)."""
+    return cfg.expected_iterations()
 
 
 def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
@@ -122,15 +122,12 @@ def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
     The weight stride comes from the points the path is expected to record
     (not from ``points``: a short path records fewer), rounded down so that
     at least ``weight_rows`` are kept; :func:`thin_weights` trims a longer
-    path back to about ``weight_rows`` afterwards.  A lazy chord spans at
-    most ``record_every`` iterations, so a short path still records about
-    ``points`` points (its vertices, when ``record_every`` is 1).
+    path back to about ``weight_rows`` afterwards.
     """
-    expected = expected_iterations(cfg)
+    expected = cfg.expected_iterations()
     record_every = max(1, int(expected // points))
     recorded = expected / record_every + 2  # the endpoints
-    weight_every = max(1, int(recorded // weight_rows))
-    return replace(cfg, record_every=record_every, weight_every=weight_every, chord_iterations=min(cfg.chord_iterations, record_every))
+    return cfg.recorded(record_every, max(1, int(recorded // weight_rows)))
 
 
 def thin_weights(result: PathResult, weight_rows: int) -> PathResult:

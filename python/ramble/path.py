@@ -54,7 +54,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
 import numpy as np
@@ -161,6 +161,19 @@ class PathConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def expected_iterations(self) -> float:
+        """Iterations a path needs when every elastic step is taken: ln(1/tol) / -ln(1 - gamma)."""
+        return math.log(1.0 / self.tol) / -math.log1p(-self.gamma) if self.gamma < 1 else 1.0
+
+    def recorded(self, record_every: int, weight_every: int) -> "PathConfig":
+        """This config recording every ``record_every``-th iteration and keeping every ``weight_every``-th point's weights.
+
+        A lazy chord spans at most ``record_every`` iterations, so a short path
+        still records about the points asked for (its vertices, when
+        ``record_every`` is 1).
+        """
+        return replace(self, record_every=record_every, weight_every=weight_every, chord_iterations=min(self.chord_iterations, record_every))
 
     @classmethod
     def from_dict(cls, d: dict) -> "PathConfig":

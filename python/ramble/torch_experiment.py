@@ -365,14 +365,8 @@ def solution_seed(seed: int, index: int) -> int:
 
 
 def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
-    """``cfg`` with record/weight strides for about ``points`` recorded and ``weight_rows`` stored points.
-
-    A lazy chord spans at most ``record_every`` iterations, so a short path
-    still records about ``points`` points.
-    """
-    expected = math.log(1.0 / cfg.tol) / -math.log1p(-cfg.gamma) if cfg.gamma < 1 else 1.0
-    record_every = max(1, int(expected // points))
-    return replace(cfg, record_every=record_every, weight_every=max(1, int(math.ceil(points / weight_rows))), chord_iterations=min(cfg.chord_iterations, record_every))
+    """``cfg`` with record/weight strides for about ``points`` recorded and ``weight_rows`` stored points."""
+    return cfg.recorded(max(1, int(cfg.expected_iterations() // points)), max(1, int(math.ceil(points / weight_rows))))
 
 
 # ----------------------------------------------------------------------------- connecting two solutions
