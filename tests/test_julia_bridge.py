@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -306,6 +307,24 @@ def test_ctrl_c_interrupts_a_julia_run():
     )
     assert proc.returncode == 0, proc.stderr
     assert "KeyboardInterrupt" in proc.stdout and "still usable: True" in proc.stdout
+
+
+def test_starting_julia_leaves_signals_deliverable_to_python_and_to_child_processes():
+    """Julia's start blocks SIGINT and SIGTERM in its thread; the bridge must undo that, or a
+    scheduler's SIGTERM never reaches a run and every subprocess inherits the block."""
+    proc = run_py(
+        """
+        import signal, subprocess, sys
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        from ramble import julia_bridge
+        julia_bridge.get_bridge()
+        print("mask kept:", signal.pthread_sigmask(signal.SIG_BLOCK, []) == before)
+        child = subprocess.run([sys.executable, "-c", "import os, signal, time; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)"])
+        print("child exit:", child.returncode)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mask kept: True" in proc.stdout and f"child exit: {-signal.SIGTERM}" in proc.stdout, proc.stdout
 
 
 def test_calls_from_another_thread_are_refused(tcm):

@@ -45,7 +45,10 @@ Once per process, lazily
 Signals and ``faulthandler``
     Julia is started with ``--handle-signals=no`` (juliacall's default too), so
     it installs no signal handlers and Python keeps its own: Ctrl-C stays
-    Python's ``KeyboardInterrupt``.  Long Julia calls (paths, training) call a
+    Python's ``KeyboardInterrupt``.  Julia's start still blocks SIGINT, SIGTERM
+    and others in the starting thread; the bridge restores the thread's signal
+    mask right after, or no signal would reach Python (nor any child process,
+    which inherits the mask).  Long Julia calls (paths, training) call a
     Python callback every iteration (every 256 epochs in training); the
     pending ``KeyboardInterrupt`` is raised there, Julia unwinds, and the call
     re-raises it.  Without Julia's handlers a single-threaded Julia does not
@@ -64,6 +67,7 @@ import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -418,10 +422,17 @@ class Bridge:
 
     # -- starting ----------------------------------------------------------
     def start(self) -> None:
-        if self.kind == "juliacall":
-            self._start_juliacall()
-        else:
-            self._start_embedded()
+        # Julia's start blocks SIGINT, SIGTERM and others in the calling thread even with
+        # --handle-signals=no; left so, Ctrl-C and a scheduler's SIGTERM would never reach Python,
+        # and every child process would inherit the blocked mask.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        try:
+            if self.kind == "juliacall":
+                self._start_juliacall()
+            else:
+                self._start_embedded()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._raw_eval(_BOOT, boot=True)
         abi = self.eval(f"include({_jl_string(str(self.source))}); Ramble.Bridge.ABI")
         if abi != ABI:
