@@ -28,7 +28,7 @@ echo "$shared" > "$own/_main_venv_packages.pth"
 "$work/venv/bin/python" -m pip install -q --disable-pip-version-check --no-index "$wheel"
 
 cd "$work"  # outside the checkout: nothing of it is importable from here
-where=$("$work/venv/bin/python" -c 'import ramble, ramble.julia_bridge as b; print(ramble.__file__); print(b.julia_source())')
+where=$("$work/venv/bin/python" -c 'import ramble, ramble.julia.bridge as b; print(ramble.__file__); print(b.julia_source())')
 case "$where" in
     *"$repo"*) echo "wheel-check: ramble was imported from the checkout: $where" >&2; exit 1 ;;
 esac

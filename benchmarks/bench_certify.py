@@ -1,7 +1,7 @@
 """Cost of the LeNet5 segment certificate on the moves of real MNIST-100 paths.
 
 Trains the two solutions of ``ramble mnist run`` (same seeds), draws the path
-between them with the run's driver (:func:`ramble.mnist_experiment.connect_pair`),
+between them with the run's driver (:func:`ramble.experiments.mnist_experiment.connect_pair`),
 and records every certificate the path algorithm asks for: seconds, pieces
 (bisections = (pieces - 1) / 2), certified or refused, margin bound.
 
@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from ramble.lenet import LeNetProblem, train_solution
-from ramble.mnist import load_mnist
-from ramble.mnist_experiment import connect_pair, paper_path_config, solution_seed
-from ramble.problem import SegmentCertificate
+from ramble.core.problem import SegmentCertificate
+from ramble.experiments.mnist_experiment import connect_pair, paper_path_config, solution_seed
+from ramble.models.lenet import LeNetProblem, train_solution
+from ramble.models.mnist import load_mnist
 
 
 class RecordingProblem(LeNetProblem):
@@ -67,7 +67,7 @@ def summary(certs: list[SegmentCertificate]) -> dict:
 
 def piece_cost(problem: LeNetProblem, w: torch.Tensor, repeats: int = 10) -> dict:
     """Seconds of one GD epoch, one float32 margins pass and one bounded piece (no bisection) at ``w``, side by side."""
-    from ramble.bounds import margin_bounds
+    from ramble.core.bounds import margin_bounds
 
     w1 = problem.descent_step(w, 0.1)
 

@@ -31,10 +31,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ramble.julia_backend import JuliaTCM  # noqa: E402
-from ramble.patterns import random_patterns  # noqa: E402
-from ramble.tcm import gaussian_init  # noqa: E402
-from ramble.training import TrainConfig, solve_with_restarts  # noqa: E402
+from ramble.julia.backend import JuliaTCM  # noqa: E402
+from ramble.models.patterns import random_patterns  # noqa: E402
+from ramble.models.tcm import gaussian_init  # noqa: E402
+from ramble.models.tcm_training import TrainConfig, solve_with_restarts  # noqa: E402
 
 NEW_SRC = Path(__file__).resolve().parents[1] / "julia" / "src"
 

@@ -23,10 +23,10 @@ from dataclasses import replace
 
 import torch
 
-from ramble.lenet import LeNetProblem, train_solution
-from ramble.mnist import load_mnist
-from ramble.mnist_experiment import paper_path_config, solution_seed
-from ramble.path import find_path
+from ramble.core.path import find_path
+from ramble.experiments.mnist_experiment import paper_path_config, solution_seed
+from ramble.models.lenet import LeNetProblem, train_solution
+from ramble.models.mnist import load_mnist
 
 
 def run(problem: LeNetProblem, w_a: torch.Tensor, w_b: torch.Tensor, chords: int, iterations: int) -> dict:

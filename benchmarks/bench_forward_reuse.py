@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from ramble.lenet import LeNetProblem, train_solution
-from ramble.mnist import load_mnist
+from ramble.models.lenet import LeNetProblem, train_solution
+from ramble.models.mnist import load_mnist
 
 
 def gd_with_membership(problem: LeNetProblem, w0: torch.Tensor, steps: int, lr: float) -> tuple[float, torch.Tensor]:

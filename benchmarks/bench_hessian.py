@@ -7,7 +7,7 @@
 Needs ``pip install pyhessian==0.1`` for the baseline (not a ramble dependency).
 
 Points.  Two solutions W_a, W_b (``--seeds``; default 2 and 3, held out:
-the choices in ramble.hessian and ramble.spectra were made on seeds 0 and 1)
+the choices in ramble.analysis.hessian and ramble.analysis.spectra were made on seeds 0 and 1)
 are trained by full-batch GD, lr 0.1, from Xavier init until 100% training
 accuracy on the first 100 MNIST training images.  The points are
 W_a + t (W_b - W_a), t = 0, step, 2 step, ... (``--points``): a stand-in for
@@ -57,7 +57,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ramble.hessian import (
+from ramble.analysis.hessian import (
     classification_loss,
     count_nonzero,
     dense_hessian,
@@ -69,11 +69,11 @@ from ramble.hessian import (
     top_eigenpairs,
     warm_v0,
 )
-from ramble.lenet import LeNet5, LeNetProblem, load_flat, train_solution
-from ramble.mnist import load_mnist
-from ramble.patterns import random_patterns
-from ramble.spectra import frozen_pattern_loss, patch_gemm_logits
-from ramble.tcm import TCMProblem, gaussian_init
+from ramble.analysis.spectra import frozen_pattern_loss, patch_gemm_logits
+from ramble.models.lenet import LeNet5, LeNetProblem, load_flat, train_solution
+from ramble.models.mnist import load_mnist
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm import TCMProblem, gaussian_init
 
 K = 20
 GUARD = 4  # along_path's default for k = 20

@@ -28,8 +28,8 @@ from typing import Callable
 
 import torch
 
-from ramble.lenet import LeNet5, LeNetProblem, load_flat, resolve_device, xavier_flat
-from ramble.mnist import load_mnist
+from ramble.models.lenet import LeNet5, LeNetProblem, load_flat, resolve_device, xavier_flat
+from ramble.models.mnist import load_mnist
 
 
 def _timer(device: torch.device, fn: Callable[[], object], repeats: int) -> float:

@@ -20,10 +20,10 @@ from collections import Counter
 
 import torch
 
-from ramble.lenet import LeNetProblem, resolve_device, train_solution
-from ramble.mnist import load_mnist
-from ramble.mnist_experiment import paper_path_config, solution_seed, strided
-from ramble.path import find_path
+from ramble.core.path import find_path
+from ramble.experiments.mnist_experiment import paper_path_config, solution_seed, strided
+from ramble.models.lenet import LeNetProblem, resolve_device, train_solution
+from ramble.models.mnist import load_mnist
 
 
 def instrument(problem: LeNetProblem, counts: Counter) -> None:

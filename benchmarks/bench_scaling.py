@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ramble.io import load
+from ramble.storage.io import load
 from ramble.threads import worker_env
 
 

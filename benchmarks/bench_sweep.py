@@ -8,7 +8,7 @@ The default sweep is TCM at the paper's size (N=300, K=3, M=620), Julia
 backend, 2 data sets x 2 gammas x 2 N_epochs of the repair variant, 3
 solutions per data set joined as a chain: 8 experiments, 16 paths.  Each
 entry of ``--runs`` (engine:workers) runs the whole sweep into a fresh folder
-and is timed by the wall clock from the call to :func:`ramble.sweep.run_sweep`
+and is timed by the wall clock from the call to :func:`ramble.experiments.sweep.run_sweep`
 to its return: process or cluster start-up, each worker's Julia start
 (about 2-3 s per process), training, paths, HDF5 writing.  ``--repeats``
 repeats the list in the same interleaved order (so drift in the machine's
@@ -98,8 +98,8 @@ def file_digest(folder: Path) -> dict[str, list]:
 
 
 def main() -> None:
+    from ramble.experiments.sweep import SweepConfig, load_sweep, parse_float_list, parse_int_list, run_sweep
     from ramble.progress import setup_logging
-    from ramble.sweep import SweepConfig, load_sweep, parse_float_list, parse_int_list, run_sweep
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="101-102")

@@ -10,7 +10,7 @@ Four sub-commands (all single-threaded: OMP/BLAS threads 1, torch 1 thread)::
 ``path``: one full TCM path per pair of solutions of one data set, on the
 Julia and on the Python backend, from the same data and the same two
 solutions, with the default path configuration through
-``ramble.backends.connect`` (what ``ramble tcm run`` does).  The solutions
+``ramble.models.tcm_backends.connect`` (what ``ramble tcm run`` does).  The solutions
 are read from ``--file`` or trained once by the Julia backend for ``--seed``.
 Julia's one-time costs are reported separately: starting Julia and loading
 ``Ramble`` (the first ``make_backend``), and the first path call (which
@@ -61,12 +61,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from ramble.backends import connect, make_backend  # noqa: E402
-from ramble.io import load  # noqa: E402
-from ramble.path import PathConfig  # noqa: E402
-from ramble.patterns import Patterns, random_patterns  # noqa: E402
-from ramble.tcm import gaussian_init  # noqa: E402
-from ramble.training import TrainConfig, attempt_seed, solve_with_restarts  # noqa: E402
+from ramble.core.path import PathConfig  # noqa: E402
+from ramble.models.patterns import Patterns, random_patterns  # noqa: E402
+from ramble.models.tcm import gaussian_init  # noqa: E402
+from ramble.models.tcm_backends import connect, make_backend  # noqa: E402
+from ramble.models.tcm_training import TrainConfig, attempt_seed, solve_with_restarts  # noqa: E402
+from ramble.storage.io import load  # noqa: E402
 
 N, K, M = 300, 3, 620
 RESULTS = Path(__file__).resolve().parent / "results"

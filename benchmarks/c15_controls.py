@@ -10,7 +10,7 @@ it (skipped when stored).  Then, per pair: the path's best test error, the
 four controls (each endpoint trained on for the epochs the path spent before
 its best point, and until the training loss the path has there), the margin
 over the best control in percentage points, and C15's verdict from the
-report's own rule (ramble.report).  Prints a markdown table; ``--json``
+report's own rule (ramble.reporting.report).  Prints a markdown table; ``--json``
 writes every number with the command, machine and load.
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ramble.controls import margin_points
-from ramble.io import load
-from ramble.report import evaluate_claims, mnist_stats
+from ramble.analysis.controls import margin_points
+from ramble.reporting.report import evaluate_claims, mnist_stats
+from ramble.storage.io import load
 
 
 def ramble(*args: str) -> None:

@@ -35,12 +35,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from heldout_tcm import result_row, seed_range, summarise  # noqa: E402
 
-from ramble.backends import TCMBackend, connect, make_backend  # noqa: E402
-from ramble.path import PathConfig, PathResult  # noqa: E402
-from ramble.patterns import random_patterns  # noqa: E402
-from ramble.tcm import TCMProblem, gaussian_init  # noqa: E402
-from ramble.tcm_experiment import TCMExperimentConfig, pair_list, reroute  # noqa: E402
-from ramble.training import TrainConfig, solve_with_restarts  # noqa: E402
+from ramble.core.path import PathConfig, PathResult  # noqa: E402
+from ramble.experiments.tcm_experiment import TCMExperimentConfig, pair_list, reroute  # noqa: E402
+from ramble.models.patterns import random_patterns  # noqa: E402
+from ramble.models.tcm import TCMProblem, gaussian_init  # noqa: E402
+from ramble.models.tcm_backends import TCMBackend, connect, make_backend  # noqa: E402
+from ramble.models.tcm_training import TrainConfig, solve_with_restarts  # noqa: E402
 
 # The settings of the default before this sweep (issue 11's held-out run); every candidate changes only what it names.
 OLD = dict(gamma=0.01, n_epochs=1, lr=0.01, margin_target=0.1, patience=500, max_waypoints=10, elastic_halvings=0)

@@ -6,7 +6,7 @@
 
 Each seed is one ``ramble tcm run`` at the paper's size (N=300, K=3, M=620,
 3 solutions, all pairs, Julia backend, the variant's default settings), run
-in this process (Julia starts once) with :func:`ramble.tcm_experiment.run_tcm_experiment`.
+in this process (Julia starts once) with :func:`ramble.experiments.tcm_experiment.run_tcm_experiment`.
 From the files it writes: pairs connected, pairs whose every segment was
 certified (``segments_certified`` equals the number of stored segments: TCM
 files store every vertex), pairs that needed waypoints / the norm escape /
@@ -39,12 +39,12 @@ from typing import Optional  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ramble import io  # noqa: E402
+from ramble.core.path import PathConfig, PathResult  # noqa: E402
 from ramble.errors import RambleError  # noqa: E402
-from ramble.path import PathConfig, PathResult  # noqa: E402
-from ramble.patterns import Patterns  # noqa: E402
-from ramble.tcm import TCMProblem  # noqa: E402
-from ramble.tcm_experiment import TCMExperimentConfig, run_tcm_experiment  # noqa: E402
+from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment  # noqa: E402
+from ramble.models.patterns import Patterns  # noqa: E402
+from ramble.models.tcm import TCMProblem  # noqa: E402
+from ramble.storage import io  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ solutions, and every setting of the grid, run one leg of the path algorithm
 (``backend.find_path``: no waypoints) and record whether it arrived, how far
 it got, why it stopped and what it cost.  With ``--connect`` (default on) the
 default configuration is also run the way ``ramble tcm run`` runs it, through
-``ramble.backends.connect`` (waypoints when a leg stalls).
+``ramble.models.tcm_backends.connect`` (waypoints when a leg stalls).
 
     python benchmarks/sweep_path_variants.py --backend julia --out benchmarks/results/sweep.json FILE.h5 ...
 
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ramble.backends import connect, make_backend
-from ramble.io import load
-from ramble.path import PathConfig
-from ramble.patterns import Patterns
-from ramble.training import TrainConfig
+from ramble.core.path import PathConfig
+from ramble.models.patterns import Patterns
+from ramble.models.tcm_backends import connect, make_backend
+from ramble.models.tcm_training import TrainConfig
+from ramble.storage.io import load
 
 GRID = {
     "paper": [dict(gamma=g, lr=lr, n_epochs=e) for g, lr, e in itertools.product([0.001, 0.01, 0.1], [0.1, 0.01, 0.001], [5, 1])],

@@ -4,7 +4,7 @@
 
 For each seed: ``run_tcm_experiment`` with the default config (Julia
 backend, N=300 K=3 M=620, 3 solutions, all pairs), then
-:func:`ramble.verify.verify_file`.  Prints per seed: path outcomes, stored
+:func:`ramble.analysis.verify.verify_file`.  Prints per seed: path outcomes, stored
 segments, segments verify certified, the checks that did not pass, and the
 seconds of the run and of verify.
 """
@@ -17,9 +17,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ramble.io import load
-from ramble.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
-from ramble.verify import verify_file
+from ramble.analysis.verify import verify_file
+from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+from ramble.storage.io import load
 
 
 def main() -> None:

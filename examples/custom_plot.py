@@ -1,4 +1,4 @@
-"""A custom figure from an experiment file, with nothing but ``ramble.io.load``, NumPy and matplotlib.
+"""A custom figure from an experiment file, with nothing but ``ramble.storage.io.load``, NumPy and matplotlib.
 
     python examples/custom_plot.py FILE.h5 OUT.png
 
@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ramble.io import load  # noqa: E402
+from ramble.storage.io import load  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -29,9 +29,9 @@ import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ramble.io import load  # noqa: E402
-from ramble.path import PathConfig, straight_line  # noqa: E402
-from ramble.torch_experiment import TorchClassifierProblem, TorchExperimentConfig, connect, run, train_solution  # noqa: E402
+from ramble.core.path import PathConfig, straight_line  # noqa: E402
+from ramble.experiments.torch_experiment import TorchClassifierProblem, TorchExperimentConfig, connect, run, train_solution  # noqa: E402
+from ramble.storage.io import load  # noqa: E402
 
 
 def build_mlp() -> nn.Module:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ramble.patterns import random_patterns
-from ramble.tcm import TCMProblem, gaussian_init
-from ramble.training import TrainConfig, gd_solve, solve_with_restarts
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm import TCMProblem, gaussian_init
+from ramble.models.tcm_training import TrainConfig, gd_solve, solve_with_restarts
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Permutation alignment (ramble.align, `ramble align`): the structure traced, invariance, recovery, the file round trip, bad input."""
+"""Permutation alignment (ramble.analysis.align, `ramble align`): the structure traced, invariance, recovery, the file round trip, bad input."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
-from ramble.align.matching import activation_matching, apply_permutation, traced_with, unflatten, weight_matching
-from ramble.align.spec import permutation_spec
+from ramble.analysis.align.matching import activation_matching, apply_permutation, traced_with, unflatten, weight_matching
+from ramble.analysis.align.spec import permutation_spec
 from ramble.cli import main
 from ramble.errors import ConfigError
-from ramble.io import load
-from ramble.lenet import LeNet5, flatten, init_xavier
-from ramble.mnist import load_mnist
+from ramble.models.lenet import LeNet5, flatten, init_xavier
+from ramble.models.mnist import load_mnist
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 MNIST_FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "30", "--weight-rows", "10", "--linear-points", "5"]
@@ -188,8 +188,8 @@ MLP_SOURCE = "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.
 @pytest.fixture(scope="module")
 def torch_file(tmp_path_factory):
     """A generic torch file: an MLP on three Gaussian blobs, two solutions, one path."""
-    from ramble.path import PathConfig
-    from ramble.torch_experiment import TorchExperimentConfig, run
+    from ramble.core.path import PathConfig
+    from ramble.experiments.torch_experiment import TorchExperimentConfig, run
 
     folder = tmp_path_factory.mktemp("torch")
     (folder / "mlp.py").write_text(MLP_SOURCE)
@@ -231,7 +231,7 @@ def test_aligned_line_outside_s_says_where_it_leaves(aligned_file):
 
 
 def test_plot_and_report_show_the_alignment(aligned_file, tmp_path):
-    from ramble.report import align_lines
+    from ramble.reporting.report import align_lines
 
     r = _invoke(["plot", str(aligned_file), "--out", str(tmp_path / "figs"), "--format", "png"])
     assert r.exit_code == 0, r.output
@@ -272,7 +272,7 @@ def test_unknown_method_is_a_usage_error(mnist_file):
 
 
 def test_refuses_to_store_a_permutation_that_changes_the_function(mnist_file, tmp_path, monkeypatch):
-    import ramble.align.run as run
+    import ramble.analysis.align.run as run
 
     f = tmp_path / "m.h5"
     f.write_bytes(Path(mnist_file).read_bytes())
@@ -291,7 +291,7 @@ def test_refuses_to_store_a_permutation_that_changes_the_function(mnist_file, tm
 
 
 def test_reproduce_aligns_the_mnist100_pair(tmp_path):
-    from ramble.reproduce import SCALE_SETTINGS, plan
+    from ramble.experiments.reproduce import SCALE_SETTINGS, plan
 
     def align_args(scale: str) -> tuple[str, ...]:
         jobs = plan(tmp_path, SCALE_SETTINGS[scale], "python", False, None, "cpu")
@@ -303,7 +303,7 @@ def test_reproduce_aligns_the_mnist100_pair(tmp_path):
 
 
 def test_reproduce_aligns_the_examples_mlp_with_its_path(tmp_path):
-    from ramble.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan
+    from ramble.experiments.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan
 
     example = Path(__file__).resolve().parents[1] / "examples" / "own_model.py"
     for scale in ("quick", "paper", "tiny"):

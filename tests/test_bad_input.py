@@ -38,10 +38,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramble import julia_bridge, mnist
 from ramble.cli import main
 from ramble.errors import ConfigError
-from ramble.io import FORMAT_VERSION, load
+from ramble.julia import bridge as julia_bridge
+from ramble.models import mnist
+from ramble.storage.io import FORMAT_VERSION, load
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mnist"
 _exe = Path(sys.executable).with_name("ramble")
@@ -585,9 +586,9 @@ def test_every_command_has_rows() -> None:
 @pytest.fixture(scope="module")
 def problem():
     """A TCM problem (N=30, K=3, M=40) and two of its solutions, as NumPy arrays."""
-    from ramble.patterns import random_patterns
-    from ramble.tcm import TCMProblem, gaussian_init
-    from ramble.training import TrainConfig, gd_solve, solve_with_restarts
+    from ramble.models.patterns import random_patterns
+    from ramble.models.tcm import TCMProblem, gaussian_init
+    from ramble.models.tcm_training import TrainConfig, gd_solve, solve_with_restarts
 
     pats = random_patterns(30, 40, 3)
     prob = TCMProblem(pats, 3)
@@ -598,9 +599,9 @@ def problem():
 
 
 def _api_calls():
-    from ramble.backends import PythonTCM, connect
-    from ramble.path import PathConfig, find_path, straight_line
-    from ramble.training import TrainConfig
+    from ramble.core.path import PathConfig, find_path, straight_line
+    from ramble.models.tcm_backends import PythonTCM, connect
+    from ramble.models.tcm_training import TrainConfig
 
     t = torch.from_numpy
     cfg = PathConfig(max_iterations=50)

@@ -1,4 +1,4 @@
-"""Bound propagation over weight segments (ramble.bounds) against dense sampling, and its refusals."""
+"""Bound propagation over weight segments (ramble.core.bounds) against dense sampling, and its refusals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ramble.bounds import certify_torch_segment, margin_bounds, point_margins
+from ramble.core.bounds import certify_torch_segment, margin_bounds, point_margins
 from ramble.errors import ConfigError
 
 torch.set_num_threads(1)

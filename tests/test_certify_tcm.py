@@ -1,4 +1,4 @@
-"""The TCM's exact segment certifier (ramble.tcm.TCMProblem.certify_segment) and its Julia twin."""
+"""The TCM's exact segment certifier (ramble.models.tcm.TCMProblem.certify_segment) and its Julia twin."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ramble.patterns import Patterns, random_patterns
-from ramble.tcm import TCMProblem, rounding_slack
+from ramble.models.patterns import Patterns, random_patterns
+from ramble.models.tcm import TCMProblem, rounding_slack
 
 
 def dense_min(prob: TCMProblem, w0: torch.Tensor, w1: torch.Tensor, n: int) -> float:
@@ -63,7 +63,7 @@ def test_minimum_at_a_kink_is_found_exactly():
 
 
 def test_julia_certifier_makes_the_same_decisions():
-    from ramble import julia_backend as jb
+    from ramble.julia import backend as jb
 
     p = random_patterns(30, 40, 9)
     py = TCMProblem(p, 3)

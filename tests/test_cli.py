@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from ramble.cli import main
-from ramble.io import load
-from ramble.patterns import Patterns
-from ramble.tcm import TCMProblem
+from ramble.models.patterns import Patterns
+from ramble.models.tcm import TCMProblem
+from ramble.storage.io import load
 
 SMALL = ["-N", "60", "-K", "3", "-M", "100", "--seed", "4"]
 

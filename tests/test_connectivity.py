@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ramble.cli import main
-from ramble.connectivity import (
+from ramble.analysis.connectivity import (
     DIRECT,
     FAILED,
     NOT_ATTEMPTED,
@@ -26,9 +25,10 @@ from ramble.connectivity import (
     statement,
     store_connectivity,
 )
+from ramble.cli import main
 from ramble.errors import RambleError
-from ramble.io import Experiment, LinearRecord, PathRecord, load
-from ramble.plots import fig_connectivity
+from ramble.reporting.plots import fig_connectivity
+from ramble.storage.io import Experiment, LinearRecord, PathRecord, load
 
 # Small and quick: gamma 0.05 and tol 0.01 make each path ~100 iterations.
 SMALL = ["--backend", "python", "-N", "30", "-K", "3", "-M", "40", "--seed", "101", "--gamma", "0.05", "--tol", "0.01"]

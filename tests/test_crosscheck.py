@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ramble import crosscheck as cc
-from ramble.backends import PythonTCM
-from ramble.julia_backend import JuliaTCM
-from ramble.path import PathConfig
-from ramble.patterns import Patterns, random_patterns
-from ramble.training import TrainConfig
+from ramble.core.path import PathConfig
+from ramble.julia import crosscheck as cc
+from ramble.julia.backend import JuliaTCM
+from ramble.models.patterns import Patterns, random_patterns
+from ramble.models.tcm_backends import PythonTCM
+from ramble.models.tcm_training import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def test_least_action_kick_agrees(pair):
     # The kick on its own, to rounding.
     import torch
 
-    from ramble import julia_bridge
-    from ramble.training import least_action_kick
+    from ramble.julia import bridge as julia_bridge
+    from ramble.models.tcm_training import least_action_kick
 
     py, jl = pair
     bridge = julia_bridge.get_bridge()
@@ -189,7 +189,7 @@ def test_elastic_halvings_agree_decision_by_decision(hard_pair):
     assert plain.elastic_accepted + plain.elastic_repaired == 0
     assert rp.elastic_accepted + rp.elastic_repaired > 0
 def test_first_divergence_helper():
-    from ramble.path import PathResult
+    from ramble.core.path import PathResult
 
     def result(dec, gdr):
         n = len(dec)

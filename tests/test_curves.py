@@ -1,4 +1,4 @@
-"""Other methods' curves held against S (ramble.curves, `ramble curves`): the Bezier curve of Garipov et al. and the straight line."""
+"""Other methods' curves held against S (ramble.analysis.curves, `ramble curves`): the Bezier curve of Garipov et al. and the straight line."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramble.cli import main
-from ramble.curves import (
+from ramble.analysis.curves import (
     BezierConfig,
     bezier_objective,
     bezier_point,
@@ -22,9 +21,10 @@ from ramble.curves import (
     outside_fraction,
     train_bezier,
 )
+from ramble.analysis.verify import verify_file
+from ramble.cli import main
 from ramble.errors import ConfigError
-from ramble.io import load
-from ramble.verify import verify_file
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 MNIST_FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "30", "--weight-rows", "10", "--linear-points", "5"]
@@ -132,7 +132,7 @@ def test_cli_stores_curves_that_load_exposes(tcm_file):
         assert "test_error" not in c.extra and not c.attrs["has_test"] and "no test" in c.attrs["no_test"]
     assert b.extra["theta"].shape == e.solutions[0].shape and b.extra["loss_history"].shape == (60,)
     # the stored straight line agrees with a recomputation from the file's own data
-    from ramble.curves import problem_from_file
+    from ramble.analysis.curves import problem_from_file
 
     fp = problem_from_file(e)
     line = evaluate_line(fp.problem, fp.solutions[0], fp.solutions[1], 21)
@@ -155,7 +155,7 @@ def test_figure_from_the_stored_curves(tcm_file, tmp_path):
 
 
 def test_report_states_each_fraction_outside_s(tcm_file, tmp_path):
-    from ramble.report import curves_lines
+    from ramble.reporting.report import curves_lines
 
     path, _ = tcm_file
     e = load(path, weights=False)

@@ -42,7 +42,7 @@ def test_custom_plot_example_uses_only_the_io_api():
     src = EXAMPLE.read_text()
     imports = [line.strip() for line in src.splitlines() if line.startswith(("import ", "from "))]
     ramble_imports = [line for line in imports if "ramble" in line]
-    assert ramble_imports == ["from ramble.io import load  # noqa: E402"]
+    assert ramble_imports == ["from ramble.storage.io import load  # noqa: E402"]
     assert all(line.split()[1].split(".")[0] in {"__future__", "sys", "matplotlib", "numpy", "ramble"} for line in imports), imports
 
 
@@ -60,7 +60,7 @@ def test_own_model_example_connects_two_solutions_and_verifies(tmp_path):
     assert res.returncode == 0, res.stderr
     png = tmp_path / "own_model.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
-    from ramble.io import load
+    from ramble.storage.io import load
 
     e = load(tmp_path / "digits.h5")
     assert (e.model, e.status) == ("torch", "complete")

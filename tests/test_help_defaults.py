@@ -11,10 +11,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import ramble.mnist_experiment as mnist_experiment
+import ramble.experiments.mnist_experiment as mnist_experiment
 from ramble.cli import main
 from ramble.errors import FormatError
-from ramble.io import load
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 SMALL_TCM = ["-N", "60", "-K", "3", "-M", "100", "--seed", "4"]
@@ -127,7 +127,7 @@ def test_every_run_option_shows_its_default():
 
 
 def test_crosscheck_help_gives_its_size():
-    from ramble.crosscheck import DEFAULT_SIZE
+    from ramble.julia.crosscheck import DEFAULT_SIZE
 
     h = help_texts("tcm", "crosscheck")
     assert int(shown_default(h["n_inputs"])) == DEFAULT_SIZE["n_inputs"]

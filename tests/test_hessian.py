@@ -1,7 +1,7 @@
-"""Hessian spectra (ramble.hessian) against dense float64 eigendecompositions on small networks.
+"""Hessian spectra (ramble.analysis.hessian) against dense float64 eigendecompositions on small networks.
 
 Parametrised over three small models, in the spirit of curvlinops' tests: a
-tanh MLP, a ReLU/max-pool CNN, and the TCM of ramble.tcm (N=30, K=3, M=40).
+tanh MLP, a ReLU/max-pool CNN, and the TCM of ramble.models.tcm (N=30, K=3, M=40).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ramble.hessian import (
+from ramble.analysis.hessian import (
     DenseOperator,
     Spectrum,
     along_path,
@@ -35,11 +35,11 @@ from ramble.hessian import (
     top_eigenpairs,
     warm_v0,
 )
-from ramble.lenet import LeNetProblem
-from ramble.mnist import load_mnist
-from ramble.patterns import random_patterns
-from ramble.spectra import frozen_pattern_loss, patch_gemm_logits
-from ramble.tcm import TCMProblem, gaussian_init
+from ramble.analysis.spectra import frozen_pattern_loss, patch_gemm_logits
+from ramble.models.lenet import LeNetProblem
+from ramble.models.mnist import load_mnist
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm import TCMProblem, gaussian_init
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ramble import io
+from ramble.core.path import PathConfig, find_path, straight_line
 from ramble.errors import FormatError, RambleError
-from ramble.path import PathConfig, find_path, straight_line
+from ramble.storage import io
 
 
 def test_round_trip(tmp_path, small_tcm):

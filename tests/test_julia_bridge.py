@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramble import julia_bridge
-from ramble.backends import PythonTCM
+from ramble.core.path import PathConfig, PathResult
 from ramble.errors import ConfigError, JuliaError
-from ramble.julia_backend import JuliaTCM, registry_sizes
-from ramble.path import PathConfig, PathResult
-from ramble.patterns import random_patterns
-from ramble.training import SolveOutcome, TrainConfig
+from ramble.julia import bridge as julia_bridge
+from ramble.julia.backend import JuliaTCM, registry_sizes
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm_backends import PythonTCM
+from ramble.models.tcm_training import SolveOutcome, TrainConfig
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
@@ -99,7 +99,7 @@ def test_config_errors_from_julia_are_config_errors(tcm, solutions):
 def test_julia_exception_becomes_julia_error():
     proc = run_py(
         """
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         from ramble.errors import JuliaError
         b = julia_bridge.get_bridge()
         for what, f in (("call", lambda: b.call("raise_test", 1)), ("eval", lambda: b.eval('error("boom from julia")'))):
@@ -158,10 +158,10 @@ def test_same_python_types_as_python_backend(tcm, solutions):
 def test_missing_julia_is_a_clear_error():
     proc = run_py(
         """
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         from ramble.errors import JuliaError
-        from ramble.julia_backend import JuliaTCM
-        from ramble.patterns import random_patterns
+        from ramble.julia.backend import JuliaTCM
+        from ramble.models.patterns import random_patterns
         try:
             JuliaTCM(random_patterns(6, 4, 0), 3)
         except JuliaError as e:
@@ -180,7 +180,7 @@ def test_missing_julia_source_is_a_clear_error():
     proc = run_py(
         """
         from ramble.errors import JuliaError
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         try:
             julia_bridge.get_bridge()
         except JuliaError as e:
@@ -198,7 +198,7 @@ def test_forced_juliacall_starts_or_says_why():
     proc = run_py(
         """
         import sys
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         from ramble.errors import JuliaError
         try:
             b = julia_bridge.get_bridge()
@@ -224,7 +224,7 @@ def test_auto_choice_falls_back_without_importing_juliacall():
     proc = run_py(
         """
         import sys, time
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         t = time.perf_counter()
         kind, reason = julia_bridge.choose_bridge(julia_bridge.probe_julia())
         print("choice:", kind, "|", reason, "|", round(time.perf_counter() - t, 1))
@@ -250,7 +250,7 @@ def test_unknown_bridge_name(monkeypatch):
 def test_bridge_info_does_not_start_julia_when_asked_not_to():
     proc = run_py(
         """
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         info = julia_bridge.bridge_info(start=False)
         print(info.get("started"), "error" in info, julia_bridge.is_started(), info.get("bridge"))
         """
@@ -283,10 +283,10 @@ def test_ctrl_c_interrupts_a_julia_run():
         """
         import os, signal
         import numpy as np
-        from ramble.julia_backend import JuliaTCM
-        from ramble.patterns import random_patterns
-        from ramble.path import PathConfig
-        from ramble.training import TrainConfig
+        from ramble.julia.backend import JuliaTCM
+        from ramble.models.patterns import random_patterns
+        from ramble.core.path import PathConfig
+        from ramble.models.tcm_training import TrainConfig
         t = JuliaTCM(random_patterns(30, 36, 1), 3)
         rng = np.random.default_rng(0)
         sols = []
@@ -316,7 +316,7 @@ def test_starting_julia_leaves_signals_deliverable_to_python_and_to_child_proces
         """
         import signal, subprocess, sys
         before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-        from ramble import julia_bridge
+        from ramble.julia import bridge as julia_bridge
         julia_bridge.get_bridge()
         print("mask kept:", signal.pthread_sigmask(signal.SIG_BLOCK, []) == before)
         child = subprocess.run([sys.executable, "-c", "import os, signal, time; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)"])
@@ -394,7 +394,7 @@ def test_path_config_has_the_same_fields_order_and_defaults_in_both_languages(br
 def test_bridge_packs_every_path_config_field_by_name(bridge, tcm):
     import dataclasses
 
-    from ramble.julia_backend import PATH_FLOAT_FIELDS, PATH_INT_FIELDS, echo_path_config
+    from ramble.julia.backend import PATH_FLOAT_FIELDS, PATH_INT_FIELDS, echo_path_config
 
     names = [f.name for f in dataclasses.fields(PathConfig)]
     assert sorted(("variant",) + PATH_FLOAT_FIELDS + PATH_INT_FIELDS) == sorted(names)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ramble.errors import ConfigError, RambleError
-from ramble.lenet import (
+from ramble.models.lenet import (
     LeNet5,
     LeNetProblem,
     evaluate_on,
@@ -22,7 +22,7 @@ from ramble.lenet import (
     train_solution,
     xavier_flat,
 )
-from ramble.mnist import load_mnist
+from ramble.models.mnist import load_mnist
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mnist"
 
@@ -310,12 +310,12 @@ def test_train_solution_gives_up(problem):
         train_solution(problem, seed=0, lr=-1.0)
 
 
-# --------------------------------------------------------------------------- certified segments (ramble.bounds)
+# --------------------------------------------------------------------------- certified segments (ramble.core.bounds)
 
 
 def _float64_margins_along(problem, w0, w1, ts):
     """Float64 margins (len(ts), M) at w0 + t (w1 - w0): dense sampling, independent of the bounds."""
-    from ramble.bounds import point_margins
+    from ramble.core.bounds import point_margins
 
     model = LeNet5().double()
     out = []

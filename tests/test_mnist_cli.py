@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from ramble.cli import main
-from ramble.io import load
-from ramble.lenet import LeNet5
-from ramble.mnist import load_mnist
-from ramble.mnist_experiment import rebuild
+from ramble.experiments.mnist_experiment import rebuild
+from ramble.models.lenet import LeNet5
+from ramble.models.mnist import load_mnist
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "30", "--weight-rows", "10", "--linear-points", "5"]
@@ -147,7 +147,7 @@ def test_summary_gives_test_errors_in_percent_length_and_a_readable_data_line(mn
 
 
 def test_controls_on_the_fixture(mnist_file, tmp_path):
-    from ramble.controls import read_controls
+    from ramble.analysis.controls import read_controls
 
     f = tmp_path / "c.h5"
     f.write_bytes(Path(mnist_file).read_bytes())
@@ -170,7 +170,7 @@ def test_controls_on_the_fixture(mnist_file, tmp_path):
             assert loss[list(epochs).index(s[f"{end}_converged_epochs"])] <= s["best_train_loss"]
     assert "path best" in r.output and "matched" in r.output
     # the report's C15 row reads them from the file
-    from ramble.report import evaluate_claims
+    from ramble.reporting.report import evaluate_claims
 
     c15 = next(c for c in evaluate_claims([], e) if c.id == "C15")
     assert "control" in c15.measured and c15.holds == "not established"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from ramble import mnist
 from ramble.errors import ConfigError, DataError
-from ramble.mnist import load_mnist
+from ramble.models import mnist
+from ramble.models.mnist import load_mnist
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mnist"
 FULL = Path(__file__).resolve().parents[2] / "shared" / "mnist"
@@ -35,7 +35,7 @@ def _isolated(monkeypatch, tmp_path):
 
 
 def _fake_checkout(monkeypatch, checkout: Path) -> None:
-    """Make the package believe it was installed from ``checkout`` (``checkout/python/ramble/mnist.py``)."""
+    """Make the package believe it was installed from ``checkout`` (``checkout/python/ramble/models/mnist.py``)."""
     monkeypatch.setattr(mnist, "__file__", str(checkout / "python" / "ramble" / "mnist.py"))
 
 

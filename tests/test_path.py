@@ -1,4 +1,4 @@
-"""Algorithm 1 (ramble.path): invariants of complete paths, variants, failures."""
+"""Algorithm 1 (ramble.core.path): invariants of complete paths, variants, failures."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from ramble.core.path import NormConstraint, PathConfig, find_path, straight_line
 from ramble.errors import ConfigError
-from ramble.path import NormConstraint, PathConfig, find_path, straight_line
 
 
 def check_complete_path(prob, r, w_a, w_b):
@@ -61,9 +61,9 @@ def test_paper_variant_stalls_on_this_pair_with_every_segment_certified(small_tc
 
 def test_moves_the_certifier_refuses_are_refused():
     """A problem whose certifier refuses everything: no move is accepted, though candidates are in S."""
-    from ramble.patterns import random_patterns
-    from ramble.problem import SegmentCertificate
-    from ramble.tcm import TCMProblem
+    from ramble.core.problem import SegmentCertificate
+    from ramble.models.patterns import random_patterns
+    from ramble.models.tcm import TCMProblem
 
     class Doubting(TCMProblem):
         def certify_segment(self, w0, w1):
@@ -146,7 +146,7 @@ def test_straight_line_endpoints(small_tcm):
 
 
 def test_reversed_path_is_the_same_path_backwards(small_tcm):
-    from ramble.path import reversed_path
+    from ramble.core.path import reversed_path
 
     prob, (w_a, w_b) = small_tcm
     r = find_path(prob, w_a, w_b, PathConfig())
@@ -157,7 +157,7 @@ def test_reversed_path_is_the_same_path_backwards(small_tcm):
 
 
 def test_straight_leg_refuses_a_segment_leaving_S(small_tcm):
-    from ramble.path import straight_leg
+    from ramble.core.path import straight_leg
 
     prob, (w_a, w_b) = small_tcm
     # the straight line between these two solutions leaves S (test above)
@@ -185,7 +185,7 @@ def scripted_leg(prob, w_a, w_b, cfg):
 
 
 def test_norm_escape_joins_radial_legs_keeps_config_and_frame(small_tcm):
-    from ramble.path import find_path_with_escape
+    from ramble.core.path import find_path_with_escape
 
     prob, (w_a, w_b) = small_tcm
     cfg = PathConfig(weight_every=3, **ESCAPE_LEG)
@@ -205,7 +205,7 @@ def test_norm_escape_joins_radial_legs_keeps_config_and_frame(small_tcm):
 
 
 def test_norm_escape_with_every_weight_kept_is_certified_segment_by_segment(small_tcm):
-    from ramble.path import find_path_with_escape
+    from ramble.core.path import find_path_with_escape
 
     prob, (w_a, w_b) = small_tcm
     r = find_path_with_escape(scripted_leg(prob, w_a, w_b, PathConfig(**ESCAPE_LEG)), lambda w: None, prob.certify_segment, prob.evaluate,
@@ -215,7 +215,7 @@ def test_norm_escape_with_every_weight_kept_is_certified_segment_by_segment(smal
 
 
 def test_routing_and_merging_join_two_paths_at_their_shared_solution(small_tcm):
-    from ramble.path import reversed_path, route_through
+    from ramble.core.path import reversed_path, route_through
 
     prob, (w_a, w_b) = small_tcm
     there = find_path(prob, w_a, w_b, PathConfig())
@@ -235,7 +235,7 @@ def test_routing_and_merging_join_two_paths_at_their_shared_solution(small_tcm):
 
 
 def test_a_stalled_leg_goes_through_a_waypoint_and_legs_merge(small_tcm):
-    from ramble.path import find_path_with_waypoints
+    from ramble.core.path import find_path_with_waypoints
 
     prob, (w_a, w_b) = small_tcm
     calls = []
@@ -275,7 +275,7 @@ class CountingTCM:
         return getattr(self.prob, name)
 
     def certify_segment(self, w0, w1):
-        from ramble.problem import SegmentCertificate
+        from ramble.core.problem import SegmentCertificate
 
         self.calls += 1
         if self.refusals > 0 and float((w1 - w0).norm()) > self.limit:

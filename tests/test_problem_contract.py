@@ -1,4 +1,4 @@
-"""The PathProblem contract (python/ramble/problem.py), held by every model ramble has.
+"""The PathProblem contract (python/ramble/core/problem.py), held by every model ramble has.
 
 One parametrised ``case`` fixture, in the manner of curvlinops's test cases:
 the TCM (PyTorch, float64), LeNet5 on the MNIST fixture and a generic torch
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ramble.problem import PathProblem
+from ramble.core.problem import PathProblem
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist"
 
@@ -38,8 +38,8 @@ def tcm_case(small_tcm) -> Case:
 
 
 def lenet_case() -> Case:
-    from ramble.lenet import LeNetProblem, train_solution
-    from ramble.mnist import load_mnist
+    from ramble.models.lenet import LeNetProblem, train_solution
+    from ramble.models.mnist import load_mnist
 
     data = load_mnist(FIXTURE, 20, 10)
     problem = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
@@ -52,7 +52,7 @@ def torch_mlp_case() -> Case:
     from sklearn.datasets import load_digits
     from torch import nn
 
-    from ramble.torch_classifier import TorchClassifierProblem, train_solution
+    from ramble.models.torch_classifier import TorchClassifierProblem, train_solution
 
     d = load_digits()
     x = torch.tensor(d.data[:80] / 16.0)

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ramble.cli import main
+from ramble.core.path import PathConfig
 from ramble.errors import ConfigError
-from ramble.path import PathConfig
-from ramble.tcm_experiment import TCMExperimentConfig
-from ramble.training import TrainConfig
+from ramble.experiments.tcm_experiment import TCMExperimentConfig
+from ramble.models.tcm_training import TrainConfig
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 ints = st.integers(min_value=-10, max_value=10**6)
@@ -76,8 +76,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from ramble.mnist_experiment import MnistExperimentConfig  # noqa: E402
-from ramble.spectra import HessianConfig  # noqa: E402
+from ramble.analysis.spectra import HessianConfig  # noqa: E402
+from ramble.experiments.mnist_experiment import MnistExperimentConfig  # noqa: E402
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 
@@ -172,9 +172,9 @@ def test_cli_mnist_run_refuses_each_bad_value_in_one_line(tmp_path, bad):
 
 @functools.lru_cache(maxsize=None)
 def _tcm30():
-    from ramble.backends import PythonTCM
-    from ramble.patterns import random_patterns
-    from ramble.tcm import TCMProblem
+    from ramble.models.patterns import random_patterns
+    from ramble.models.tcm import TCMProblem
+    from ramble.models.tcm_backends import PythonTCM
 
     pats = random_patterns(30, 40, 3)
     return TCMProblem(pats, 3), PythonTCM(pats, 3)
@@ -188,8 +188,8 @@ vectors = hnp.arrays(np.float64, st.integers(0, 33), elements=_elements) | hnp.a
 @settings(max_examples=50, deadline=None)
 def test_path_endpoints_validate(a, b, through):
     """Any two arrays as endpoints: a ConfigError naming the problem (not in S, shapes), or a path between two solutions."""
-    from ramble.backends import connect
-    from ramble.path import find_path
+    from ramble.core.path import find_path
+    from ramble.models.tcm_backends import connect
 
     problem, backend = _tcm30()
     cfg = PathConfig(max_iterations=20)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ramble.analysis.spectra import HessianConfig, compute_and_store
 from ramble.cli import main
-from ramble.io import load
-from ramble.report import direction_changes, tally, write_report
-from ramble.spectra import HessianConfig, compute_and_store
+from ramble.reporting.report import direction_changes, tally, write_report
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -234,7 +234,7 @@ def _pair(best: float, controls: tuple[float, float, float, float], seed: int) -
 
 
 def test_c15_verdict_rests_on_controls_over_three_pairs():
-    from ramble.report import _better_than_sgd
+    from ramble.reporting.report import _better_than_sgd
 
     beats = _pair(0.2400, (0.2450, 0.2500, 0.2420, 0.2480), 1)  # 20 test samples below the best control
     loses = _pair(0.2400, (0.2390, 0.2500, 0.2420, 0.2480), 2)  # a control is better
@@ -251,7 +251,7 @@ def test_c15_verdict_rests_on_controls_over_three_pairs():
 
 
 def test_convexity_line_omits_rescaled_numbers_equal_to_raw():
-    from ramble.convexity import format_line
+    from ramble.analysis.convexity import format_line
 
     a = dict(inside=5, n=10, fraction=0.5, ci_low=0.2, ci_high=0.8, rescaled_inside=5, rescaled_fraction=0.5, rescaled_ci_low=0.2, rescaled_ci_high=0.8, norm_ratio_median=1.0)
     line = format_line("solutions", a)
@@ -261,7 +261,7 @@ def test_convexity_line_omits_rescaled_numbers_equal_to_raw():
 
 
 def test_pearson_on_few_points_says_how_few():
-    from ramble.plots import pearson_text
+    from ramble.reporting.plots import pearson_text
 
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.5])
     text = pearson_text(x, x ** 2)
@@ -282,7 +282,7 @@ def test_paths_say_whether_they_are_certified_as_continuous(report):
 def test_older_files_are_certified_only_at_stored_points():
     from types import SimpleNamespace
 
-    from ramble.report import certification_cell
+    from ramble.reporting.report import certification_cell
 
     assert certification_cell(SimpleNamespace(attrs={}, complete=True)).startswith("stored points only")
     new = SimpleNamespace(attrs={"segments_certified": 12, "cert_min_margin": 0.25}, complete=True)

@@ -10,8 +10,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from ramble.cli import main
-from ramble.io import load
-from ramble.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan, run_job
+from ramble.experiments.reproduce import EXAMPLE_JOB, SCALE_SETTINGS, plan, run_job
+from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 
@@ -76,7 +76,7 @@ def test_reproduce_tiny(tmp_path, monkeypatch):
     # an interrupted experiment is resumed, not started again: its finished paths are kept as they are
     import h5py
 
-    from ramble.filediff import diff
+    from ramble.storage.filediff import diff
 
     finished = tmp_path / "tcm-4-finished.h5"
     finished.write_bytes((out / "tcm" / "tcm-4.h5").read_bytes())
@@ -87,7 +87,7 @@ def test_reproduce_tiny(tmp_path, monkeypatch):
             p.attrs["wall_time"] = -1.0  # marks the paths the resumed run must keep
     # ... and the examples' MLP, not found (as from an installed package), is skipped with its reason in meta.json and the report
     (out / "examples" / "example-mlp.h5").unlink()
-    monkeypatch.setattr("ramble.reproduce.checkout_examples", lambda: tmp_path / "no-checkout" / "examples")
+    monkeypatch.setattr("ramble.experiments.reproduce.checkout_examples", lambda: tmp_path / "no-checkout" / "examples")
     r3 = CliRunner().invoke(main, ["--quiet", "reproduce", "--out", str(out), "--scale", "tiny", "--data-dir", FIXTURE, "--device", "cpu"], catch_exceptions=False)
     assert r3.exit_code == 0, r3.output
     assert not (out / "examples" / "example-mlp.h5").exists()

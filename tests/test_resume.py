@@ -1,6 +1,6 @@
 """Crash safety: real runs killed (SIGKILL), starved of disk or hit by a Julia error at chosen points, then resumed.
 
-Every fault lands at a counted *fault point* (:mod:`ramble.faults`), never
+Every fault lands at a counted *fault point* (:mod:`ramble.storage.faults`), never
 after a delay, so the suite does not depend on timing.  An uninterrupted run
 of each kind (TCM on the Python and the Julia backend, LeNet5 on a small
 MNIST) lists its fault points; kill points are drawn from that list with a
@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from ramble.cli import main
-from ramble.filediff import diff
-from ramble.io import load, open_checked
+from ramble.storage.filediff import diff
+from ramble.storage.io import load, open_checked
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
 TCM_ARGS = ["-N", "30", "-K", "3", "-M", "40", "--solutions", "3"]
@@ -230,7 +230,7 @@ def test_diff_reports_a_changed_value(reference, tmp_path):
 
 def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
     from ramble.errors import RambleError
-    from ramble.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+    from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
 
     ref, _ = reference("tcm-python")
     runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Sweeps (ramble.sweep): validation, engines (Dask LocalCluster, local pool, serial), index, figure, CLI.
+"""Sweeps (ramble.experiments.sweep): validation, engines (Dask LocalCluster, local pool, serial), index, figure, CLI.
 
 One small grid (2 data sets x 2 gammas x 2 variants, 2 solutions each: 8
 experiments, 8 paths, N=30, K=3, M=40, Julia backend) is run once per engine;
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from ramble.cli import main
 from ramble.errors import ConfigError, FormatError, RambleError
-from ramble.sweep import (
+from ramble.experiments.sweep import (
     INDEX_NAME,
     SweepConfig,
     failure_kind,
@@ -32,7 +32,7 @@ from ramble.sweep import (
     run_sweep,
     write_sweep_outputs,
 )
-from ramble.training import TrainConfig
+from ramble.models.tcm_training import TrainConfig
 
 SMALL = dict(seeds=(1, 2), gammas=(0.01, 0.1), n_epochs=(1,), variants=("paper", "repair"), n_inputs=30, n_hidden=3, n_patterns=40, n_solutions=2, backend="julia", linear_points=11)
 CLI_SMALL = ["--seeds", "1-2", "--gammas", "0.01,0.1", "--n-epochs", "1", "--variant", "paper,repair", "-N", "30", "-K", "3", "-M", "40", "--solutions", "2", "--backend", "julia", "--linear-points", "11"]
@@ -183,7 +183,7 @@ def test_rerun_skips_finished_and_redoes_missing(dask_folder, tmp_path):
     run = run_sweep(small_config(gammas=(0.01, 0.1, 0.03)), out, engine="serial", show_progress=False)
     assert (run.run, run.skipped) == (2 + 4, 6)
     # the unfinished file was resumed (its stored paths kept), not started again
-    from ramble.filediff import diff
+    from ramble.storage.filediff import diff
 
     with h5py.File(out / names[1], "r") as f:
         assert f.attrs["status"] == "complete" and f.attrs["resumes"] == 1

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ramble.errors import ConfigError
-from ramble.patterns import random_patterns
-from ramble.tcm import TCMProblem, gaussian_init
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm import TCMProblem, gaussian_init
 
 
 def make(n=30, k=3, m=40, seed=3):

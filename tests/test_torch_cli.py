@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from ramble.cli import main
-from ramble.filediff import diff
-from ramble.io import load
+from ramble.storage.filediff import diff
+from ramble.storage.io import load
 
 MODEL_SRC = '''from torch import nn
 
@@ -218,7 +218,7 @@ def test_training_that_cannot_finish_is_one_line(made, tmp_path):
 
 def test_parameter_groups_default_per_tensor_and_can_be_set():
     from ramble.errors import ConfigError
-    from ramble.torch_classifier import parameter_groups
+    from ramble.models.torch_classifier import parameter_groups
 
     spec = [("0.weight", (12, 64)), ("0.bias", (12,)), ("2.weight", (10, 12)), ("2.bias", (10,))]
     assert parameter_groups(spec) == [slice(0, 768), slice(768, 780), slice(780, 900), slice(900, 910)]
@@ -236,8 +236,8 @@ def test_api_run_with_a_module_and_given_solutions(tmp_path):
     import torch
     from torch import nn
 
-    from ramble.path import PathConfig
-    from ramble.torch_experiment import TorchClassifierProblem, TorchExperimentConfig, run, train_solution
+    from ramble.core.path import PathConfig
+    from ramble.experiments.torch_experiment import TorchClassifierProblem, TorchExperimentConfig, run, train_solution
 
     data = digits()
     x, y = torch.from_numpy(data["train_inputs"]), torch.from_numpy(data["train_labels"])
@@ -262,8 +262,8 @@ def test_norm_escape_after_a_failed_first_attempt():
     import torch
     from torch import nn
 
-    from ramble.path import PathConfig, escape_at_larger_norms, find_path
-    from ramble.torch_experiment import TorchClassifierProblem, descend_into_s, train_solution
+    from ramble.core.path import PathConfig, escape_at_larger_norms, find_path
+    from ramble.experiments.torch_experiment import TorchClassifierProblem, descend_into_s, train_solution
 
     data = digits()
     x, y = torch.from_numpy(data["train_inputs"]), torch.from_numpy(data["train_labels"])
@@ -293,7 +293,7 @@ def test_torch_run_option_defaults_are_the_config_defaults():
     """Every option of ``ramble torch run`` that sets a TorchExperimentConfig field defaults to that field's default."""
     import dataclasses
 
-    from ramble.torch_experiment import TorchExperimentConfig
+    from ramble.experiments.torch_experiment import TorchExperimentConfig
 
     fields = {f.name: f.default for f in dataclasses.fields(TorchExperimentConfig) if f.default is not dataclasses.MISSING}
     params = {p.name: p.default for p in main.commands["torch"].commands["run"].params}

@@ -12,10 +12,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ramble.analysis.verify import verify_file
 from ramble.cli import main
 from ramble.errors import FormatError
-from ramble.io import datasets_sha256
-from ramble.verify import verify_file
+from ramble.storage.io import datasets_sha256
 
 torch.set_num_threads(1)
 
@@ -264,7 +264,7 @@ def test_summary_counts_a_skipped_check(tcm_file, tmp_path):
 
 def _tcm_errors_along(f: Path, w0: np.ndarray, w1: np.ndarray, n: int = 201) -> np.ndarray:
     """Training errors at n evenly spaced points of the segment w0 -> w1 (independent of the certificate)."""
-    from ramble.verify import tcm_counter
+    from ramble.analysis.verify import tcm_counter
 
     with h5py.File(f) as h:
         count, _ = tcm_counter(h)
@@ -337,8 +337,8 @@ def test_lenet_rows_kept_at_a_stride_are_chords(mnist_file, tmp_path):
     Every other row is kept, and the second kept row is replaced by solution 1, so the chord from row 0
     (solution 0) to it is the straight line between the two solutions, which leaves S (checked by sampling).
     """
-    from ramble.lenet import LeNetProblem
-    from ramble.mnist import load_mnist
+    from ramble.models.lenet import LeNetProblem
+    from ramble.models.mnist import load_mnist
 
     f = _copy(mnist_file, tmp_path)
     with h5py.File(f, "r+") as h:

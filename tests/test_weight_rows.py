@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ramble.mnist_experiment import expected_iterations, strided, thin_weights
-from ramble.path import PathConfig, find_path
+from ramble.core.path import PathConfig, find_path
+from ramble.experiments.mnist_experiment import expected_iterations, strided, thin_weights
 
 
 @pytest.mark.parametrize("gamma,points,rows", [(0.1, 200, 100), (0.1, 200, 50), (0.001, 200, 100), (0.01, 30, 10)])

@@ -6,8 +6,8 @@ analytic derivatives, full-batch gradient descent to a solution (`gd_solve`),
 and Algorithm 1 of Tartaglione & Grangetto (ICIAP 2019), `find_path`, which
 draws a path between two solutions that never leaves the solution set S.
 
-It mirrors the Python package `ramble` step for step (`python/ramble/tcm.py`,
-`training.py`, `path.py`), so that `ramble.crosscheck` can compare the two
+It mirrors the Python package `ramble` step for step (`python/ramble/models/tcm.py`,
+`training.py`, `path.py`), so that `ramble.julia.crosscheck` can compare the two
 languages decision by decision.  Only Base and the standard library are used
 (LinearAlgebra, Random, Printf); the code runs on Julia 1.5 and on current
 releases.

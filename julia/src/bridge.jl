@@ -1,7 +1,7 @@
 """
     Ramble.Bridge
 
-C-callable entry points for the Python bridge (`python/ramble/julia_bridge.py`
+C-callable entry points for the Python bridge (`python/ramble/julia/bridge.py`
 and `julia_backend.py`).  Python obtains their addresses once, through
 [`write_pointers`](@ref), and then calls them with ctypes; NumPy arrays travel
 as raw pointers and are wrapped zero-copy (`unsafe_wrap(...; own=false)`), so
@@ -435,7 +435,7 @@ _raise_test(kind::Int) = kind == 0 ? "a ConfigError message from Julia" : error(
 """
     cfunction_pointers() -> Vector{Ptr{Cvoid}}
 
-The C entry points, in the order `python/ramble/julia_backend.py` declares them.
+The C entry points, in the order `python/ramble/julia/backend.py` declares them.
 """
 function cfunction_pointers()
     return Ptr{Cvoid}[

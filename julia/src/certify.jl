@@ -1,6 +1,6 @@
 # Exact certification of a straight segment of weight space for the TCM: the
 # Julia twin of `segment_min_margins` / `TCMProblem.certify_segment` in
-# python/ramble/tcm.py (whose docstrings are the specification).
+# python/ramble/models/tcm.py (whose docstrings are the specification).
 #
 # Along w(t) = w0 + t (w1 - w0) every hidden field is h0 + t (h1 - h0), so
 # each pattern's margin sigma sum_k htanh(h_k(t)) is piecewise linear in t
@@ -13,7 +13,7 @@
     SegmentCertificate(certified, margin_bound, pieces, seconds)
 
 Whether the segment w0 -> w1 lies inside S (Python's
-`ramble.problem.SegmentCertificate`): `margin_bound` is the exact minimum
+`ramble.core.problem.SegmentCertificate`): `margin_bound` is the exact minimum
 margin over the segment, `certified` is true iff it exceeds
 [`rounding_slack`](@ref); `pieces` counts the margin evaluations (2 per
 pattern plus the kinks inside); `seconds` is the wall time.
@@ -31,7 +31,7 @@ end
 Bound on the float64 rounding of a margin along a segment (inputs ±1): a
 field sums n = N/K products, so it is within n eps |w|_1 of the exact value;
 interpolation and the sum of K clipped fields add a few eps.  Same formula as
-Python's `ramble.tcm.rounding_slack`.
+Python's `ramble.models.tcm.rounding_slack`.
 """
 rounding_slack(l1_w0::Float64, l1_w1::Float64, n::Int, K::Int) =
     eps(Float64) * ((n + 4) * (l1_w0 + l1_w1) + 4.0 * K)

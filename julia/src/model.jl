@@ -1,5 +1,5 @@
 # The interface between a model and the algorithms (gd_solve, find_path,
-# straight_line), the Julia twin of python/ramble/problem.py.
+# straight_line), the Julia twin of python/ramble/core/problem.py.
 #
 # A model (a network bound to its training set) provides:
 #

@@ -1,8 +1,8 @@
 # Algorithm 1 of the paper: a path from W_a to W_b whose every segment is
 # certified inside S (exactly, by certify.jl).  The
-# Julia twin of python/ramble/path.py, ported step for step (same order of
+# Julia twin of python/ramble/core/path.py, ported step for step (same order of
 # operations, decisions, counters, recorded points and reasons) so that
-# `ramble.crosscheck` can compare the two decision by decision.  Generic over
+# `ramble.julia.crosscheck` can compare the two decision by decision.  Generic over
 # the model: it uses only the interface of model.jl.
 #
 # Every move (GD epoch, elastic step, repaired elastic step, the final segment
@@ -29,7 +29,7 @@
 # certified; if it is, w_b is appended and the path is complete.  Reaching `max_iterations`, or
 # no 1 % improvement of the best distance in `patience` iterations, fails.
 
-"Elastic step refused (decision code, as in Python's `ramble.path`)."
+"Elastic step refused (decision code, as in Python's `ramble.core.path`)."
 const ELASTIC_REFUSED = Int8(0)
 "Elastic step accepted as is."
 const ELASTIC_ACCEPTED = Int8(1)
@@ -46,9 +46,9 @@ const VARIANTS = (:paper, :repair)
                chord_iterations=1)
 
 Settings of [`find_path`](@ref); same fields, order, defaults and checks (and
-error messages) as Python's `ramble.path.PathConfig` (tested).
+error messages) as Python's `ramble.core.path.PathConfig` (tested).
 `max_waypoints` and `escape` are only carried along: waypoints and the norm
-escape are Python's orchestration (`ramble.path.find_path_with_escape`), one
+escape are Python's orchestration (`ramble.core.path.find_path_with_escape`), one
 `find_path` per leg.  `elastic_halvings`: a refused elastic step is retried
 at half the pull this many times (0: never).  `chord_iterations`: carried
 along and checked like Python's; only 1 (every move certified as it is made)
@@ -130,7 +130,7 @@ paper_config(; gamma=0.001, n_epochs=5, lr=0.1, max_waypoints=0, kw...) =
 """
     PathResult
 
-A path and how it was obtained (Python's `ramble.path.PathResult`; arrays are
+A path and how it was obtained (Python's `ramble.core.path.PathResult`; arrays are
 column-per-point here).  T points are recorded, first W_a, last W_b when
 complete; `iteration`: iteration after which each was recorded (-1 for W_a,
 `iterations` for the appended W_b); `distance`: 1 - |w - w_b| / |w_a - w_b|;
@@ -181,7 +181,7 @@ Eq. 4: layer l of W_x has norm |W_b^l| - s_l |W_b^l - W_x^l|, with
 s_l = (|W_b^l| - |W_a^l|) / |W_b^l - W_a^l| (clamped to [-1, 1] against
 rounding; 0 where W_a and W_b coincide on the layer).  [`apply!`](@ref)
 rescales each layer by the factor c that puts it exactly on that surface (a
-quadratic in c), as Python's `ramble.path.NormConstraint`.
+quadratic in c), as Python's `ramble.core.path.NormConstraint`.
 """
 struct NormConstraint
     groups::Vector{UnitRange{Int}}
@@ -332,7 +332,7 @@ end
 """
     forward_limited!(delta, toward, gamma) -> delta
 
-The repair variant's GD step (Python's `ramble.path.forward_limited`), in
+The repair variant's GD step (Python's `ramble.core.path.forward_limited`), in
 place: the part of `delta` pointing away from W_b (`toward = w_b - w`) is
 removed, and the step is capped at the elastic step's length
 `gamma |toward|`.

@@ -1,5 +1,5 @@
 # The Tree Committee Machine (paper Eq. 7) with analytic derivatives: the Julia
-# twin of python/ramble/tcm.py (whose module docstring is the specification).
+# twin of python/ramble/models/tcm.py (whose module docstring is the specification).
 #
 # Weights: a flat vector w of length N; hidden unit k (1-based here) owns
 # w[(k-1)n+1 : k n], n = N/K, aligned with its inputs xi[(k-1)n+1 : k n].
@@ -395,7 +395,7 @@ const KICK_FIELD = 0.5
 
 One least-action correction (Nilsson; Mitchison & Durbin 1989) of every
 misclassified pattern, written into `out` (Python's
-`ramble.training.least_action_kick`).  For each pattern mu with margin <= 0
+`ramble.models.tcm_training.least_action_kick`).  For each pattern mu with margin <= 0
 (fields taken at `w`, before any change), in increasing mu, the hidden unit
 voting against sigma_mu with the smallest |h_k| (any unit if none votes
 against; the first on ties) gets `w_k += (c sigma_mu - h_k) / (N/K) * xi_k`,

@@ -1,12 +1,12 @@
 # Finding solutions by full-batch gradient descent (paper Sect. 3.1): the Julia
-# twin of `gd_solve` in python/ramble/training.py (ported line for line).
+# twin of `gd_solve` in python/ramble/models/tcm_training.py (ported line for line).
 
 """
     TrainConfig(; lr=0.1, init_scale=0.5, kick_after=5_000, kick_every=1_000, max_epochs=40_000,
                 restarts=10, polish_margin=0.1, polish_epochs=20_000)
 
 How solutions are trained (same fields, defaults, checks and messages as
-Python's `ramble.training.TrainConfig`).  `gd_solve` uses `lr`, `kick_after`,
+Python's `ramble.models.tcm_training.TrainConfig`).  `gd_solve` uses `lr`, `kick_after`,
 `kick_every`, `max_epochs`, `polish_margin` and `polish_epochs`; `init_scale`
 and `restarts` belong to the restart policy, which lives in Python.
 """
@@ -71,7 +71,7 @@ end
     gd_solve(model, w0, cfg::TrainConfig; poll=nothing) -> SolveOutcome
 
 Full-batch gradient descent from `w0` until every margin is positive, then
-polishing (the Julia twin of Python's `ramble.training.gd_solve`, line for
+polishing (the Julia twin of Python's `ramble.models.tcm_training.gd_solve`, line for
 line).  Every epoch is one step `w - lr ∇L` followed by a membership test.  If
 S is not reached after `cfg.kick_after` epochs, and again every
 `cfg.kick_every` epochs, `least_action_kick!` corrects the remaining errors

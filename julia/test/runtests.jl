@@ -211,7 +211,7 @@ end
     @test occursin("weight_every must be >= 1", P(ok[1:10]..., 0, 3))
     @test occursin("max waypoints must be >= 0", P(ok[1:11]..., -1))
     @test paper_config().max_waypoints == 0 && PathConfig().max_waypoints == 10
-    # same fields, order and defaults as Python's ramble.path.PathConfig (the Python
+    # same fields, order and defaults as Python's ramble.core.path.PathConfig (the Python
     # tests compare the two languages directly; this pins the Julia side)
     @test fieldnames(PathConfig) == (:variant, :gamma, :n_epochs, :lr, :margin_target, :repair_steps, :tol,
                                      :max_iterations, :patience, :record_every, :weight_every, :max_waypoints, :escape,

@@ -19,9 +19,9 @@ from typing import Any, Optional
 import click
 import numpy as np
 
-from . import __version__
-from .errors import RambleError
-from .progress import progress_enabled, setup_logging
+from ramble import __version__
+from ramble.errors import RambleError
+from ramble.progress import progress_enabled, setup_logging
 
 log = logging.getLogger("ramble")
 
@@ -118,7 +118,7 @@ def tcm() -> None:
 class ConfigOption(click.Option):
     """An option whose default (a callable) and help (``help_fn``) are read from the config dataclasses when needed.
 
-    Defaults are defined once, in :class:`ramble.path.PathConfig` and the
+    Defaults are defined once, in :class:`ramble.core.path.PathConfig` and the
     experiment configs; the CLI shows them (``--help``) without importing
     torch at startup.
     """
@@ -144,13 +144,13 @@ def config_option(*decls: str, default: Any = None, help_fn: Any = None, **kw: A
 
 
 def _path_default(name: str) -> Any:
-    from .path import PathConfig
+    from ramble.core.path import PathConfig
 
     return getattr(PathConfig(), name)
 
 
 def _network_path_default(name: str) -> Any:
-    from .mnist_experiment import paper_path_config
+    from ramble.experiments.mnist_experiment import paper_path_config
 
     return getattr(paper_path_config(100), name)
 
@@ -159,10 +159,10 @@ def _variant_help(what: str, attr: str, mnist: bool) -> Any:
     """Help text naming the default of ``attr`` per variant (TCM) or per training-set size (LeNet5), from the configs."""
 
     def text() -> str:
-        from .path import PathConfig
+        from ramble.core.path import PathConfig
 
         if mnist:
-            from .mnist_experiment import paper_path_config
+            from ramble.experiments.mnist_experiment import paper_path_config
 
             small, whole = getattr(paper_path_config(100), attr), getattr(paper_path_config(60_000), attr)
             when = f"{small:g}" if small == whole else f"{small:g} up to 1,000 training images, {whole:g} above"
@@ -201,7 +201,7 @@ _torch_path_options = _path_options_for(mnist=False, network=True)
 
 
 def path_config_from(variant: str, gamma: Optional[float], n_epochs: Optional[int], path_lr: Optional[float], margin_target: float, max_iterations: int, tol: float, max_waypoints: int = 10, **extra: Any):
-    from .path import PathConfig
+    from ramble.core.path import PathConfig
 
     if variant == "paper":
         base = PathConfig.paper()
@@ -256,15 +256,15 @@ def _resumed(ctx: click.Context, out: Optional[str], resume: Optional[str], poli
 
 
 def _resume_file(ctx: click.Context, file: str, policy: Any = None) -> None:
-    from .checkpoint import CheckpointPolicy
-    from .resume import resume
+    from ramble.experiments.resume import resume
+    from ramble.storage.checkpoint import CheckpointPolicy
 
     path = resume(file, show_progress=progress_enabled(ctx.obj["quiet"]), checkpoints=policy or CheckpointPolicy())
     click.echo(summary_text(path))
 
 
 def _train_default(name: str) -> Any:
-    from .training import TrainConfig
+    from ramble.models.tcm_training import TrainConfig
 
     return getattr(TrainConfig(), name)
 
@@ -289,11 +289,11 @@ def _train_default(name: str) -> Any:
 @click.pass_context
 def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], **path_kw: Any) -> None:
     """Train solutions on one random data set and connect them by zero-error paths."""
-    from .tcm_experiment import TCMExperimentConfig, run_tcm_experiment
-    from .threads import limit_threads
+    from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+    from ramble.threads import limit_threads
 
     limit_threads(1)  # TCM-sized linear algebra gains nothing from threads and loses much on a busy machine
-    from .training import TrainConfig
+    from ramble.models.tcm_training import TrainConfig
 
     done, out = _resumed(ctx, out, resume)
     if done:
@@ -325,7 +325,7 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
 
 
 def _crosscheck_size(name: str) -> int:
-    from .crosscheck import DEFAULT_SIZE
+    from ramble.julia.crosscheck import DEFAULT_SIZE
 
     return int(DEFAULT_SIZE[name])
 
@@ -337,7 +337,7 @@ def _crosscheck_size(name: str) -> int:
 @config_option("-M", "n_patterns", type=int, default=lambda: _crosscheck_size("n_patterns"), help="Patterns.")
 def tcm_crosscheck(seed: int, n_inputs: Optional[int], n_hidden: Optional[int], n_patterns: Optional[int]) -> None:
     """Run the Julia and Python backends on the same data and compare them; non-zero exit on disagreement."""
-    from .crosscheck import crosscheck
+    from ramble.julia.crosscheck import crosscheck
 
     kw = {k: v for k, v in dict(n_inputs=n_inputs, n_hidden=n_hidden, n_patterns=n_patterns).items() if v is not None}
     report = crosscheck(seed, **kw)
@@ -354,7 +354,7 @@ def check_hessian_points(n: int) -> None:
 def add_hessians(path: Path, n: int, subset: Optional[int] = None, device: str = "auto", missing_only: bool = False, progress: bool = False) -> None:
     """Spectra at ``n`` points of every path of ``path`` (none when n is 0; ``missing_only``: of paths without), then the summary."""
     if n:
-        from .spectra import HessianConfig, compute_and_store
+        from ramble.analysis.spectra import HessianConfig, compute_and_store
 
         log.info("hessian: spectra at %d points of each path (TCM: exact; LeNet5: top-20 by Lanczos)", n)
         compute_and_store(path, HessianConfig(points=n, subset=subset), device=device, missing_only=missing_only, progress=progress)
@@ -368,7 +368,7 @@ def mnist() -> None:
 
 
 def _mnist_default(name: str) -> Any:
-    from .mnist_experiment import MnistExperimentConfig
+    from ramble.experiments.mnist_experiment import MnistExperimentConfig
 
     return getattr(MnistExperimentConfig(), name)
 
@@ -396,8 +396,8 @@ def _mnist_default(name: str) -> Any:
 @click.pass_context
 def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_solutions: int, pairs: str, seed: int, data_dir: Optional[str], download: bool, device: str, train_lr: float, max_epochs: int, batch_size: int, polish_margin: float, points: int, weight_rows: int, linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], checkpoint_every: float, checkpoint_iterations: Optional[int], **path_kw: Any) -> None:
     """Train LeNet5 solutions on MNIST and connect them by zero-error paths, with test metrics."""
-    from .checkpoint import CheckpointPolicy
-    from .mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
+    from ramble.experiments.mnist_experiment import MnistExperimentConfig, paper_path_config, run_mnist_experiment
+    from ramble.storage.checkpoint import CheckpointPolicy
 
     policy = CheckpointPolicy(checkpoint_every, checkpoint_iterations)
     done, out = _resumed(ctx, out, resume, policy)
@@ -436,8 +436,8 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
 
 # ---------------------------------------------------------------- torch (your own classifier)
 def _choose_model(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Record --model / --run-stored-code for the analyses of a torch file (ramble.torch_experiment.choose_model)."""
-    from .torch_experiment import _choice, choose_model
+    """Record --model / --run-stored-code for the analyses of a torch file (ramble.experiments.torch_experiment.choose_model)."""
+    from ramble.experiments.torch_experiment import _choice, choose_model
 
     if param.name == "model_ref":
         choose_model(value, _choice.run_stored_code)
@@ -482,8 +482,8 @@ def torch_group() -> None:
 @click.pass_context
 def torch_run(ctx: click.Context, model_ref: Optional[str], data: Optional[str], hessian_points: int, run_stored_code: bool, out: Optional[str], force: bool, resume: Optional[str], checkpoint_every: float, checkpoint_iterations: Optional[int], **kw: Any) -> None:
     """Train solutions of your model on your data and connect them by zero-error paths."""
-    from .checkpoint import CheckpointPolicy
-    from .torch_experiment import TorchExperimentConfig, choose_model, run_cli
+    from ramble.experiments.torch_experiment import TorchExperimentConfig, choose_model, run_cli
+    from ramble.storage.checkpoint import CheckpointPolicy
 
     choose_model(model_ref, run_stored_code)
     policy = CheckpointPolicy(checkpoint_every, checkpoint_iterations)
@@ -504,7 +504,7 @@ def torch_run(ctx: click.Context, model_ref: Optional[str], data: Optional[str],
 @click.pass_context
 def resume_cmd(ctx: click.Context, file: str, checkpoint_every: float, checkpoint_iterations: Optional[int]) -> None:
     """Continue an interrupted `tcm run` or `mnist run` from its file (the same as `run --resume FILE`)."""
-    from .checkpoint import CheckpointPolicy
+    from ramble.storage.checkpoint import CheckpointPolicy
 
     _resume_file(ctx, file, CheckpointPolicy(checkpoint_every, checkpoint_iterations))
 
@@ -514,7 +514,7 @@ def resume_cmd(ctx: click.Context, file: str, checkpoint_every: float, checkpoin
 @click.argument("second", type=click.Path(dir_okay=False))
 def diff_cmd(first: str, second: str) -> None:
     """Compare two experiment files, timings aside; exit 1 if they differ."""
-    from .filediff import diff
+    from ramble.storage.filediff import diff
 
     lines = diff(first, second)
     for line in lines[:50]:
@@ -567,7 +567,7 @@ def test_error_text(p: Any) -> str:
 
 def summary_text(path: str | Path) -> str:
     """A few lines describing an experiment file; errors and rates in percent."""
-    from .io import load
+    from ramble.storage.io import load
 
     e = load(path, weights=False)
     lines = [
@@ -602,7 +602,7 @@ def summary_text(path: str | Path) -> str:
         if p.hessian is not None:
             lines.append(f"    hessian at {len(p.hessian.index)} points ({p.hessian.attrs.get('method', '')})")
         if p.controls is not None:
-            from .controls import read_controls, verdict_line
+            from ramble.analysis.controls import read_controls, verdict_line
 
             lines.append(f"    controls: {verdict_line(read_controls(p) or {})}")
     if e.status != "complete":
@@ -635,8 +635,8 @@ def info(file: str) -> None:
 @click.pass_context
 def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Optional[bool], tcm_backend: str, jobs: Optional[int], data_dir: Optional[str], device: str, c15_seeds: Optional[str]) -> None:
     """Run the paper's experiments, draw Figures 2-5 and write REPORT.md into --out."""
-    from .reproduce import reproduce
-    from .sweep import parse_int_list
+    from ramble.experiments.reproduce import reproduce
+    from ramble.experiments.sweep import parse_int_list
 
     seeds = None if c15_seeds is None else (tuple(parse_int_list(c15_seeds, "--c15-seeds")) if c15_seeds.strip() else ())
     report = reproduce(out_dir, scale=scale, tcm_backend=tcm_backend, full_mnist=full_mnist, jobs=jobs, data_dir=data_dir, device=device, show_progress=not ctx.obj["quiet"], c15_seeds=seeds)
@@ -666,8 +666,8 @@ def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Opti
 @click.pass_context
 def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epochs: str, variants: str, path_lrs: Optional[str], backend: str, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, max_iterations: int, weight_every: int, linear_points: int, engine: str, workers: Optional[int], scheduler: Optional[str]) -> None:
     """Run a grid of TCM experiments (seeds x gammas x N_epochs x variants) in parallel; success-rate map and SWEEP.md (docs/sweeps.md)."""
-    from .sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep, write_sweep_outputs
-    from .training import TrainConfig
+    from ramble.experiments.sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep, write_sweep_outputs
+    from ramble.models.tcm_training import TrainConfig
 
     cfg = SweepConfig(
         seeds=parse_int_list(seeds, "--seeds"), gammas=parse_float_list(gammas, "--gammas"), n_epochs=parse_int_list(n_epochs, "--n-epochs"),
@@ -701,8 +701,8 @@ def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epoch
 @click.pass_context
 def hessian_cmd(ctx: click.Context, file: str, points: Optional[int], every: Optional[int], only: Optional[str], k: int, which: str, tol: float, subset: Optional[int], subset_seed: Optional[int], trace_samples: int, backend: Optional[str], data_dir: Optional[str], device: str) -> None:
     """Hessian spectra along the paths of FILE, stored under /paths/<i>-<j>/hessian."""
-    from .lenet import resolve_device
-    from .spectra import HessianConfig, compute_and_store
+    from ramble.analysis.spectra import HessianConfig, compute_and_store
+    from ramble.models.lenet import resolve_device
 
     resolve_device(device)  # an unknown device, or CUDA where there is none, is refused whatever the file's model
     if points is None and every is None:
@@ -724,8 +724,8 @@ def hessian_cmd(ctx: click.Context, file: str, points: Optional[int], every: Opt
 @click.option("--replay", is_flag=True, help="LeNet5 and torch files: rerun every path on --device from the stored config and endpoints, every move certified, and check the stored rows bit for bit.")
 def verify_cmd(file: str, sample_rows: int, data_dir: Optional[str], device: str, segments: bool, max_pieces: int, replay: bool) -> None:
     """Recompute FILE's claims from its stored data: checksums, endpoints, membership in S, Eq. 4, certified segments (docs/verify.md)."""
-    from .lenet import resolve_device
-    from .verify import verify_or_raise
+    from ramble.analysis.verify import verify_or_raise
+    from ramble.models.lenet import resolve_device
 
     resolve_device(device)  # refused up front, even for a TCM file that would not use it
     verify_or_raise(file, echo=click.echo, sample_rows=sample_rows, data_dir=data_dir, device=device, segments=segments, max_pieces=max_pieces, replay=replay)
@@ -735,7 +735,7 @@ def verify_cmd(file: str, sample_rows: int, data_dir: Optional[str], device: str
 @click.argument("file", type=click.Path(dir_okay=False))
 def connectivity_cmd(file: str) -> None:
     """Which solutions of FILE are connected inside S: stores /connectivity and prints the statement (docs/connectivity.md)."""
-    from .connectivity import OUTCOME_NAMES, connectivity_file
+    from ramble.analysis.connectivity import OUTCOME_NAMES, connectivity_file
 
     c = connectivity_file(file)
     click.echo(f"{file}: {c.statement()}")
@@ -756,7 +756,7 @@ def connectivity_cmd(file: str) -> None:
 @click.pass_context
 def convexity_cmd(ctx: click.Context, file: str, samples: int, seed: int, kinds: tuple[str, ...], data_dir: Optional[str], device: str) -> None:
     """Sample convex combinations of FILE's solutions and path points; the fraction in S with a Wilson 95 % interval, stored under /convexity."""
-    from .convexity import KINDS, probe_and_store
+    from ramble.analysis.convexity import KINDS, probe_and_store
 
     results, skipped = probe_and_store(file, samples=samples, seed=seed, kinds=kinds or KINDS, data_dir=data_dir, device=device, show_progress=progress_enabled(ctx.obj["quiet"]))
     click.echo(f"{file}: convexity probe, seed {seed}")
@@ -782,8 +782,8 @@ def convexity_cmd(ctx: click.Context, file: str, samples: int, seed: int, kinds:
 @click.pass_context
 def curves_cmd(ctx: click.Context, file: str, pair: Optional[str], data_dir: Optional[str], device: str, **settings: Optional[float]) -> None:
     """Garipov et al.'s Bezier curve and the straight line between FILE's solutions, held against S; stored under /paths/<i>-<j>/curves (docs/curves.md)."""
-    from .curves import BezierConfig, run_curves, summary_lines
-    from .lenet import resolve_device
+    from ramble.analysis.curves import BezierConfig, run_curves, summary_lines
+    from ramble.models.lenet import resolve_device
 
     cfg = BezierConfig(**{k: v for k, v in settings.items() if v is not None})
     resolve_device(device)  # refused up front, before any training
@@ -805,8 +805,8 @@ def curves_cmd(ctx: click.Context, file: str, pair: Optional[str], data_dir: Opt
 @click.pass_context
 def align_cmd(ctx: click.Context, file: str, pair: Optional[str], method: str, seed: int, no_path: bool, data_dir: Optional[str], device: str) -> None:
     """Align W_j's hidden units to W_i's (Git Re-Basin) and hold the aligned line and path against S; stored under /paths/<i>-<j>/align (docs/align.md)."""
-    from .align import align_file, summary_lines
-    from .lenet import resolve_device
+    from ramble.analysis.align import align_file, summary_lines
+    from ramble.models.lenet import resolve_device
 
     resolve_device(device)  # refused up front
     outcomes = align_file(file, pair, method, data_dir=data_dir, device=device, seed=seed, with_path=not no_path, progress=progress_enabled(ctx.obj["quiet"]))
@@ -822,7 +822,7 @@ def align_cmd(ctx: click.Context, file: str, pair: Optional[str], method: str, s
 @click.option("--x", "x_axis", type=click.Choice(["distance", "arclength"]), default="distance", show_default=True, help="x axis of the path figures: the paper's normalised distance 1 - |w - W_b| / |W_a - W_b|, or the path's arc length in units of |W_a - W_b| (the straight line ends at 1).")
 def plot(files: tuple[str, ...], out_dir: str, formats: tuple[str, ...], x_axis: str) -> None:
     """Draw the figures of experiment files (from the stored data only)."""
-    from .plots import plot_file
+    from ramble.reporting.plots import plot_file
 
     for f in files:
         for p in plot_file(f, out_dir, formats, x_axis=x_axis):
@@ -839,7 +839,7 @@ def plot(files: tuple[str, ...], out_dir: str, formats: tuple[str, ...], x_axis:
 @click.pass_context
 def controls_cmd(ctx: click.Context, file: str, pair: Optional[str], max_epochs: int, evaluations: int, data_dir: Optional[str], device: str) -> None:
     """Train each endpoint of FILE's LeNet5 paths on, as controls for the path's best test error; stored under /paths/<i>-<j>/controls (docs/report.md, C15)."""
-    from .controls import ControlConfig, run_controls, verdict_line
+    from ramble.analysis.controls import ControlConfig, run_controls, verdict_line
 
     done = run_controls(file, ControlConfig(max_epochs=max_epochs, evaluations=evaluations), pair=pair, data_dir=data_dir, device=device, progress=progress_enabled(ctx.obj["quiet"]))
     for name, summary in done.items():
@@ -847,7 +847,7 @@ def controls_cmd(ctx: click.Context, file: str, pair: Optional[str], max_epochs:
 
 
 def _control_default(name: str) -> Any:
-    from .controls import ControlConfig
+    from ramble.analysis.controls import ControlConfig
 
     return getattr(ControlConfig(), name)
 
@@ -862,7 +862,7 @@ def config_group() -> None:
 @click.argument("value")
 def config_set(key: str, value: str) -> None:
     """Store a setting: `ramble config set mnist-dir DIR` makes every command find MNIST in DIR, from any folder."""
-    from .userconfig import set_value
+    from ramble.userconfig import set_value
 
     where = set_value(key, value)
     click.echo(f"{key} = {json.loads(where.read_text())[key]} (in {where})")
@@ -871,7 +871,7 @@ def config_set(key: str, value: str) -> None:
 @config_group.command("show")
 def config_show() -> None:
     """Print the stored settings and the file that holds them."""
-    from .userconfig import config_path, read_config
+    from ramble.userconfig import config_path, read_config
 
     data = read_config()
     click.echo(f"{config_path()}{'' if data else ' (no settings)'}")
@@ -891,7 +891,7 @@ def doctor() -> None:
     cuda = torch.cuda.is_available()
     click.echo(f"cuda: {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available (CPU only)'}")
     try:
-        from .julia_bridge import bridge_info
+        from ramble.julia.bridge import bridge_info
 
         click.echo("julia:")
         for k, v in bridge_info().items():
@@ -899,7 +899,7 @@ def doctor() -> None:
     except RambleError as e:
         click.echo(f"julia: not usable: {e}")
     try:
-        from .mnist import locate_mnist
+        from ramble.models.mnist import locate_mnist
 
         folder, how = locate_mnist()
         click.echo(f"mnist: {folder} (found by: {how})")

@@ -99,7 +99,7 @@ def set_julia_blas_threads(n: int) -> Optional[int]:
     """
     import threading
 
-    from . import julia_bridge
+    from ramble.julia import bridge as julia_bridge
 
     if not julia_bridge.is_started():
         return None

@@ -1,7 +1,7 @@
 """Per-user settings of ramble: ``$XDG_CONFIG_HOME/ramble/config.json`` (default ``~/.config/ramble``).
 
 Set once with ``ramble config set mnist-dir DIR``; read by the MNIST search
-(:func:`ramble.mnist.locate_mnist`).  Keys are the CLI's names
+(:func:`ramble.models.mnist.locate_mnist`).  Keys are the CLI's names
 (``mnist-dir``); values are strings.
 """
 
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from ramble.errors import ConfigError
 
 #: The keys ``ramble config`` knows, with what each holds.
 KEYS: dict[str, str] = {"mnist-dir": "folder with the four official MNIST IDX files, used when neither --data-dir nor RAMBLE_MNIST_DIR is given"}

@@ -1,0 +1,639 @@
+"""``ramble verify``: recompute a file's claims from its stored data.
+
+A file says that each complete path runs from one solution to another
+through S (every training sample classified correctly) on the Eq. 4 norm
+surface.  :func:`verify_file` checks this from the stored data alone (TCM:
+the training set in ``/data/train``; LeNet5: the MNIST files ``/data``
+refers to), recomputes each path's ``sha256`` checksum
+(:func:`ramble.storage.io.datasets_sha256`), and certifies the straight segment
+between every two consecutive stored weight rows (TCM exactly, networks by
+bound propagation: :mod:`ramble.core.bounds`).  With ``replay=True`` it reruns
+each LeNet5 path on the CPU from the stored config and endpoints, every
+move certified, and compares the stored rows bit for bit.
+``docs/verify.md`` lists the checks and their tolerances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ramble.core.problem import SegmentCertificate
+from ramble.errors import DataError, RambleError
+from ramble.storage.io import _decode, datasets_sha256, open_checked
+
+EQ4_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
+"""Largest relative deviation of a layer norm from Eq. 4, by the dtype of the stored weights."""
+
+TCM_ROW_CHUNK = 256
+LENET_BATCH = 1000
+
+
+@dataclass
+class Check:
+    """One check: ``ok`` False means the file fails it.
+
+    ``skipped`` checks were not made (``detail`` says why); ``warning``
+    checks were made and found something the file does not claim (e.g. a
+    stored segment that could not be certified in a file written before
+    certification).  Neither fails the file, and the summary counts both.
+    """
+
+    name: str
+    ok: bool
+    detail: str = ""
+    skipped: bool = False
+    warning: bool = False
+
+    @property
+    def result(self) -> str:
+        if not self.ok:
+            return "FAIL"
+        return "skip" if self.skipped else ("warn" if self.warning else "ok")
+
+
+@dataclass
+class VerifyReport:
+    """Every check made on one file, in order; ``segments_checked``/``segments_certified`` over all paths."""
+
+    file: str
+    checks: list[Check] = field(default_factory=list)
+    segments_checked: int = 0
+    segments_certified: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def add(self, name: str, ok: bool, detail: str = "", skipped: bool = False, warning: bool = False) -> Check:
+        c = Check(name, bool(ok), detail, skipped, warning)
+        self.checks.append(c)
+        return c
+
+    def skip(self, name: str, why: str) -> Check:
+        return self.add(name, True, why, skipped=True)
+
+    def warn(self, name: str, detail: str) -> Check:
+        return self.add(name, True, detail, warning=True)
+
+    def summary(self) -> str:
+        """One line: how many checks passed, were skipped, warned and failed ("all passed" only when all did)."""
+        counts = {result: sum(c.result == result for c in self.checks) for result in ("ok", "skip", "warn", "FAIL")}
+        n = len(self.checks)
+        if counts["ok"] == n:
+            return f"{n} checks, all passed"
+        parts = [f"{counts['ok']} passed", f"{counts['skip']} skipped", f"{counts['warn']} warned", f"{counts['FAIL']} failed"]
+        return f"{n} checks: " + ", ".join(parts)
+
+    def format(self) -> str:
+        """A plain-text table: check, result (ok / FAIL / skip / warn), detail; then the summary lines."""
+        w = max([len("check")] + [len(c.name) for c in self.checks])
+        lines = [f"verify {self.file}", f"{'check':<{w}}  result  detail", f"{'-' * w}  ------  ------"]
+        lines += [f"{c.name:<{w}}  {c.result:<6}  {c.detail}".rstrip() for c in self.checks]
+        if self.segments_checked:
+            lines.append(f"segments between stored rows: {self.segments_checked} checked, {self.segments_certified} certified inside S")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rows_list(rows: Sequence[int], limit: int = 5) -> str:
+    rows = list(rows)
+    s = ", ".join(str(r) for r in rows[:limit])
+    return s + (f", ... ({len(rows)} rows)" if len(rows) > limit else "")
+
+
+def _groups_of(shapes: Sequence[Sequence[int]]) -> list[slice]:
+    out, start = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
+def _sample(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` sorted row indices out of ``n_rows``, always including the first and the last."""
+    if k >= n_rows or n_rows <= 2:
+        return np.arange(n_rows)
+    middle = rng.choice(np.arange(1, n_rows - 1), size=max(k - 2, 0), replace=False)
+    return np.unique(np.concatenate([[0, n_rows - 1], middle])).astype(np.int64)
+
+
+ErrorCounter = Callable[[np.ndarray], np.ndarray]
+"""Weights (R, P) -> training errors per row (R,) int."""
+
+
+def _tcm_problem(f: h5py.File) -> Any:
+    """The TCM of a file, rebuilt from ``/data/train`` and ``/model`` K (float64)."""
+    from ramble.models.patterns import Patterns
+    from ramble.models.tcm import TCMProblem
+
+    inputs = f["data/train/inputs"][()]
+    labels = f["data/train/labels"][()]
+    k = int(_decode(f["model"].attrs["K"]))
+    return TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(_decode(f["data"].attrs.get("seed", 0)))), k)
+
+
+def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
+    """Training errors per weight row of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64, rows in chunks)."""
+    problem = _tcm_problem(f)
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, len(weights), TCM_ROW_CHUNK):
+            w = torch.from_numpy(np.ascontiguousarray(weights[s : s + TCM_ROW_CHUNK], dtype=np.float64))
+            h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
+            margins = problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)
+            out.append((margins <= 0).sum(dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    return count, problem.n_samples
+
+
+SegmentCertifier = Callable[[np.ndarray, np.ndarray, bool], SegmentCertificate]
+"""``certify(row0, row1, chord)``: the certificate of the straight segment between two stored weight rows (P,).
+
+``chord``: the rows are not consecutive vertices, so a smaller work limit applies (networks)."""
+
+
+def _tcm_certifier(f: h5py.File) -> SegmentCertifier:
+    """Exact certificates (:meth:`ramble.models.tcm.TCMProblem.certify_segment`) in float64."""
+    problem = _tcm_problem(f)
+
+    def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> SegmentCertificate:
+        return problem.certify_segment(torch.from_numpy(np.asarray(r0, dtype=np.float64)), torch.from_numpy(np.asarray(r1, dtype=np.float64)))
+
+    return certify
+
+
+def _network_certifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, max_pieces: int) -> SegmentCertifier:
+    """Bound-propagation certificates (:func:`ramble.core.bounds.certify_torch_segment`).
+
+    A path segment gets the limits the run's certificates had (the defaults); a chord at most ``max_pieces`` pieces.
+    """
+    from ramble.core.bounds import certify_torch_segment
+
+    def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> SegmentCertificate:
+        w0 = torch.from_numpy(np.ascontiguousarray(r0)).to(x.device)
+        w1 = torch.from_numpy(np.ascontiguousarray(r1)).to(x.device)
+        if chord:
+            return certify_torch_segment(model, w0, w1, x, y, max_pieces=max_pieces)
+        return certify_torch_segment(model, w0, w1, x, y)
+
+    return certify
+
+
+def _lenet_data(f: h5py.File, data_dir: Optional[str], report: VerifyReport) -> Any:
+    """The MNIST training images of a LeNet5 file (adds the ``data`` check), or None when missing or different."""
+    from ramble.experiments.mnist_experiment import run_data
+
+    try:
+        data = run_data(json.loads(_decode(f.attrs.get("config", "{}"))), {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
+    except DataError as e:
+        report.add("data", False, str(e))
+        return None
+    folder = data.source.get("folder", data_dir)
+    report.add("data", True, f"MNIST first {len(data.train_y)} training images from {folder}")
+    return data
+
+
+def _lenet_counter(f: h5py.File, data: Any, device: str) -> tuple[ErrorCounter, int]:
+    from ramble.experiments.mnist_experiment import rebuild
+    from ramble.models.lenet import LeNet5, resolve_device
+
+    names = json.loads(_decode(f["model"].attrs["param_names"]))
+    shapes = json.loads(_decode(f["model"].attrs["param_shapes"]))
+    dev = resolve_device(device)
+    x = data.train_x.to(dev)
+    y = data.train_y.to(dev)
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        out = []
+        for row in weights:
+            net = LeNet5().to(dtype=torch.from_numpy(row[:1]).dtype)
+            net.load_state_dict(rebuild(np.asarray(row), names, shapes))
+            net.to(dev).eval()
+            wrong = 0
+            with torch.no_grad():
+                for s in range(0, len(y), LENET_BATCH):
+                    logits = net(x[s : s + LENET_BATCH].to(next(net.parameters()).dtype))
+                    yb = y[s : s + LENET_BATCH]
+                    true = logits.gather(1, yb[:, None]).squeeze(1)
+                    other = logits.masked_fill(torch.nn.functional.one_hot(yb, logits.shape[1]).bool(), -float("inf")).amax(1)
+                    wrong += int((true - other <= 0).sum())
+            out.append(wrong)
+        return np.asarray(out, dtype=np.int64)
+
+    return count, len(y)
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+def verify_file(
+    path: str | os.PathLike,
+    *,
+    sample_rows: int = 20,
+    seed: int = 0,
+    data_dir: Optional[str] = None,
+    device: str = "cpu",
+    segments: bool = True,
+    max_pieces: int = 200,
+    replay: bool = False,
+) -> VerifyReport:
+    """Check FILE against its own claims; see docs/verify.md.
+
+    ``sample_rows``: LeNet5 rows (both endpoints included) whose training
+    accuracy is recomputed, drawn with ``seed`` (the TCM checks every row).
+    ``data_dir``: the MNIST folder if it moved since the run.  ``segments``:
+    certify the segment between every two consecutive stored weight rows
+    (networks: at most ``max_pieces`` bounded pieces a segment).
+    ``replay``: rerun every LeNet5 path from its stored config and endpoints
+    on ``device`` and compare the stored rows bit for bit.  Raises
+    :class:`ramble.errors.FormatError` when the file is not a ramble file.
+    """
+    report = VerifyReport(str(path))
+    with open_checked(path) as f:
+        model = str(_decode(f.attrs.get("model", "")))
+        report.add("format", True, f"ramble format {_decode(f.attrs['format_version'])}, model {model}, backend {_decode(f.attrs.get('backend', '?'))}")
+        status = str(_decode(f.attrs.get("status", "")))
+        if status == "complete":
+            report.add("status", True, "complete")
+        else:
+            err = _decode(f.attrs.get("error", ""))
+            report.add("status", False, f"status is {status!r}" + (f": {err}" if err else "") + " (only complete files are trustworthy)")
+        try:
+            _verify_paths(f, model, report, sample_rows, seed, data_dir, device, segments, max_pieces)
+            if replay:
+                replay_paths(f, model, report, data_dir, device)
+        except (KeyError, OSError) as e:
+            report.add("file", False, f"damaged ramble file ({e})")
+    return report
+
+
+def _verify_paths(f: h5py.File, model: str, report: VerifyReport, sample_rows: int, seed: int, data_dir: Optional[str], device: str, segments: bool, max_pieces: int) -> None:
+    solutions = {int(k): d[()] for k, d in f.get("solutions", {}).items()}
+    names = sorted(f.get("paths", {}), key=lambda s: tuple(int(x) for x in s.split("-")))
+    if not names:
+        report.skip("paths", "the file holds no paths")
+        return
+    counter: Optional[tuple[ErrorCounter, int]] = None
+    certifier: Optional[SegmentCertifier] = None
+    no_certifier = "segments not checked (--no-segments)" if not segments else "no training data"
+    any_complete = any(_decode(f["paths"][n].attrs.get("status", "")) == "complete" for n in names)
+    if model == "tcm":
+        counter = tcm_counter(f)
+        certifier = _tcm_certifier(f) if segments else None
+        groups = None
+    elif model == "lenet5":
+        data = _lenet_data(f, data_dir, report)
+        if data is not None:
+            from ramble.models.lenet import LeNet5, resolve_device
+
+            counter = _lenet_counter(f, data, device)
+            if segments:
+                dev = resolve_device(device)
+                certifier = _network_certifier(LeNet5(), data.train_x.to(dev), data.train_y.to(dev), max_pieces)
+        groups = _groups_of(json.loads(_decode(f["model"].attrs["param_shapes"])))
+    else:  # every other model through its spec (ramble.models.registry)
+        from ramble.models.registry import model_spec
+
+        try:
+            spec = model_spec(model)
+            groups = spec.eq4_groups({k: _decode(v) for k, v in f["model"].attrs.items()})
+            if any_complete:
+                counter = spec.error_counter(f.filename, data_dir=data_dir, device=device)
+                report.add("model", True, f"{spec.label} rebuilt, {counter[1]} training samples")
+            if segments:
+                certifier, no_certifier = _spec_certifier(f, model, device, max_pieces)
+        except RambleError as e:
+            report.add("model", False, str(e))
+            return
+    vertex_rows = _every_vertex_recorded(f)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        _verify_path(f["paths"][name], name, model, solutions, counter, groups, report, sample_rows, rng)
+        if certifier is None:
+            report.skip(f"path {name} segments", no_certifier)
+        else:
+            _verify_segments(f["paths"][name], name, certifier, vertex_rows, report)
+
+
+def _spec_certifier(f: h5py.File, model: str, device: str, max_pieces: int) -> tuple[Optional[SegmentCertifier], str]:
+    """A certifier for a generic torch file (its model rebuilt from the file), or None and why not."""
+    if model != "torch":
+        return None, f"no segment certificate for model {model!r}"
+    from ramble.experiments.torch_experiment import problem_from_file
+    from ramble.storage.io import load
+
+    problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
+    return _network_certifier(problem.model, problem.x, problem.y, max_pieces), ""
+
+
+def _every_vertex_recorded(f: h5py.File) -> bool:
+    """True when the run recorded every vertex of its polylines (path ``record_every`` 1 in the stored config)."""
+    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
+    return int(config.get("path", {}).get("record_every", 1)) == 1
+
+
+def _verify_segments(g: h5py.Group, name: str, certify: SegmentCertifier, vertex_rows: bool, report: VerifyReport) -> None:
+    """Certify the segment between every two consecutive stored weight rows of one path.
+
+    A segment joins two consecutive vertices of the path's polyline when every
+    vertex was recorded and the two rows are consecutive recorded points; in a
+    file that records certification (path attribute ``segments_certified``)
+    each of those must be certified, else the check fails.  Other segments
+    (chords over rows kept at a stride) are certified where possible and
+    the rest listed; in a file written before certification nothing between
+    stored points is claimed, so what is not certified is a warning.
+    """
+    check = f"path {name} segments"
+    weights = g["weights"]
+    n_rows = int(weights.shape[0])
+    if n_rows < 2:
+        report.skip(check, f"{n_rows} stored row(s): no segment")
+        return
+    points = g["weight_index"][()] if "weight_index" in g else np.arange(n_rows)
+    claims = "segments_certified" in g.attrs
+    uncertified: list[tuple[int, int]] = []  # (row, recorded points to the next row)
+    lowest = math.inf
+    previous = weights[0]
+    for r in range(n_rows - 1):
+        current = weights[r + 1]
+        c = certify(previous, current, not (vertex_rows and points[r + 1] == points[r] + 1))
+        report.segments_checked += 1
+        if c.certified:
+            report.segments_certified += 1
+            lowest = min(lowest, c.margin_bound)
+        else:
+            uncertified.append((r, int(points[r + 1] - points[r])))
+        previous = current
+    n = n_rows - 1
+    done = f"{n - len(uncertified)} of {n} stored segments certified inside S" + (f" (smallest margin bound {lowest:.3g})" if lowest < math.inf else "")
+    if not uncertified:
+        report.add(check, True, done)
+        return
+    path_segments = [r for r, gap in uncertified if vertex_rows and gap == 1]
+    if claims and path_segments:
+        report.add(check, False, f"{done}; rows {_pairs_list(path_segments)} are consecutive vertices of the path but not certified inside S")
+        return
+    chords = [r for r, _ in uncertified]
+    if claims:
+        report.warn(check, f"{done}; not certified: rows {_pairs_list(chords)} (rows kept at a stride, not path segments; verify --replay certifies every segment)")
+    else:
+        report.warn(check, f"{done}; not certified: rows {_pairs_list(chords)} (file written before certification: its paths are claimed inside S only at their stored points)")
+
+
+def _pairs_list(rows: Sequence[int], limit: int = 5) -> str:
+    pairs = [f"{r}->{r + 1}" for r in rows]
+    return ", ".join(pairs[:limit]) + (f", ... ({len(pairs)} segments)" if len(pairs) > limit else "")
+
+
+def _verify_path(g: h5py.Group, name: str, model: str, solutions: dict[int, np.ndarray], counter: Optional[tuple[ErrorCounter, int]], groups: Optional[list[slice]], report: VerifyReport, sample_rows: int, rng: np.random.Generator) -> None:
+    p = f"path {name}"
+    a = {k: _decode(v) for k, v in g.attrs.items()}
+    complete = a.get("status") == "complete"
+
+    # checksum
+    stored = a.get("sha256")
+    if stored is None:
+        report.skip(f"{p} checksum", "no checksum (file written before checksums were stored)")
+    else:
+        got = datasets_sha256(g)
+        report.add(f"{p} checksum", got == stored, "sha256 matches" if got == stored else f"sha256 mismatch: stored {stored[:12]}..., data give {got[:12]}... (the path's datasets were changed)")
+
+    weights = g["weights"]
+    n_rows = int(weights.shape[0])
+    src, dst = int(a.get("from", name.split("-")[0])), int(a.get("to", name.split("-")[1]))
+
+    # endpoints
+    problems = []
+    for label, row, sol in (("first", 0, src), ("last", n_rows - 1, dst)):
+        if label == "last" and not complete:
+            continue
+        if sol not in solutions:
+            problems.append(f"solution {sol} is missing")
+            continue
+        w = weights[row]
+        s = solutions[sol]
+        if w.shape != s.shape:
+            problems.append(f"{label} row has shape {w.shape}, solution {sol} {s.shape}")
+        elif not np.array_equal(w, s.astype(w.dtype)):
+            problems.append(f"{label} row differs from solution {sol} (max |diff| {float(np.max(np.abs(w.astype(np.float64) - s))):.3g})")
+    if n_rows == 0:
+        problems = ["no weight rows"]
+    report.add(f"{p} endpoints", not problems, "; ".join(problems) if problems else (f"row 0 = solution {src}, row {n_rows - 1} = solution {dst}" if complete else f"row 0 = solution {src} (path failed: last row not checked)"))
+    if n_rows == 0:
+        return
+
+    # Eq. 4
+    waypoints = int(a.get("waypoints", 0) or 0)
+    legs = len(np.unique(g["leg"][()])) if "leg" in g else 1  # a failed path keeps the legs it tried, waypoints 0
+    if waypoints > 0 or legs > 1:
+        report.skip(f"{p} Eq. 4", f"path of {legs} legs through {max(waypoints, legs - 1)} waypoint(s): each leg has its own norm frame, not recorded")
+    elif src not in solutions or dst not in solutions:
+        report.skip(f"{p} Eq. 4", "endpoint solution missing")
+    else:
+        from ramble.core.path import NormConstraint
+
+        W = weights[()]
+        gr = groups if groups is not None else [slice(0, W.shape[1])]
+        rtol = EQ4_RTOL.get(W.dtype, 1e-6)
+        nc = NormConstraint(torch.from_numpy(solutions[src].astype(np.float64)), torch.from_numpy(solutions[dst].astype(np.float64)), gr)
+        viol = np.array([nc.violation(torch.from_numpy(r.astype(np.float64))) for r in W])
+        bad = np.flatnonzero(~(viol <= rtol))
+        worst = float(np.nanmax(viol)) if len(viol) else 0.0
+        report.add(f"{p} Eq. 4", len(bad) == 0, f"all {len(W)} rows within {rtol:g} (worst {worst:.2g})" if len(bad) == 0 else f"rows {_rows_list(bad)} off the norm surface (worst relative deviation {worst:.3g} > {rtol:g})")
+
+    # membership and stored train_error
+    if counter is None:
+        why = "no training data" if model == "lenet5" else "no training set"
+        report.skip(f"{p} in S", why if complete else f"path failed ({a.get('reason', '')}): rows not required to be in S")
+        return
+    count, m = counter
+    rows = np.arange(n_rows) if model == "tcm" else _sample(n_rows, sample_rows, rng)
+    W = weights[()] if model == "tcm" else np.stack([weights[int(r)] for r in rows])
+    errors = count(W)
+    which = "all" if len(rows) == n_rows else f"{len(rows)} sampled"
+    if complete:
+        bad = rows[errors > 0]
+        report.add(f"{p} in S", len(bad) == 0, f"{which} of {n_rows} rows classify all {m} training samples" if len(bad) == 0 else f"rows {_rows_list(bad)} misclassify training samples (up to {int(errors.max())} of {m}): outside S")
+    else:
+        report.skip(f"{p} in S", f"path failed ({a.get('reason', '')}): rows not required to be in S")
+    point = g["weight_index"][()][rows] if "weight_index" in g else rows
+    stored_err = g["train_error"][()][point]
+    slack = 0.5 if model == "tcm" else 1.5  # samples: exact count for the TCM, one borderline sample for LeNet5
+    off = np.flatnonzero(np.abs(stored_err * m - errors) > slack)
+    report.add(
+        f"{p} train_error",
+        len(off) == 0,
+        f"stored values match recomputation at {which} rows" if len(off) == 0 else f"rows {_rows_list(rows[off])}: stored {stored_err[off[0]]:.4g}, recomputed {errors[off[0]] / m:.4g}",
+    )
+
+
+def verify_or_raise(path: str | os.PathLike, echo: Callable[[str], Any] = print, **kwargs: Any) -> VerifyReport:
+    """Print the report's table; raise RambleError naming the failed checks, if any."""
+    report = verify_file(path, **kwargs)
+    echo(report.format())
+    if not report.ok:
+        names = [c.name for c in report.failures]
+        raise RambleError(f"{path}: {len(names)} check(s) failed: {', '.join(names)}")
+    return report
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+Replayer = Callable[[int, int], Any]
+"""``replay(i, j)``: the PathResult the run's driver draws from solution i to solution j, as the file stores it."""
+
+
+def replay_paths(f: h5py.File, model: str, report: VerifyReport, data_dir: Optional[str], device: str) -> None:
+    """Rerun every path of a LeNet5 or torch file from its stored config and endpoints; compare the stored rows bit for bit.
+
+    The path algorithm accepts only certified moves, so a replay that ends
+    where the file does, with the same rows, shows that the stored path is
+    a polyline of certified segments.  Adds one ``path i-j replay`` check
+    per path (FAIL naming the first row that differs).
+    """
+    if model == "tcm":
+        report.skip("replay", "TCM files store every vertex: the segments check certifies them exactly")
+        return
+    try:
+        replay = _replayer(f, model, data_dir, device, report)
+    except RambleError as e:  # e.g. a torch file whose model cannot be rebuilt
+        report.add("replay", False, str(e))
+        return
+    if replay is None:
+        return
+    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
+    ran_on = str(config.get("resolved_device", "?"))
+    threads = int(_decode(f.attrs["torch_threads"])) if "torch_threads" in f.attrs else None
+    names = sorted(f.get("paths", {}), key=lambda s: tuple(int(x) for x in s.split("-")))
+    with _torch_threads(threads):
+        for name in names:
+            _replay_path(f["paths"][name], name, replay, device, ran_on, threads, report)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: Optional[int]) -> Iterator[None]:
+    """torch's CPU thread count set to ``n`` (the run's: float32 sums are split by thread) for the block, then restored."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _replay_path(g: h5py.Group, name: str, replay: Replayer, device: str, ran_on: str, threads: Optional[int], report: VerifyReport) -> None:
+    """One ``path i-j replay`` check."""
+    check = f"path {name} replay"
+    if len(np.atleast_1d(g.attrs.get("via", []))) > 0:
+        report.skip(check, "a routed path (joined from other stored paths): replay those")
+        return
+    i, j = (int(x) for x in name.split("-"))
+    result = replay(i, j)
+    problems = _replay_differences(g, result)
+    where = f"replayed on {device}, {torch.get_num_threads()} torch thread(s)"
+    if ran_on != "?" and ran_on.split(":")[0] != str(device).split(":")[0]:
+        where += f" (the run was on {ran_on}: last bits may differ)"
+    if threads is None:
+        where += " (the file does not record the run's thread count, on which float32 sums depend)"
+    figures = f"{result.segments_certified} moves certified ({result.segment_checks - result.segments_certified} refused), {result.status}"
+    if problems:
+        report.add(check, False, f"{where}: {'; '.join(problems)}")
+    else:
+        report.add(check, True, f"{where}: {figures}; all {len(result.weights)} stored rows equal bit for bit")
+
+
+def _replayer(f: h5py.File, model: str, data_dir: Optional[str], device: str, report: VerifyReport) -> Optional[Replayer]:
+    """The run's path driver on the file's problem and solutions, or None (with a failed or skipped check)."""
+    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
+    solutions = {int(k): d[()] for k, d in f.get("solutions", {}).items()}
+    if model == "lenet5":
+        from ramble.experiments.mnist_experiment import connect_pair, run_data, thin_weights
+        from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device
+
+        try:
+            data = run_data(config, {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
+        except DataError as e:
+            report.add("replay", False, str(e))
+            return None
+        dev = resolve_device(device)
+        deterministic_cuda(dev)
+        problem = LeNetProblem.from_data(data, device=dev, batch_size=int(config.get("batch_size", 128)))
+        path_cfg = _path_config(config)
+
+        def replay_lenet(i: int, j: int) -> Any:
+            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=dev, dtype=problem.dtype) for k in (i, j))
+            result = connect_pair(problem, w_a, w_b, path_cfg, lambda w: {}, float(config["train_lr"]), int(config["max_epochs"]))
+            return thin_weights(result, int(config["weight_rows"]))
+
+        return replay_lenet
+    if model == "torch":
+        from ramble.experiments.torch_experiment import config_of, connect, problem_from_file
+        from ramble.storage.io import load
+
+        problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
+        cfg = config_of(config)
+        path_cfg = _path_config(config)
+
+        def replay_torch(i: int, j: int) -> Any:
+            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=problem.device, dtype=problem.dtype) for k in (i, j))
+            return connect(problem, w_a, w_b, path_cfg, train_lr=cfg.train_lr, max_epochs=cfg.max_epochs)
+
+        return replay_torch
+    report.skip("replay", f"no replay for model {model!r}")
+    return None
+
+
+def _path_config(config: dict) -> Any:
+    """The PathConfig a run stored (its strides included); keys this version does not know are left out."""
+    from dataclasses import fields
+
+    from ramble.core.path import PathConfig
+
+    known = {fd.name for fd in fields(PathConfig)}
+    return PathConfig(**{k: v for k, v in config.get("path", {}).items() if k in known})
+
+
+def _replay_differences(g: h5py.Group, result: Any) -> list[str]:
+    """What differs between a stored path and its replay: status, row count, kept rows, the first row whose bits differ."""
+    out = []
+    stored_status = _decode(g.attrs.get("status", ""))
+    if stored_status != result.status:
+        out.append(f"status {stored_status!r} stored, {result.status!r} replayed")
+    stored = g["weights"][()]
+    replayed = np.asarray(result.weights)
+    if stored.dtype != replayed.dtype:
+        out.append(f"weights stored as {stored.dtype}, replayed as {replayed.dtype}")
+    stored_index = g["weight_index"][()] if "weight_index" in g else None
+    replayed_index = None if result.weight_index is None else np.asarray(result.weight_index)
+    if (stored_index is None) != (replayed_index is None) or (stored_index is not None and not np.array_equal(stored_index, replayed_index)):
+        out.append("the rows kept (weight_index) differ")
+    if stored.shape != replayed.shape:
+        out.append(f"{len(stored)} rows stored, {len(replayed)} replayed")
+    n = min(len(stored), len(replayed))
+    same = [np.array_equal(stored[r].view(np.uint8), replayed[r].astype(stored.dtype).view(np.uint8)) for r in range(n)] if stored.shape[1:] == replayed.shape[1:] else [False] * n
+    if not all(same):
+        r = same.index(False)
+        diff = float(np.max(np.abs(stored[r].astype(np.float64) - replayed[r].astype(np.float64)))) if stored.shape[1:] == replayed.shape[1:] else float("nan")
+        out.append(f"row {r} differs from the replay (max |diff| {diff:.3g}; {n - sum(same)} of {n} rows differ)")
+    return out

@@ -1,0 +1,326 @@
+"""LeNet5 on MNIST (paper Sect. 3.2): data -> solutions -> paths -> test metrics -> HDF5.
+
+The data are recorded by reference (folder, file checksums, which indices);
+the parameter names, shapes and flattening order go into ``/model`` so that
+any stored weight row rebuilds the network without this code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from ramble.analysis.connectivity import store_connectivity
+from ramble.core.path import PathConfig, PathResult, find_path, find_path_with_waypoints
+from ramble.errors import ConfigError, DataError, RambleError
+from ramble.experiments.tcm_experiment import PAIRINGS, pair_list
+from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
+from ramble.models.mnist import MnistData, load_mnist
+from ramble.progress import PathProgress
+from ramble.storage.checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
+from ramble.storage.io import ExperimentWriter, pair_name
+
+log = logging.getLogger("ramble")
+
+
+def paper_path_config(train_size: int) -> PathConfig:
+    """The paper's settings: gamma 0.001 for MNIST-100, 0.1 for the whole set; N_epochs 5; lr 0.1.
+
+    Elastic halvings (not in the paper): a network pulled by a large gamma
+    breaks many samples, and the segment to the repaired point then often
+    leaves S, so certification refuses it; at half the pull it does not
+    (measured on the MNIST fixture, gamma 0.1: a stall at 0.35 of the way
+    without halvings, complete in 72 iterations with 6).
+
+    Lazy chords (not in the paper): a network's segment certificate costs
+    several GD epochs, so the moves of up to NETWORK_CHORD_ITERATIONS
+    iterations are certified as one chord (``PathConfig.chord_iterations``).
+    """
+    return PathConfig(gamma=0.001 if train_size <= 1000 else 0.1, n_epochs=5, lr=0.1, elastic_halvings=NETWORK_ELASTIC_HALVINGS,
+                      chord_iterations=NETWORK_CHORD_ITERATIONS)
+
+
+NETWORK_ELASTIC_HALVINGS = 6
+"""Halvings of a refused elastic step for networks (LeNet5, torch models); the TCM keeps 0."""
+
+NETWORK_CHORD_ITERATIONS = 64
+"""Longest certified chord for networks, in iterations (chosen on development seeds: benchmarks/README.md); the TCM keeps 1."""
+
+
+@dataclass(frozen=True)
+class MnistExperimentConfig:
+    """Everything that defines a LeNet5/MNIST run.
+
+    ``train_size``: the first n official training images (100 = MNIST-100).
+    ``test_size``: the first k test images (None: all 10,000).
+    ``points``: about how many points of each path get train and test
+    metrics (sets the path's ``record_every`` from the expected iteration
+    count ln(1/tol)/gamma); ``weight_rows``: about how many of them keep
+    their weights (the rest only metrics).  ``batch_size``: SGD mini-batch
+    when training on more than 1,000 images, also the path's "epoch" batch.
+    """
+
+    train_size: int = 100
+    test_size: Optional[int] = None
+    n_solutions: int = 2
+    pairs: str = "all"
+    seed: int = 0
+    device: str = "auto"
+    train_lr: float = 0.1
+    max_epochs: int = 2000
+    batch_size: int = 128
+    polish_margin: float = 0.0
+    points: int = 200
+    weight_rows: int = 100
+    linear_points: int = 101
+    data_dir: Optional[str] = None
+    download: bool = False
+    path: PathConfig = field(default_factory=lambda: paper_path_config(100))
+
+    def __post_init__(self) -> None:
+        if self.n_solutions < 1:
+            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
+        if self.pairs not in PAIRINGS:
+            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        if not (self.train_lr > 0) or not math.isfinite(self.train_lr):
+            raise ConfigError(f"training learning rate must be a finite number > 0, got {self.train_lr}")
+        for name in ("max_epochs", "batch_size", "points", "weight_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.linear_points < 2:
+            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if not (self.polish_margin >= 0):
+            raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def solution_seed(seed: int, index: int) -> int:
+    """Init seed of solution ``index``, derived from the experiment seed."""
+    return int(np.random.SeedSequence([seed, 1 + index]).generate_state(1)[0])
+
+
+def expected_iterations(cfg: PathConfig) -> float:
+    """Iterations a path needs when every elastic step is taken (:meth:`PathConfig.expected_iterations`)."""
+    return cfg.expected_iterations()
+
+
+def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
+    """``cfg`` with record/weight strides for about ``points`` recorded and at least ``weight_rows`` stored points.
+
+    The weight stride comes from the points the path is expected to record
+    (not from ``points``: a short path records fewer), rounded down so that
+    at least ``weight_rows`` are kept; :func:`thin_weights` trims a longer
+    path back to about ``weight_rows`` afterwards.
+    """
+    expected = cfg.expected_iterations()
+    record_every = max(1, int(expected // points))
+    recorded = expected / record_every + 2  # the endpoints
+    return cfg.recorded(record_every, max(1, int(recorded // weight_rows)))
+
+
+def thin_weights(result: PathResult, weight_rows: int) -> PathResult:
+    """``result`` keeping the weights of about ``weight_rows`` recorded points, evenly spread, first and last always.
+
+    Rows are chosen among those the path kept, nearest to ``weight_rows``
+    evenly spaced recorded points; a path that kept fewer is returned as is.
+    """
+    n_points = len(result.distance)
+    kept = np.arange(n_points) if result.weight_index is None else np.asarray(result.weight_index)
+    if len(kept) <= weight_rows:
+        return result
+    wanted = np.linspace(0, n_points - 1, weight_rows)
+    pick = np.unique(np.searchsorted(kept, wanted).clip(0, len(kept) - 1))
+    pick = np.unique(np.concatenate([[0], pick, [len(kept) - 1]]))
+    index = kept[pick]
+    return replace(result, weights=result.weights[pick], weight_index=None if len(index) == n_points else index)
+
+
+def model_attrs(problem: LeNetProblem) -> dict:
+    names = [n for n, _ in problem.spec]
+    shapes = [list(s) for _, s in problem.spec]
+    return {
+        "name": "LeNet5",
+        "definition": "conv1 Conv2d(1,6,5,padding=2)-ReLU-MaxPool2d(2); conv2 Conv2d(6,16,5)-ReLU-MaxPool2d(2); "
+        "flatten (C,H,W); fc1 Linear(400,120)-ReLU; fc2 Linear(120,84)-ReLU; fc3 Linear(84,10) logits",
+        "param_names": json.dumps(names),
+        "param_shapes": json.dumps(shapes),
+        "flattening": "concatenation of model.named_parameters() in the order of param_names, each tensor in C order",
+        "n_params": int(problem.n_params),
+        "dtype": str(problem.dtype).replace("torch.", ""),
+        "loss": "mean cross-entropy (nats); margin = logit[true] - max other logit",
+        "input_normalisation": "(pixel/255 - 0.1307) / 0.3081",
+    }
+
+
+def run_mnist_experiment(
+    cfg: MnistExperimentConfig,
+    out: str | Path,
+    force: bool = False,
+    show_progress: bool = True,
+    resume: bool = False,
+    checkpoints: CheckpointPolicy = CheckpointPolicy(),
+    attrs: Optional[dict] = None,
+) -> Path:
+    """Run the experiment, write ``out``, return its path.
+
+    Each solution, and each path with its straight line, is committed as it
+    finishes; a running path commits its state as ``checkpoints`` says
+    (default every 60 s).  ``resume=True`` continues an interrupted file of
+    the same config: stored solutions and paths are read back, a path with a
+    checkpoint continues from it.  ``attrs``: extra root attributes of a new
+    file (e.g. ``hessian_points``).
+    """
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    deterministic_cuda(device)
+    data = load_mnist(cfg.data_dir, cfg.train_size, cfg.test_size, download=cfg.download)
+    problem = LeNetProblem.from_data(data, device=device, batch_size=cfg.batch_size)
+    test_x = data.test_x.to(device)
+    test_y = data.test_y.to(device)
+    path_cfg = strided(cfg.path, cfg.points, cfg.weight_rows)
+    config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(device))
+
+    def measure(w: torch.Tensor) -> dict[str, float]:
+        ev = problem.evaluate_on(w, test_x, test_y)
+        return {"test_loss": ev.loss, "test_error": ev.error}
+
+    with ExperimentWriter(out, model="lenet5", backend="torch", config=config, force=force, resume=resume, attrs=attrs) as writer:
+        done = writer.read() if resume else None
+        if done is None or "name" not in done.model_info:
+            with writer.commit():
+                writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
+                writer.set_attrs("model", model_attrs(problem))
+        solutions: list[torch.Tensor] = []
+        for i in range(cfg.n_solutions):
+            if done is not None and i in done.solutions:
+                solutions.append(torch.from_numpy(done.solutions[i]).to(device=device, dtype=problem.dtype))
+                continue
+            seed = solution_seed(cfg.seed, i)
+            w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
+            test = measure(w)
+            log.info("solution %d: %d epochs, %.1f s, train loss %.4g, test error %.2f %%", i, info["epochs"], info["wall_s"], info["loss"], 100 * test["test_error"])
+            writer.write_solution(i, w.detach().cpu().numpy(), dict(info, init_seed=seed, **test))
+            solutions.append(w)
+        pairs = pair_list(cfg.n_solutions, cfg.pairs)
+        n_complete = 0
+        for i, j in pairs:
+            stored = done.paths.get(pair_name(i, j)) if done is not None else None
+            if stored is not None and stored.linear is not None:
+                n_complete += stored.complete
+                continue
+            bar = PathProgress(f"path {i}-{j}", show_progress)
+            saver = FileCheckpoint(writer, pair_name(i, j), checkpoints)
+            result = connect_pair(problem, solutions[i], solutions[j], path_cfg, measure, cfg.train_lr, cfg.max_epochs, progress=bar.callback, checkpoint=saver)
+            bar.close()
+            result = thin_weights(result, cfg.weight_rows)
+            log.info("path %d-%d: %s after %d iterations, %d waypoint(s), %.1f s %s", i, j, result.status, result.iterations, len(result.waypoints), result.wall_time, result.reason)
+            log.info("path %d-%d: straight line, train and test metrics at %d points", i, j, cfg.linear_points)
+            line = straight_line_metrics(problem, measure, solutions[i], solutions[j], cfg.linear_points, progress=show_progress)
+            with writer.commit():
+                writer.write_path(i, j, result)
+                writer.write_arrays(f"paths/{i}-{j}/linear", line)
+            n_complete += result.complete
+        with writer.commit():
+            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
+            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+    return Path(out)
+
+
+def connect_pair(
+    problem: LeNetProblem,
+    w_a: torch.Tensor,
+    w_b: torch.Tensor,
+    path_cfg: PathConfig,
+    measure: Callable[[torch.Tensor], dict[str, float]],
+    train_lr: float,
+    max_epochs: int,
+    progress: Optional[Callable[[int, float], None]] = None,
+    checkpoint: Optional[Checkpoint] = None,
+) -> PathResult:
+    """The path W_a -> W_b inside S as a run draws it for a pair: :func:`find_path` legs, through waypoints when a leg stalls.
+
+    A waypoint is trained from the midpoint by full-training-set descent
+    steps of ``train_lr`` (at most ``max_epochs``), as the run's solutions are.
+    ``ramble align`` calls this too, so an aligned pair gets the same driver.
+    """
+
+    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, leg_checkpoint: Optional[Checkpoint] = None) -> PathResult:
+        return find_path(problem, start, target, path_cfg, progress=progress, measure=measure, frame=frame, checkpoint=leg_checkpoint)
+
+    def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
+        w = w0
+        for _ in range(max_epochs):
+            if problem.contains(w):
+                return w
+            w = problem.descent_step(w, train_lr)
+        return None
+
+    return find_path_with_waypoints(leg, solve, w_a, w_b, path_cfg.max_waypoints, checkpoint=checkpoint)
+
+
+def straight_line_metrics(problem: LeNetProblem, measure: Callable[[torch.Tensor], dict[str, float]], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int, progress: bool = False) -> dict[str, np.ndarray]:
+    """Train and test loss/error at ``n_points`` evenly spaced alpha on W_a + alpha (W_b - W_a)."""
+    from ramble.progress import progress_bar
+
+    alpha = np.linspace(0.0, 1.0, n_points)
+    rows = []
+    for a in progress_bar(alpha, desc="straight line", unit="point", disable=not progress):
+        w = w_a + float(a) * (w_b - w_a)
+        ev = problem.evaluate(w)
+        t = measure(w)
+        rows.append((ev.loss, ev.error, t["test_loss"], t["test_error"]))
+    tl, te, sl, se = (np.array(c) for c in zip(*rows))
+    return {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se}
+
+
+def run_data(config: Mapping[str, Any], data_attrs: Mapping[str, Any], data_dir: Optional[str] = None, test: bool = False) -> MnistData:
+    """The MNIST images a LeNet5 file was run on, from its ``config`` and ``/data`` attributes.
+
+    Loaded from ``data_dir`` or the folder the file records, and checked
+    against the sha256 the file records for each file; with ``test``, also the
+    test images the run measured.  DataError (one line) when the file does
+    not say which images, or they are missing or differ.
+    """
+    source = data_attrs.get("source")
+    source = json.loads(source) if isinstance(source, str) else dict(source or {})
+    try:
+        train_size = int(config.get("train_size") or str(data_attrs.get("train_indices", "")).split(":")[1])
+        test_size = int(str(data_attrs.get("test_indices", "")).split(":")[1]) if test else 1
+    except (ValueError, IndexError, TypeError) as e:
+        raise DataError(f"cannot tell which MNIST images the run used ({e})") from None
+    folder = data_dir or source.get("folder")
+    try:
+        data = load_mnist(folder, train_size, test_size)
+    except RambleError as e:
+        raise DataError(f"MNIST data of the run not available: {e} (pass --data-dir)") from None
+    want, have = source.get("files", {}), data.source.get("files", {})
+    kinds = [k for k in want if test or k.startswith("train")]
+    differ = sorted(k for k in kinds if want[k].get("sha256_gz") != have.get(k, {}).get("sha256_gz"))
+    if differ:
+        raise DataError(f"MNIST files in {folder} differ from the run's ({', '.join(differ)}: sha256 mismatch); pass the run's folder with --data-dir")
+    return data
+
+
+def rebuild(weights_row: np.ndarray, param_names: list[str], param_shapes: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Split a stored flat weight row into named tensors (the file's /model attributes say how)."""
+    out = {}
+    start = 0
+    for name, shape in zip(param_names, param_shapes):
+        n = int(np.prod(shape))
+        out[name] = torch.from_numpy(np.ascontiguousarray(weights_row[start : start + n])).view(*shape)
+        start += n
+    if start != len(weights_row):
+        raise ConfigError(f"weight row has {len(weights_row)} entries, the shapes need {start}")
+    return out

@@ -1,0 +1,206 @@
+"""One TCM experiment (paper Sect. 3.1): data -> solutions -> paths -> straight lines -> HDF5.
+
+The data are drawn in Python from the seed and handed to the chosen backend
+(Julia or Python); everything the run needs to be redone is in the file's
+``config`` attribute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ramble.analysis.connectivity import store_connectivity
+from ramble.core.path import PathConfig, PathResult, reversed_path, route_through
+from ramble.errors import ConfigError, FormatError
+from ramble.models.patterns import random_patterns
+from ramble.models.tcm import check_shape, gaussian_init
+from ramble.models.tcm_backends import BACKENDS, connect, make_backend
+from ramble.models.tcm_training import TrainConfig, solve_with_restarts
+from ramble.progress import PathProgress, progress_bar
+from ramble.storage.io import ExperimentWriter, pair_name, path_result
+
+log = logging.getLogger("ramble")
+
+PAIRINGS = ("all", "chain", "star")
+
+
+@dataclass(frozen=True)
+class TCMExperimentConfig:
+    """Everything that defines a TCM run.  Sizes: N inputs, K hidden units, M patterns."""
+
+    n_inputs: int = 300
+    n_hidden: int = 3
+    n_patterns: int = 620
+    seed: int = 101
+    n_solutions: int = 3
+    pairs: str = "all"
+    backend: str = "julia"
+    linear_points: int = 101
+    train: TrainConfig = field(default_factory=TrainConfig)
+    path: PathConfig = field(default_factory=PathConfig)
+
+    def __post_init__(self) -> None:
+        check_shape(self.n_inputs, self.n_hidden)
+        if self.n_patterns < 1:
+            raise ConfigError(f"M must be a positive integer, got {self.n_patterns}")
+        if self.n_solutions < 1:
+            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
+        if self.pairs not in PAIRINGS:
+            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; expected one of: {', '.join(BACKENDS)}")
+        if self.linear_points < 2:
+            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pair_list(n: int, how: str) -> list[tuple[int, int]]:
+    """Pairs of solution indices to connect: every pair, a chain 0-1-2..., or a star from 0."""
+    if how == "all":
+        return list(itertools.combinations(range(n), 2))
+    if how == "chain":
+        return [(i, i + 1) for i in range(n - 1)]
+    if how == "star":
+        return [(0, j) for j in range(1, n)]
+    raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {how!r}")
+
+
+def reroute(results: dict[tuple[int, int], PathResult], solutions: list[np.ndarray]) -> list[tuple[tuple[int, int], int, PathResult]]:
+    """For each failed pair (i, j), a path through a solution k joined to both by complete paths.
+
+    Paths are in S whichever way they are walked, so a stored k -> i serves
+    as i -> k reversed.  The recorded failure is replaced; the path's ``via``
+    says which solution it goes through.
+    """
+    import torch
+
+    def oriented(a: int, b: int) -> Optional[PathResult]:
+        r = results.get((a, b))
+        if r is not None and r.complete and not r.via:
+            return r
+        r = results.get((b, a))
+        if r is not None and r.complete and not r.via:
+            return reversed_path(r)
+        return None
+
+    out = []
+    for (i, j), r in sorted(results.items()):
+        if r.complete:
+            continue
+        for k in range(len(solutions)):
+            if k in (i, j):
+                continue
+            first, second = oriented(i, k), oriented(k, j)
+            if first is not None and second is not None:
+                frame = (torch.from_numpy(solutions[i]), torch.from_numpy(solutions[j]))
+                routed = route_through(first, second, k, frame)
+                routed.reason = ""
+                out.append(((i, j), k, routed))
+                break
+    return out
+
+
+def run_tcm_experiment(
+    cfg: TCMExperimentConfig,
+    out: str | Path,
+    force: bool = False,
+    show_progress: bool = True,
+    resume: bool = False,
+    attrs: Optional[dict] = None,
+) -> Path:
+    """Run the experiment and write ``out``; returns its path.
+
+    The file's status is "complete" when every step ran (individual paths
+    carry their own status), "failed" with the error otherwise.  The data,
+    each solution and each path (with its straight line) are committed to the
+    file as they finish; ``resume=True`` continues an interrupted file of the
+    same config, reading back what it holds and computing only the rest.
+    Every unit is a function of the config alone (solution seeds derive from
+    ``cfg.seed`` and the solution's index; paths draw no random numbers), so
+    the resumed file holds the same numbers as an uninterrupted run.
+    ``attrs``: extra root attributes of a new file (e.g. ``hessian_points``).
+    """
+    started = time.perf_counter()
+    patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
+    backend = make_backend(cfg.backend, patterns, cfg.n_hidden)
+    scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
+    with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force, resume=resume, attrs=attrs) as writer:
+        done = writer.read() if resume else None
+        if done is None or "train_inputs" not in done.data:
+            with writer.commit():
+                writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
+                writer.set_attrs("model", tcm_model_attrs(cfg))
+        elif not (np.array_equal(done.data["train_inputs"], patterns.inputs) and np.array_equal(done.data["train_labels"], patterns.labels)):
+            raise FormatError(f"cannot resume {out}: its stored data set differs from the one seed {cfg.seed} draws")
+        solutions: list[np.ndarray] = []
+        for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
+            if done is not None and i in done.solutions:
+                solutions.append(done.solutions[i])
+                continue
+            sol = solve_with_restarts(
+                lambda w0: backend.gd_solve(w0, cfg.train),
+                lambda s: gaussian_init(cfg.n_inputs, scale, s),
+                cfg.seed,
+                i,
+                cfg.train,
+                log=log.info,
+            )
+            log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
+            writer.write_solution(
+                i,
+                sol.w,
+                {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds},
+            )
+            solutions.append(sol.w)
+        pairs = pair_list(cfg.n_solutions, cfg.pairs)
+        results: dict[tuple[int, int], PathResult] = {}
+        lines: dict[tuple[int, int], dict] = {}
+        for i, j in pairs:
+            stored = done.paths.get(pair_name(i, j)) if done is not None else None
+            if stored is not None and stored.linear is not None:
+                results[(i, j)] = path_result(stored)
+                lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error}
+                continue
+            bar = PathProgress(f"path {i}-{j}", show_progress)
+            result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
+            bar.close()
+            log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
+            line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
+            with writer.commit():
+                writer.write_path(i, j, result)
+                writer.write_arrays(f"paths/{i}-{j}/linear", line)
+            results[(i, j)], lines[(i, j)] = result, line
+        if cfg.path.variant == "repair":
+            for (i, j), k, routed in reroute(results, solutions):
+                log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
+                with writer.commit():
+                    writer.write_path(i, j, routed)
+                    writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
+                results[(i, j)] = routed
+        n_complete = sum(r.complete for r in results.values())
+        with writer.commit():
+            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
+            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+    return Path(out)
+
+
+def tcm_model_attrs(cfg: TCMExperimentConfig) -> dict:
+    """``/model`` attributes: what the flat weight vector and the loss are."""
+    return {
+        "name": "tree committee machine",
+        "N": cfg.n_inputs,
+        "K": cfg.n_hidden,
+        "layout": "flat w of length N; hidden unit k owns entries k*N/K .. (k+1)*N/K-1, aligned with its inputs",
+        "loss": "mean over patterns of log(1 + exp(-2 sigma S)), S = sum_k htanh(h_k)",
+    }

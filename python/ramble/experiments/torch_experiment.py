@@ -1,0 +1,752 @@
+"""Your own PyTorch classifier: solutions, zero-error paths between them, and a ramble file.
+
+The public API, for any ``nn.Module`` that maps a batch of inputs to (B, C)
+logits (docs/models.md)::
+
+    from ramble.experiments.torch_experiment import TorchClassifierProblem, train_solution, connect, run
+
+    problem = TorchClassifierProblem(model, x_train, y_train)       # a PathProblem
+    w_a, _ = train_solution(problem, seed=0)                         # flat weights (P,)
+    w_b = problem.parameters_to_vector(other_trained_model)                   # or load one
+    path = connect(problem, w_a, w_b, PathConfig(gamma=0.05))        # a PathResult
+    run("model.py:build", x_train, y_train, "out.h5", test_inputs=x_test, test_labels=y_test)
+
+:func:`run` writes the same file as ``ramble torch run`` (and ``ramble mnist
+run`` for LeNet5): solutions, paths with test metrics, straight lines,
+connectivity; ``ramble hessian/verify/convexity/curves/plot/resume`` work on
+it.  The training set (and test set) are stored in the file; the model is
+stored by reference: the factory's file and name, its source and the
+source's sha256.  Code stored in a file is never run unless asked for with
+``--run-stored-code`` (:func:`choose_model`): analyses rebuild the model from
+the factory file the user gives again (``--model FILE.py:FACTORY``), checked
+against the stored sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ramble.analysis.connectivity import store_connectivity
+from ramble.core.path import (
+    PathConfig,
+    PathResult,
+    escape_at_larger_norms,
+    find_path,
+    find_path_with_waypoints,
+)
+from ramble.errors import ConfigError, DataError, FormatError, RambleError
+from ramble.experiments.tcm_experiment import PAIRINGS, pair_list, reroute
+from ramble.models.lenet import deterministic_cuda, resolve_device
+from ramble.models.torch_classifier import GROUPINGS, GroupSpec, TorchClassifierProblem, check_classifier, train_solution
+from ramble.progress import PathProgress
+from ramble.storage.checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
+from ramble.storage.io import Experiment, ExperimentWriter, load, pair_name, path_result
+
+log = logging.getLogger("ramble")
+
+MODEL = "torch"
+"""The ``model`` root attribute of files written here."""
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+Measure = Callable[[torch.Tensor], dict[str, float]]
+
+__all__ = [
+    "Factory",
+    "TorchClassifierProblem",
+    "TorchData",
+    "TorchExperimentConfig",
+    "choose_model",
+    "connect",
+    "load_npz",
+    "problem_from_file",
+    "run",
+    "train_solution",
+]
+
+
+# ----------------------------------------------------------------------------- the model's factory
+
+
+@dataclass(frozen=True)
+class Factory:
+    """A model factory by reference: a Python file, the name of a zero-argument callable in it, its source and sha256.
+
+    Nothing runs until :meth:`build`.  ``file`` is absolute.
+    """
+
+    file: str
+    name: str
+    source: str
+    sha256: str
+
+    @classmethod
+    def from_ref(cls, ref: str) -> "Factory":
+        """``"FILE.py:NAME"`` -> Factory (the file is read, not run); ConfigError for a malformed or missing reference."""
+        path, sep, name = str(ref).rpartition(":")
+        if not sep or not path or not name.isidentifier():
+            raise ConfigError(f"--model {ref!r}: expected FILE.py:FACTORY, e.g. my_model.py:build")
+        p = Path(path).expanduser().resolve()
+        if not p.is_file():
+            raise ConfigError(f"--model {ref!r}: no file {p}")
+        try:
+            source = p.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--model {ref!r}: cannot read {p} ({e})") from None
+        return cls(str(p), name, source, sha256_text(source))
+
+    @classmethod
+    def from_callable(cls, fn: Callable[[], nn.Module]) -> Optional["Factory"]:
+        """The Factory of a module-level function defined in a readable file, or None (a lambda, a closure, the REPL)."""
+        import inspect
+
+        name = getattr(fn, "__name__", "")
+        if not name.isidentifier() or getattr(fn, "__qualname__", name) != name:
+            return None
+        try:
+            p = Path(inspect.getsourcefile(fn) or "").resolve()
+            source = p.read_text()
+        except (TypeError, OSError, UnicodeDecodeError):
+            return None
+        return cls(str(p), name, source, sha256_text(source))
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> "Factory":
+        """The factory a file's ``/model`` recorded; FormatError when the stored source does not match its sha256."""
+        try:
+            f = cls(str(attrs["factory_file"]), str(attrs["factory_name"]), str(attrs["factory_source"]), str(attrs["factory_sha256"]))
+        except KeyError as e:
+            raise FormatError(f"the file records no model factory ({e.args[0]} missing): rebuild the model with the Python API") from None
+        if sha256_text(f.source) != f.sha256:
+            raise FormatError(f"the model code stored in the file was altered (its sha256 is not the recorded {f.sha256[:12]}...); refusing to run it")
+        return f
+
+    @property
+    def ref(self) -> str:
+        return f"{self.file}:{self.name}"
+
+    def attrs(self) -> dict[str, str]:
+        """What ``/model`` records about the factory."""
+        return {"factory_file": self.file, "factory_name": self.name, "factory_source": self.source, "factory_sha256": self.sha256}
+
+    def build(self) -> nn.Module:
+        """Run the factory's file as a module and call the factory; ConfigError (one line) when that fails or gives no nn.Module."""
+        module = _exec_file(Path(self.file), self.source, self.sha256)
+        fn = getattr(module, self.name, None)
+        if fn is None:
+            names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+            raise ConfigError(f"{self.file} defines no {self.name!r} (it has: {', '.join(names) or 'nothing callable'})")
+        if not callable(fn):
+            raise ConfigError(f"{self.file}: {self.name} is a {type(fn).__name__}, not a callable that returns an nn.Module")
+        try:
+            model = fn()
+        except Exception as e:  # noqa: BLE001 - the user's code: any failure is reported in one line
+            raise ConfigError(f"{self.ref}() failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{self.ref}() returned a {type(model).__name__}, expected a torch.nn.Module")
+        return check_classifier(model)
+
+
+def sha256_text(text: str) -> str:
+    """sha256 (hex) of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _exec_file(path: Path, source: str, sha: str) -> Any:
+    """Run ``source`` as the module ``path`` (its folder importable meanwhile); ConfigError when it raises."""
+    name = f"ramble_user_model_{sha[:16]}"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    module.__file__ = str(path)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    sys.path.insert(0, str(path.parent))
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the user's own model file, by their request
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure is reported in one line
+        sys.modules.pop(name, None)
+        raise ConfigError(f"running {path} failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+# ----------------------------------------------------------------------------- which factory rebuilds a file's model
+
+
+@dataclass
+class ModelChoice:
+    """How analyses get a stored file's model: a factory the user gives again, or (explicitly) the stored code."""
+
+    ref: Optional[str] = None
+    run_stored_code: bool = False
+
+
+_choice = ModelChoice()
+
+
+def choose_model(ref: Optional[str] = None, run_stored_code: bool = False) -> None:
+    """Say how later analyses rebuild the model of a torch file (the CLI's ``--model``/``--run-stored-code``).
+
+    ``ref``: ``"FILE.py:FACTORY"``, checked against the sha256 the file
+    records.  ``run_stored_code``: run the source stored in the file
+    (written to a temporary file first) instead; a file someone else wrote
+    can run any code this way, so it is never the default.
+    """
+    global _choice
+    _choice = ModelChoice(ref, bool(run_stored_code))
+
+
+def model_of_file(model_info: Mapping[str, Any], where: str = "the file") -> nn.Module:
+    """The nn.Module of a torch file, rebuilt as :func:`choose_model` says; RambleError (one line) otherwise."""
+    stored_sha = model_info.get("factory_sha256")
+    if _choice.ref is not None:
+        given = Factory.from_ref(_choice.ref)
+        if stored_sha is not None and given.sha256 != stored_sha:
+            raise RambleError(f"{given.file} (sha256 {given.sha256[:12]}...) is not the model file {where} was made with (sha256 {str(stored_sha)[:12]}...); give the same file, or pass --run-stored-code to run the stored copy")
+        return given.build()
+    if stored_sha is None:
+        raise RambleError(f"{where} records no model source; give the model with --model FILE.py:FACTORY")
+    stored = Factory.from_attrs(model_info)
+    if not _choice.run_stored_code:
+        raise RambleError(f"{where} was made by {stored.name} in {stored.file} (sha256 {stored.sha256[:12]}...); give it again with --model {stored.ref}, or pass --run-stored-code to run the copy stored in the file")
+    with tempfile.TemporaryDirectory(prefix="ramble-stored-model-") as folder:
+        copy = Path(folder) / Path(stored.file).name  # not the original folder: nothing beside it gets imported
+        copy.write_text(stored.source)
+        return replace(stored, file=str(copy)).build()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class TorchData:
+    """A training set and an optional test set: inputs (M, ...) and integer labels (M,), as tensors."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: Optional[torch.Tensor] = None
+    test_y: Optional[torch.Tensor] = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.train_x, self.train_y = _pair(self.train_x, self.train_y, "train")
+        check_fittable(self.train_x, self.train_y)
+        if (self.test_x is None) != (self.test_y is None):
+            raise DataError("give both test_inputs and test_labels, or neither")
+        if self.test_x is not None:
+            self.test_x, self.test_y = _pair(self.test_x, self.test_y, "test")
+            if tuple(self.test_x.shape[1:]) != tuple(self.train_x.shape[1:]):
+                raise DataError(f"test_inputs have shape {tuple(self.test_x.shape[1:])} per sample, train_inputs {tuple(self.train_x.shape[1:])}")
+
+
+def _pair(x: Any, y: Any, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    y = torch.as_tensor(np.asarray(y)) if not isinstance(y, torch.Tensor) else y
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{part}_inputs must have shape (M, ...) with M >= 1 samples, got {tuple(x.shape)}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{part}_labels must have shape ({x.shape[0]},) to match {part}_inputs, got {tuple(y.shape)}")
+    if y.is_floating_point() and not bool((y == y.round()).all()):
+        raise DataError(f"{part}_labels must be integer class indices, got non-integer values")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise DataError(f"{part}_inputs hold NaN or infinite values")
+    return x, y.to(torch.int64)
+
+
+def check_fittable(x: torch.Tensor, y: torch.Tensor) -> None:
+    """DataError when two training samples have the same input but different labels: no classifier can fit both."""
+    seen: dict[bytes, tuple[int, int]] = {}
+    rows = x.reshape(len(x), -1).cpu().numpy()
+    for i, (row, label) in enumerate(zip(rows, y.tolist())):
+        first = seen.setdefault(row.tobytes(), (i, label))
+        if first[1] != label:
+            raise DataError(f"no classifier can fit the training set: samples {first[0]} and {i} have the same input but labels {first[1]} and {label}")
+
+
+def load_npz(path: str | Path) -> TorchData:
+    """Read ``train_inputs``, ``train_labels`` and optional ``test_inputs``, ``test_labels`` from an .npz file.
+
+    Records the file and its sha256 in ``source``.  DataError (one line) when
+    the file is missing or unreadable, a key is missing, or shapes disagree.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"--data {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"--data {p} is not a readable .npz file of numeric arrays ({' '.join(str(e).split())[:120]})") from None
+    missing = [k for k in ("train_inputs", "train_labels") if k not in arrays]
+    if missing:
+        raise DataError(f"--data {p} lacks {', '.join(missing)} (it has: {', '.join(sorted(arrays)) or 'nothing'})")
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    return TorchData(arrays["train_inputs"], arrays["train_labels"], arrays.get("test_inputs"), arrays.get("test_labels"), {"file": str(p.resolve()), "sha256": digest})
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TorchExperimentConfig:
+    """Everything that defines a run besides the model and the data.
+
+    ``points``/``weight_rows``: about how many points of each path get
+    metrics and keep weights (as for LeNet5).  ``groups``: the Eq. 4 groups
+    ("tensor", "module", "all" or lists of parameter names).  ``batch_size``
+    and ``full_batch_max``: see :class:`TorchClassifierProblem`.
+    """
+
+    n_solutions: int = 2
+    pairs: str = "all"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    train_lr: float = 0.1
+    max_epochs: int = 2000
+    batch_size: int = 128
+    full_batch_max: int = 1000
+    polish_margin: float = 0.0
+    points: int = 200
+    weight_rows: int = 100
+    linear_points: int = 101
+    groups: Any = "tensor"
+    path: PathConfig = field(default_factory=PathConfig)
+
+    def __post_init__(self) -> None:
+        if self.n_solutions < 1:
+            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
+        if self.pairs not in PAIRINGS:
+            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not (self.train_lr > 0) or not math.isfinite(self.train_lr):
+            raise ConfigError(f"--train-lr must be a finite number > 0, got {self.train_lr}")
+        for name in ("max_epochs", "batch_size", "full_batch_max", "points", "weight_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.linear_points < 2:
+            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if not (self.polish_margin >= 0):
+            raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
+        if isinstance(self.groups, str) and self.groups not in GROUPINGS:
+            raise ConfigError(f"--groups must be one of {', '.join(GROUPINGS)}, got {self.groups!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TorchExperimentConfig":
+        """Inverse of :meth:`to_dict` (a file's ``config`` attribute); unknown keys are ignored."""
+        names = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in names}
+        return cls(**dict(kw, path=PathConfig.from_dict(d["path"])))
+
+
+def solution_seed(seed: int, index: int) -> int:
+    """Init seed of solution ``index``, derived from the experiment seed."""
+    return int(np.random.SeedSequence([seed, 1 + index]).generate_state(1)[0])
+
+
+def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
+    """``cfg`` with record/weight strides for about ``points`` recorded and ``weight_rows`` stored points."""
+    return cfg.recorded(max(1, int(cfg.expected_iterations() // points)), max(1, int(math.ceil(points / weight_rows))))
+
+
+# ----------------------------------------------------------------------------- connecting two solutions
+
+
+def descend_into_s(problem: TorchClassifierProblem, w0: torch.Tensor, lr: float, max_epochs: int) -> Optional[torch.Tensor]:
+    """Gradient-descent epochs from ``w0`` until every training sample is right; None after ``max_epochs``."""
+    w = w0
+    for _ in range(max_epochs):
+        if problem.contains(w):
+            return w
+        w = problem.descent_step(w, lr)
+    return w if problem.contains(w) else None
+
+
+def connect(
+    problem: TorchClassifierProblem,
+    w_a: torch.Tensor,
+    w_b: torch.Tensor,
+    config: PathConfig = PathConfig(),
+    *,
+    measure: Optional[Measure] = None,
+    checkpoint: Optional[Checkpoint] = None,
+    progress: Optional[Callable[[int, float], None]] = None,
+    train_lr: float = 0.1,
+    max_epochs: int = 2000,
+) -> PathResult:
+    """A path from ``w_a`` to ``w_b`` inside S: Algorithm 1 with waypoints, then the norm escape.
+
+    Waypoints (``config.max_waypoints``, repair variant) are trained from a
+    stalled leg's midpoint by GD with ``train_lr`` for up to ``max_epochs``;
+    if the path still fails and ``config.escape``, it is retried at
+    1.5x and 2x the norms (:func:`ramble.core.path.find_path_with_escape`'s
+    rule).  ``measure(w)`` adds per-point metrics (e.g. test error);
+    ``checkpoint`` saves and restores the first attempt mid-path.
+    """
+    max_wp = config.max_waypoints if config.variant == "repair" else 0
+
+    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, cp: Optional[Checkpoint] = None) -> PathResult:
+        return find_path(problem, start, target, config, progress=progress, measure=measure, frame=frame, checkpoint=cp)
+
+    def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
+        return descend_into_s(problem, w0, train_lr, max_epochs)
+
+    first = find_path_with_waypoints(leg, solve, w_a, w_b, max_wp, checkpoint=checkpoint)
+    if first.complete or config.variant != "repair" or not config.escape:
+        return first
+    return escape_at_larger_norms(leg, solve, problem.certify_segment, problem.evaluate, w_a, w_b, max_wp, first)
+
+
+def straight_line_metrics(problem: TorchClassifierProblem, measure: Optional[Measure], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int) -> dict[str, np.ndarray]:
+    """Train (and test) loss/error at ``n_points`` evenly spaced alpha on W_a + alpha (W_b - W_a)."""
+    alpha = np.linspace(0.0, 1.0, n_points)
+    cols: dict[str, list[float]] = {}
+    for a in alpha:
+        w = w_a + float(a) * (w_b - w_a)
+        ev = problem.evaluate(w)
+        row = {"train_loss": ev.loss, "train_error": ev.error, **(measure(w) if measure is not None else {})}
+        for k, v in row.items():
+            cols.setdefault(k, []).append(float(v))
+    return {"alpha": alpha, **{k: np.asarray(v) for k, v in cols.items()}}
+
+
+# ----------------------------------------------------------------------------- a whole run -> a ramble file
+
+
+ModelLike = Union[nn.Module, Callable[[], nn.Module], str, Factory]
+
+
+def resolve_model(model: ModelLike) -> tuple[nn.Module, Optional[Factory]]:
+    """An nn.Module and, when it can be recorded, its factory: from a module, a factory callable, ``"FILE.py:NAME"`` or a Factory."""
+    if isinstance(model, str):
+        model = Factory.from_ref(model)
+    if isinstance(model, Factory):
+        return model.build(), model
+    if isinstance(model, nn.Module):
+        return check_classifier(model), None
+    if callable(model):
+        factory = Factory.from_callable(model)
+        built = model()
+        if not isinstance(built, nn.Module):
+            raise ConfigError(f"the model factory returned a {type(built).__name__}, expected a torch.nn.Module")
+        return check_classifier(built), factory
+    raise ConfigError(f"model must be an nn.Module, a factory or 'FILE.py:NAME', got {type(model).__name__}")
+
+
+def model_attrs(problem: TorchClassifierProblem, factory: Optional[Factory]) -> dict[str, Any]:
+    """``/model``: enough to rebuild the network and read any stored weight row."""
+    out = {
+        "name": factory.name if factory is not None else type(problem.model).__name__,
+        "class": f"{type(problem.model).__module__}.{type(problem.model).__qualname__}",
+        "definition": " ".join(repr(problem.model).split())[:4000],
+        "param_names": json.dumps([n for n, _ in problem.spec]),
+        "param_shapes": json.dumps([list(s) for _, s in problem.spec]),
+        "groups": json.dumps([[g.start, g.stop] for g in problem.groups]),
+        "flattening": "concatenation of model.named_parameters() in the order of param_names, each tensor in C order",
+        "n_params": int(problem.n_params),
+        "n_classes": int(problem.n_classes),
+        "dtype": str(problem.dtype).replace("torch.", ""),
+        "loss": "mean cross-entropy (nats); margin = logit[true] - max other logit; model run in eval() mode",
+    }
+    if factory is not None:
+        out.update(factory.attrs())
+    return out
+
+
+def _as_data(train_inputs: Any, train_labels: Any, test_inputs: Any, test_labels: Any) -> TorchData:
+    if isinstance(train_inputs, TorchData):
+        return train_inputs
+    return TorchData(train_inputs, train_labels, test_inputs, test_labels, {"file": "", "sha256": ""})
+
+
+def run(
+    model: ModelLike,
+    train_inputs: Any,
+    train_labels: Any,
+    out: str | Path,
+    *,
+    test_inputs: Any = None,
+    test_labels: Any = None,
+    config: TorchExperimentConfig = TorchExperimentConfig(),
+    solutions: Optional[Sequence[Any]] = None,
+    force: bool = False,
+    resume: bool = False,
+    show_progress: bool = False,
+    checkpoints: CheckpointPolicy = CheckpointPolicy(),
+    attrs: Optional[dict] = None,
+) -> Path:
+    """Train (or take) solutions, connect the pairs, measure the straight lines; write ``out`` and return its path.
+
+    ``model``: an nn.Module, a zero-argument factory, or ``"FILE.py:NAME"``
+    (a factory in a file is recorded with its source and sha256, so
+    ``ramble verify --model FILE.py:NAME`` can rebuild it).
+    ``train_inputs`` may be a :class:`TorchData` (then ``train_labels`` is None).
+    ``solutions``: weight vectors, trained modules or state dicts to use
+    instead of training ``config.n_solutions`` new ones.  Each solution and
+    each path is committed as it finishes; ``resume=True`` continues an
+    interrupted file of the same config.
+    """
+    net, factory = resolve_model(model)
+    data = _as_data(train_inputs, train_labels, test_inputs, test_labels)
+    if solutions is not None:
+        config = replace(config, n_solutions=len(solutions))
+    return _run(config, net, factory, data, Path(out), solutions, force, resume, show_progress, checkpoints, attrs)
+
+
+def build_problem(cfg: TorchExperimentConfig, net: nn.Module, data: TorchData) -> tuple[TorchClassifierProblem, Optional[Measure]]:
+    """The training problem on the config's device and dtype, and the test-set measure (None without a test set)."""
+    device = resolve_device(cfg.device)
+    deterministic_cuda(device)
+    groups: GroupSpec = cfg.groups if cfg.groups != "tensor" else None
+    problem = TorchClassifierProblem(net, data.train_x, data.train_y, groups=groups, device=device, dtype=DTYPES[cfg.dtype], batch_size=cfg.batch_size, full_batch_max=cfg.full_batch_max)
+    if data.test_x is None:
+        return problem, None
+    problem.check_labels(data.test_y.to(problem.device), "test labels")
+    test_x, test_y = problem.input_tensor(data.test_x), data.test_y.to(problem.device)
+
+    def measure(w: torch.Tensor) -> dict[str, float]:
+        ev = problem.evaluate_on(w, test_x, test_y)
+        return {"test_loss": ev.loss, "test_error": ev.error}
+
+    return problem, measure
+
+
+def _given_solution(problem: TorchClassifierProblem, s: Any, i: int) -> torch.Tensor:
+    w = s if isinstance(s, torch.Tensor) and s.ndim == 1 else problem.parameters_to_vector(s) if isinstance(s, (nn.Module, dict)) else torch.as_tensor(np.asarray(s))
+    w = w.to(device=problem.device, dtype=problem.dtype)
+    if w.ndim != 1 or w.shape[0] != problem.n_params:
+        raise ConfigError(f"solution {i} has shape {tuple(w.shape)}, the model needs ({problem.n_params},)")
+    if not problem.contains(w):
+        wrong = int((problem.margins(w) <= 0).sum())
+        raise ConfigError(f"solution {i} is not a solution: it misclassifies {wrong} of {problem.n_samples} training samples")
+    return w
+
+
+def _write_data(writer: ExperimentWriter, data: TorchData, problem: TorchClassifierProblem) -> None:
+    parts = {"train": (data.train_x, data.train_y)}
+    if data.test_x is not None:
+        parts["test"] = (data.test_x, data.test_y)
+    for part, (x, y) in parts.items():
+        writer.write_arrays(f"data/{part}", {"inputs": x.cpu().numpy(), "labels": y.cpu().numpy()})
+    writer.set_attrs("data", {"kind": "arrays", "source": data.source, "n_train": int(len(data.train_y)), "n_test": 0 if data.test_y is None else int(len(data.test_y)), "input_shape": list(data.train_x.shape[1:])})
+
+
+def _run(cfg: TorchExperimentConfig, net: nn.Module, factory: Optional[Factory], data: TorchData, out: Path, given: Optional[Sequence[Any]], force: bool, resume: bool, show_progress: bool, checkpoints: CheckpointPolicy, attrs: Optional[dict]) -> Path:
+    started = time.perf_counter()
+    problem, measure = build_problem(cfg, net, data)
+    path_cfg = strided(cfg.path, cfg.points, cfg.weight_rows)
+    config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(problem.device), solutions_given=given is not None)
+    with ExperimentWriter(out, model=MODEL, backend="torch", config=config, force=force, resume=resume, attrs=attrs) as writer:
+        done = writer.read() if resume else None
+        if done is None or "name" not in done.model_info:
+            with writer.commit():
+                _write_data(writer, data, problem)
+                writer.set_attrs("model", model_attrs(problem, factory))
+        solutions = _solutions(cfg, problem, measure, writer, done, given, show_progress)
+        n_complete = _paths(cfg, path_cfg, problem, measure, writer, done, solutions, show_progress, checkpoints)
+        with writer.commit():
+            store_connectivity(writer.f)
+            writer.finish("complete", paths=len(pair_list(cfg.n_solutions, cfg.pairs)), paths_complete=n_complete, wall_time=time.perf_counter() - started)
+    return out
+
+
+def _solutions(cfg: TorchExperimentConfig, problem: TorchClassifierProblem, measure: Optional[Measure], writer: ExperimentWriter, done: Optional[Experiment], given: Optional[Sequence[Any]], show_progress: bool) -> list[torch.Tensor]:
+    """Every solution: read back from ``done``, taken from ``given``, or trained (each committed as it is found)."""
+    out: list[torch.Tensor] = []
+    for i in range(cfg.n_solutions):
+        if done is not None and i in done.solutions:
+            out.append(torch.from_numpy(done.solutions[i]).to(device=problem.device, dtype=problem.dtype))
+            continue
+        if given is not None:
+            w, info = _given_solution(problem, given[i], i), {"source": "given"}
+        else:
+            seed = solution_seed(cfg.seed, i)
+            w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
+            info = dict(info, init_seed=seed)
+        test = measure(w) if measure is not None else {}
+        log.info("solution %d: %s", i, ", ".join(f"{k} {v}" for k, v in info.items() if k in ("epochs", "loss", "source")))
+        writer.write_solution(i, w.detach().cpu().numpy(), dict(info, **test))
+        out.append(w)
+    return out
+
+
+def _paths(cfg: TorchExperimentConfig, path_cfg: PathConfig, problem: TorchClassifierProblem, measure: Optional[Measure], writer: ExperimentWriter, done: Optional[Experiment], solutions: list[torch.Tensor], show_progress: bool, checkpoints: CheckpointPolicy) -> int:
+    """Connect every pair (committing each path with its straight line), then route failed pairs; returns the number complete."""
+    results: dict[tuple[int, int], PathResult] = {}
+    lines: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    for i, j in pair_list(cfg.n_solutions, cfg.pairs):
+        stored = done.paths.get(pair_name(i, j)) if done is not None else None
+        if stored is not None and stored.linear is not None:
+            results[(i, j)] = path_result(stored)
+            lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error, **stored.linear.extra}
+            continue
+        bar = PathProgress(f"path {i}-{j}", show_progress)
+        saver = FileCheckpoint(writer, pair_name(i, j), checkpoints)
+        result = connect(problem, solutions[i], solutions[j], path_cfg, measure=measure, checkpoint=saver, progress=bar.callback, train_lr=cfg.train_lr, max_epochs=cfg.max_epochs)
+        bar.close()
+        log.info("path %d-%d: %s after %d iterations, %d waypoint(s) %s", i, j, result.status, result.iterations, len(result.waypoints), result.reason)
+        line = straight_line_metrics(problem, measure, solutions[i], solutions[j], cfg.linear_points)
+        with writer.commit():
+            writer.write_path(i, j, result)
+            writer.write_arrays(f"paths/{i}-{j}/linear", line)
+        results[(i, j)], lines[(i, j)] = result, line
+    if path_cfg.variant == "repair":
+        # routing reverses stored paths, which needs every point's weights
+        usable = {k: r for k, r in results.items() if not r.complete or r.weight_index is None}
+        for (i, j), k, routed in reroute(usable, [w.detach().cpu().double().numpy() for w in solutions]):
+            log.info("path %d-%d: routed through solution %d", i, j, k)
+            with writer.commit():
+                writer.write_path(i, j, routed)
+                writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
+            results[(i, j)] = routed
+    return sum(r.complete for r in results.values())
+
+
+# ----------------------------------------------------------------------------- reading a torch file back
+
+
+def data_of(e: Experiment) -> TorchData:
+    """The training (and test) set stored in a torch file."""
+    if "train_inputs" not in e.data:
+        raise DataError(f"{e.path} holds no training set (/data/train)")
+    return TorchData(e.data["train_inputs"], e.data["train_labels"], e.data.get("test_inputs"), e.data.get("test_labels"), {})
+
+
+def problem_from_file(e: Experiment, device: str = "auto", with_test: bool = True) -> tuple[TorchClassifierProblem, Optional[Measure]]:
+    """The problem of a torch file: its stored data, its model rebuilt as :func:`choose_model` says, its groups.
+
+    RambleError when the rebuilt model's parameters differ from the stored ones.
+    """
+    net = model_of_file(e.model_info, str(e.path))
+    cfg = TorchExperimentConfig.from_dict(dict(e.config, device=device))
+    data = data_of(e)
+    if not with_test:
+        data.test_x = data.test_y = None
+    problem, measure = build_problem(replace(cfg, groups="tensor"), net, data)
+    names = json.loads(e.model_info.get("param_names", "[]"))
+    shapes = json.loads(e.model_info.get("param_shapes", "[]"))
+    if names != [n for n, _ in problem.spec] or [tuple(s) for s in shapes] != [tuple(s) for _, s in problem.spec]:
+        raise RambleError(f"{e.path}: the rebuilt model's parameters ({problem.n_params}) differ from the stored ones ({e.model_info.get('n_params')}); give the model the file was made with")
+    problem.groups = stored_groups(e.model_info) or problem.groups
+    return problem, measure
+
+
+def stored_groups(model_info: Mapping[str, Any]) -> list[slice]:
+    """The Eq. 4 groups a torch file records (``/model`` ``groups``: [[start, stop], ...])."""
+    return [slice(int(a), int(b)) for a, b in json.loads(model_info.get("groups", "[]"))]
+
+
+def config_of(stored: Mapping[str, Any]) -> TorchExperimentConfig:
+    """The run config of a file's ``config`` attribute (record/weight strides as the user gave them are re-derived)."""
+    return TorchExperimentConfig.from_dict(stored)
+
+
+def resume_file(path: Path, stored_config: Mapping[str, Any], show_progress: bool, checkpoints: CheckpointPolicy) -> None:
+    """Finish an interrupted torch file with the config, data and solutions stored in it."""
+    e = load(path, weights=False)
+    net = model_of_file(e.model_info, str(path))
+    factory = Factory.from_attrs(e.model_info) if "factory_sha256" in e.model_info else None
+    cfg = config_of(stored_config)  # its path config is strided already; striding again gives the same strides
+    given = None
+    if stored_config.get("solutions_given"):
+        if len(e.solutions) < cfg.n_solutions:
+            raise RambleError(f"cannot resume {path}: its solutions were given by the caller and only {len(e.solutions)} of {cfg.n_solutions} were stored; run it again")
+        given = [e.solutions[i] for i in range(cfg.n_solutions)]
+    _run(cfg, net, factory, data_of(e), path, given, False, True, show_progress, checkpoints, None)
+
+
+# ----------------------------------------------------------------------------- the model spec (ramble.models.registry)
+
+
+class TorchSpec:
+    """The generic torch classifier as a :class:`ramble.models.registry.ModelSpec`: what the analyses need from a torch file."""
+
+    name = MODEL
+    label = "torch classifier"
+
+    def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "cpu") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+        """Training errors per weight row (R, P) -> (R,) int, and M; the model rebuilt as :func:`choose_model` says."""
+        problem, _ = problem_from_file(load(path, weights=False), device, with_test=False)
+
+        def count(weights: np.ndarray) -> np.ndarray:
+            rows = [torch.from_numpy(np.ascontiguousarray(r)).to(device=problem.device, dtype=problem.dtype) for r in weights]
+            return np.asarray([int((problem.margins(w) <= 0).sum()) for w in rows], dtype=np.int64)
+
+        return count, problem.n_samples
+
+    def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
+        return stored_groups(model_info)
+
+    def file_problem(self, e: Experiment, data_dir: Optional[str] = None, device: str = "auto") -> Any:
+        """The file's problem, solutions and test measure for :mod:`ramble.analysis.curves`."""
+        from ramble.analysis.curves import FileProblem
+
+        problem, measure = problem_from_file(e, device)
+        sols = {i: torch.from_numpy(np.asarray(w)).to(device=problem.device, dtype=problem.dtype) for i, w in e.solutions.items()}
+        return FileProblem(problem, sols, measure, "" if measure is not None else "the file holds no test set", str(problem.device), str(problem.dtype).replace("torch.", ""))
+
+    def spectra(self, e: Experiment, rows: np.ndarray, cfg: Any, weights: Any, data_dir: Optional[str] = None, device: str = "auto") -> dict[str, Any]:
+        """Top-k Hessian eigenvalues (Lanczos) and Hutchinson traces at ``rows`` of a path's ``weights``, as for LeNet5."""
+        from ramble.analysis.hessian import along_path, classification_loss, set_threads_to_free_cores, subset_indices
+
+        problem, _ = problem_from_file(e, device, with_test=False)
+        if problem.device.type == "cpu":
+            set_threads_to_free_cores(max_threads=torch.get_num_threads())
+        idx = subset_indices(problem.n_samples, cfg.subset, cfg.subset_seed)
+        x, y = problem.x[idx], problem.y[idx]
+
+        def factory() -> Any:
+            return classification_loss(problem.logits, x, y, chunk_size=1000 if len(idx) > 1000 else None)
+
+        k = min(cfg.k, problem.n_params)
+        out = along_path(factory, weights, rows, k=k, which=cfg.which, tol=cfg.tol, trace_samples=cfg.trace_samples, seed=cfg.seed, dtype=problem.dtype, device=problem.device)
+        out["attrs"] = dict(out["attrs"], subset_size=int(len(idx)), subset_seed=-1 if cfg.subset_seed is None else int(cfg.subset_seed), device=str(problem.device), train_size=problem.n_samples)
+        return out
+
+    def resume(self, path: Path, stored_config: Mapping[str, Any], show_progress: bool, checkpoints: CheckpointPolicy) -> None:
+        resume_file(path, stored_config, show_progress, checkpoints)
+
+    def hessian_subset(self, stored_config: Mapping[str, Any]) -> Optional[int]:
+        """Training samples a run's own Hessians use (None: all; 1,000 above that, as for MNIST)."""
+        return None
+
+    def data_label(self, e: Experiment) -> str:
+        """Follows the model's name in titles: "on 100 training samples"."""
+        return f"on {e.data.get('n_train', '?')} training samples"
+
+
+SPEC = TorchSpec()
+
+
+# ----------------------------------------------------------------------------- ramble torch run
+
+
+def run_cli(model_ref: Optional[str], data: Optional[str], options: Mapping[str, Any], path: PathConfig, out: str | Path, *, force: bool, resume: bool, show_progress: bool, checkpoints: CheckpointPolicy, hessian_points: int) -> Path:
+    """``ramble torch run``: the factory and the .npz named on the command line, the run options, the path config."""
+    if model_ref is None:
+        raise ConfigError("give --model FILE.py:FACTORY (a function returning your nn.Module)")
+    if data is None:
+        raise ConfigError("give --data DATA.npz (train_inputs, train_labels, optionally test_inputs, test_labels)")
+    factory = Factory.from_ref(model_ref)
+    cfg = TorchExperimentConfig(**dict(options), path=path)
+    return run(factory, load_npz(data), None, out, config=cfg, force=force, resume=resume, show_progress=show_progress, checkpoints=checkpoints, attrs={"hessian_points": hessian_points})

@@ -1,0 +1,169 @@
+"""Mid-path checkpoints: the state of a running path, saved into its experiment file and restored on resume.
+
+A path on the whole of MNIST runs for half an hour or more on a CPU, so its
+state is committed every ``every_seconds`` (and, for deterministic tests,
+every ``every_iterations``) to ``/checkpoints/<i>-<j>`` of the experiment
+file (the state, and the recorded points so far in resizable datasets); ``--resume`` restarts the path from there.  The path algorithm draws no
+random numbers (its GD epochs visit the samples in a fixed order), so the
+state is just the survey network, the counters and what was recorded so far;
+the global torch RNG state is saved too, for ``measure`` callbacks that might
+draw from it.  Restoring gives the same numbers, bit for bit, as an
+uninterrupted run on the same device and thread count (tested).
+
+The state is a nest of dicts, lists, numbers, strings and tensors, stored as
+the bytes of ``torch.save`` and read with ``torch.load(weights_only=True)``,
+which unpickles no arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+import numpy as np
+import torch
+
+from ramble.errors import ConfigError, FormatError
+
+STATE_VERSION = 2  # 2: certified paths (arc length, certification counters)
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a running path commits its state: after ``every_seconds`` of wall time, or ``every_iterations``."""
+
+    every_seconds: Optional[float] = 60.0
+    every_iterations: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.every_seconds is not None and not (self.every_seconds > 0):
+            raise ConfigError(f"--checkpoint-every must be > 0 seconds, got {self.every_seconds}")
+        if self.every_iterations is not None and self.every_iterations < 1:
+            raise ConfigError(f"checkpoint interval must be >= 1 iteration, got {self.every_iterations}")
+
+
+class Checkpoint(Protocol):
+    """What :func:`ramble.core.path.find_path` needs to save and restore its state."""
+
+    def load(self) -> Optional[dict]:
+        """The saved state to continue from (once), or None to start afresh."""
+        ...
+
+    def due(self) -> bool:
+        """Called once per iteration: True when the state should be saved now."""
+        ...
+
+    def save(self, state: dict) -> None:
+        ...
+
+
+def encode(state: dict) -> np.ndarray:
+    """``state`` as uint8 bytes (``torch.save``)."""
+    buf = io.BytesIO()
+    torch.save({"version": STATE_VERSION, "state": state}, buf)
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+
+def decode(data: np.ndarray) -> dict:
+    """Inverse of :func:`encode`; FormatError on bytes it cannot read."""
+    try:
+        box = torch.load(io.BytesIO(np.asarray(data, dtype=np.uint8).tobytes()), weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged checkpoint
+        raise FormatError(f"unreadable path checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(box, dict) or box.get("version") != STATE_VERSION:
+        raise FormatError(f"path checkpoint of version {box.get('version') if isinstance(box, dict) else '?'}; this ramble reads version {STATE_VERSION}")
+    return box["state"]
+
+
+def result_to_state(r: Any) -> dict:
+    """A :class:`ramble.core.path.PathResult` as a state dict (arrays as tensors, under ``__np__`` keys)."""
+    out = {}
+    for f in dataclasses.fields(r):
+        v = getattr(r, f.name)
+        if isinstance(v, np.ndarray):
+            out["__np__" + f.name] = torch.from_numpy(np.ascontiguousarray(v))
+        elif f.name == "extra":
+            out["extra"] = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in v.items()}
+        else:
+            out[f.name] = v
+    return out
+
+
+def result_from_state(d: dict) -> Any:
+    """Inverse of :func:`result_to_state`."""
+    from ramble.core.path import PathResult
+
+    kw = {}
+    for k, v in d.items():
+        if k.startswith("__np__"):
+            kw[k[6:]] = v.numpy()
+        elif k == "extra":
+            kw[k] = {n: a.numpy() for n, a in v.items()}
+        else:
+            kw[k] = v
+    return PathResult(**kw)
+
+
+#: (dataset under ``progress/``, key of find_path's state, dtype): the running leg's recorded points.
+PROGRESS = (
+    ("iteration", "rec_iter", np.int64), ("distance", "dists", np.float64), ("arclength", "arcs", np.float64),
+    ("train_loss", "losses", np.float64), ("train_error", "errors", np.float64),
+)
+
+
+class FileCheckpoint:
+    """A :class:`Checkpoint` that commits to ``/checkpoints/<unit>`` of an experiment file through its writer."""
+
+    def __init__(self, writer: Any, unit: str, policy: CheckpointPolicy) -> None:
+        self.writer = writer
+        self.unit = unit
+        self.policy = policy
+        self._ticks = 0
+        self._last = time.monotonic()
+        self.saves = 0
+        data = writer.load_checkpoint(unit)
+        self._pending: Optional[dict] = None if data is None else decode(data)
+
+    def load(self) -> Optional[dict]:
+        state, self._pending = self._pending, None
+        if state is not None and "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        return state
+
+    def due(self) -> bool:
+        self._ticks += 1
+        p = self.policy
+        if p.every_iterations is not None and self._ticks >= p.every_iterations:
+            return True
+        return p.every_seconds is not None and time.monotonic() - self._last >= p.every_seconds
+
+    def save(self, state: dict) -> None:
+        state = dict(state, torch_rng=torch.get_rng_state())
+        leg = state.get("leg", state)  # the running leg's own state (a waypoint driver nests it)
+        progress = {name: np.asarray(leg[key], dtype=dtype) for name, key, dtype in PROGRESS if key in leg}
+        self.writer.save_checkpoint(self.unit, encode(state), {"iteration": int(state.get("iteration", -1)), "state_version": STATE_VERSION}, progress)
+        self.saves += 1
+        self._ticks = 0
+        self._last = time.monotonic()
+
+
+class NestedCheckpoint:
+    """A leg's view of its path's checkpoint: saves the leg state inside the driver's state."""
+
+    def __init__(self, outer: Checkpoint, driver_state: Any, leg_state: Optional[dict]) -> None:
+        self.outer = outer
+        self.driver_state = driver_state
+        self._pending = leg_state
+
+    def load(self) -> Optional[dict]:
+        state, self._pending = self._pending, None
+        return state
+
+    def due(self) -> bool:
+        return self.outer.due()
+
+    def save(self, state: dict) -> None:
+        self.outer.save(dict(self.driver_state(), leg=state, iteration=state.get("iteration", -1)))
