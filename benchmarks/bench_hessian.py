@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=python .venv/bin/python benchmarks/bench_hessian.py [--seeds 2 3] [--points 4] \
         [--step 0.05] [--probes 2 10] [--trace-repeats 5] [--threads 1] [--out benchmarks/results/bench_hessian.json] \
-        [--skip-pyhessian] [--skip-tcm]
+        [--skip-pyhessian] [--skip-tcm] [--block-study]
 
 Needs ``pip install pyhessian==0.1`` for the baseline (not a ramble dependency).
 
@@ -41,6 +41,11 @@ are the mean of the two, so that load drifting within a point hits both);
 also reuses the Lanczos basis); "point" is the sum.  The first point has no
 warm start; the tables give the mean over all points.  The machine's load
 (``os.getloadavg``) is recorded before and after.
+
+``--block-study`` (issue 13): at the first point, the cost per vector of
+blocks of products (a loop, ``is_grads_batched``, ``vmap`` of ``jvp(grad)``)
+and SciPy's LOBPCG (block k + guard) against ``lanczos``: products, seconds
+and error (see :func:`block_study`).
 """
 
 from __future__ import annotations
@@ -194,6 +199,48 @@ def one_product_times(loss_plain: Any, loss_gemm: Any, at: Any, w: torch.Tensor)
     return {k: 1000 * v for k, v in best.items()}
 
 
+def block_study(at: Any, w: torch.Tensor, ref_la: np.ndarray, blocks: tuple[int, ...] = (1, 8, 24)) -> dict[str, Any]:
+    """Blocks of products and block eigensolvers at ``w`` (float32, frozen patterns), for issue 13.
+
+    ms per vector of a (P, b) block: a loop of single products, one backward with
+    ``is_grads_batched`` (``hvp_operator(batched=True)``) and ``torch.func.vmap`` of the
+    forward-over-reverse ``jvp(grad(f))``; interleaved, best of 3.  Then SciPy's LOBPCG (block 24 = k + guard,
+    tol 1e-2 and 1e-3, the frozen-pattern operator) against ``lanczos`` (tol 1e-3, guard 4, cold):
+    products, seconds, max relative error of the top-20 against the float64 reference ``ref_la``.
+    """
+    from scipy.sparse.linalg import lobpcg
+    from torch.func import grad, jvp, vmap
+
+    f = at(w)
+    loop, batched = hvp_operator(f, w), hvp_operator(f, w, batched=True)
+    fwd_rev = vmap(lambda v: jvp(grad(f), (w,), (v,))[1], in_dims=1, out_dims=1)
+    ways = {"loop": loop.matmat, "is_grads_batched": batched.matmat, "vmap_jvp_grad": fwd_rev}
+    ms: dict[str, dict[str, float]] = {name: {} for name in ways}
+    for b in blocks:
+        v = torch.randn(w.numel(), b, generator=torch.Generator().manual_seed(b)).to(w.device)
+        for _ in range(3):
+            for name, mm in ways.items():
+                t0 = time.perf_counter()
+                mm(v)
+                ms[name][str(b)] = min(ms[name].get(str(b), float("inf")), 1000 * (time.perf_counter() - t0) / b)
+    print("# ms per vector in blocks " + json.dumps(ms), flush=True)
+    solvers: dict[str, Any] = {}
+    op = hvp_operator(f, w)
+    t0 = time.perf_counter()
+    spec = lanczos(op, K, "LA", 1e-3, guard=GUARD, seed=0, return_vectors=False)
+    solvers["lanczos"] = {"products": spec.products, "seconds": time.perf_counter() - t0,
+                          "rel_err": max_rel(spec.eigenvalues, ref_la)}
+    for tol in (1e-2, 1e-3):
+        op = hvp_operator(f, w)
+        x0 = np.random.default_rng(0).standard_normal((w.numel(), K + GUARD))
+        t0 = time.perf_counter()
+        vals, _ = lobpcg(op.as_linear_operator(), x0, tol=tol, maxiter=100, largest=True)
+        solvers[f"lobpcg_tol{tol:g}"] = {"products": op.n_products, "seconds": time.perf_counter() - t0,
+                                         "rel_err": max_rel(np.sort(vals)[::-1][:K], ref_la)}
+    print("# block eigensolvers " + json.dumps(solvers), flush=True)
+    return {"ms_per_vector": ms, "solvers": solvers}
+
+
 def rel_err(value: float, exact: float) -> float:
     return abs(value - exact) / abs(exact)
 
@@ -259,7 +306,12 @@ def lenet_part(args: argparse.Namespace) -> dict[str, Any]:
             tr["trace_stats"] = trace_stats(tr["trace_repeats"], exact_trace)
         points.append(row)
         print("# " + json.dumps(row, default=float), flush=True)
-    return {"hvp_ms": hvp_ms, "points": points}
+        if args.block_study and i == 0:
+            study = block_study(at, w, ref["LA"].eigenvalues)
+    out = {"hvp_ms": hvp_ms, "points": points}
+    if args.block_study:
+        out["block_study"] = study
+    return out
 
 
 def summarise(res: dict[str, Any]) -> None:
@@ -348,6 +400,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/bench_hessian.json", help="JSON record ('' for none)")
     ap.add_argument("--skip-pyhessian", action="store_true")
     ap.add_argument("--skip-tcm", action="store_true")
+    ap.add_argument("--block-study", action="store_true",
+                    help="at the first point: blocks of products and LOBPCG against Lanczos (see block_study)")
     args = ap.parse_args()
     if args.points < 1:
         ap.error("--points must be >= 1")

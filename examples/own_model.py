@@ -29,9 +29,8 @@ import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ramble.core.path import PathConfig, straight_line  # noqa: E402
-from ramble.experiments.torch_experiment import TorchClassifierProblem, TorchExperimentConfig, connect, run, train_solution  # noqa: E402
-from ramble.storage.io import load  # noqa: E402
+from ramble import PathConfig, TorchClassifierProblem, TorchExperimentConfig, connect, load, run, train_solution  # noqa: E402
+from ramble.core.path import straight_line  # noqa: E402
 
 
 def build_mlp() -> nn.Module:

@@ -114,3 +114,39 @@ def test_functions_are_short_or_say_why(name):
             if node.end_lineno - node.lineno + 1 > LONG_FUNCTION and not reason.startswith("# long:"):
                 long.append(f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})")
     assert long == [], f"functions over {LONG_FUNCTION} lines with no '# long:' reason above them"
+
+
+def test_the_public_api_resolves_every_name_it_lists():
+    import ramble
+
+    missing = [n for n in ramble.__all__ if getattr(ramble, n, None) is None]
+    assert missing == []
+    assert ramble.connect.__module__ == "ramble.experiments.torch_experiment"
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        ramble.nonesuch  # noqa: B018
+
+
+def test_importing_ramble_or_its_cli_does_not_load_torch():
+    """The API is imported on first use, so ``ramble --help`` starts without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ramble, ramble.cli; print(sorted(m for m in ('torch', 'h5py') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_shipped_model_is_one_file_found_without_editing_anything_else(tmp_path, monkeypatch):
+    """A module ``<x>_experiment.py`` with a ``SPEC`` in ramble.experiments serves files whose model is ``SPEC.name``."""
+    import ramble.experiments
+    from ramble.errors import RambleError
+    from ramble.models import registry
+
+    (tmp_path / "toy_experiment.py").write_text("class Spec:\n    name = 'toy'\n    label = 'a toy model'\n\nSPEC = Spec()\n")
+    (tmp_path / "helpers_without_spec.py").write_text("SPEC = None\n")
+    with pytest.raises(RambleError, match=r"unknown model 'toy'; this ramble knows: .*torch"):
+        registry.model_spec("toy")
+    monkeypatch.setattr(ramble.experiments, "__path__", [*ramble.experiments.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_registered", {})
+    assert registry.model_spec("toy").label == "a toy model"
+    assert {"toy", "torch"} <= set(registry.shipped_specs())

@@ -241,6 +241,24 @@ def test_loose_tolerance_costs_fewer_products_and_still_bounds_the_error():
     assert np.all(loose.residuals <= 1e-2 * np.abs(loose.eigenvalues) + 1e-300)
 
 
+@pytest.mark.parametrize("block_size", [1, 3, None])
+@pytest.mark.parametrize("name", MODELS)
+def test_block_lanczos_on_batched_products_matches_dense_spectrum(name, block_size):
+    """A block start (block Lanczos; ``None``: whole blocks), each block one batched backward: the dense top-k."""
+    loss, w, h, eigs = model(name)
+    k = 5
+    op = hvp_operator(loss, w, batched=True)
+    x0 = torch.randn(w.numel(), 6, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    spec = lanczos(op, k, "LA", 1e-10, init_vectors=x0, block_size=block_size)
+    scale = np.abs(eigs).max()
+    assert spec.converged.all()
+    assert spec.products == op.n_products >= 6  # the starting block is multiplied whole
+    assert np.allclose(spec.eigenvalues, eigs[:k], rtol=0, atol=1e-8 * scale)
+    assert spec.eigenvectors is not None
+    lam = torch.from_numpy(spec.eigenvalues.copy())
+    assert float((h @ spec.eigenvectors - spec.eigenvectors * lam).norm(dim=0).max()) <= 1e-8 * scale
+
+
 def test_known_spectrum_with_restarts_and_a_cluster():
     # 200 x 200 with a cluster at the top and a dense bulk: forces thick restarts (small basis)
     rng = np.random.default_rng(0)
@@ -339,6 +357,22 @@ def test_hutchinson_is_exact_for_a_diagonal_matrix():
     h = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
     est, se, n = hutchinson_trace(DenseOperator(h), n_samples=7, seed=0)
     assert est == pytest.approx(55.0, rel=1e-14) and se == pytest.approx(0.0, abs=1e-12) and n == 7
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_hutchinson_probes_as_one_batched_block(name):
+    """All probes in one (P, n) block through one batched backward: the loop's estimate, and the dense float64 one."""
+    loss, w, h, _ = model(name)
+    n = 12
+    batched = hutchinson_trace(hvp_operator(loss, w, batched=True), n_samples=n, seed=3, batch=n)
+    looped = hutchinson_trace(hvp_operator(loss, w), n_samples=n, seed=3, batch=n)
+    z = (torch.randint(0, 2, (w.numel(), n), generator=torch.Generator().manual_seed(3), dtype=torch.int8) * 2 - 1)
+    quad = (z.double() * (h @ z.double())).sum(dim=0)  # the same probes' z^T H z, from the dense Hessian
+    tol = 1e-12 * float(h.abs().sum())
+    assert batched[2] == looped[2] == n
+    assert batched[0] == pytest.approx(looped[0], rel=0, abs=tol)
+    assert batched[0] == pytest.approx(float(quad.mean()), rel=0, abs=tol)
+    assert batched[1] == pytest.approx(float(quad.std() / math.sqrt(n)), rel=1e-9)
 
 
 # ----------------------------------------------------------------------------- dense spectra, TCM facts

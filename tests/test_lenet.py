@@ -200,6 +200,59 @@ def test_margin_grads_against_autograd(problem, solution):
     assert problem.margin_grads(w, []).shape == (0, problem.n_params)
 
 
+def test_matrix_free_margin_products_equal_the_formed_gradients(data, solution):
+    """G u and G^T a from jvp/vjp (chunked) against margin_grads' G (k, P), in float64, on chunks of 7 samples."""
+    problem = LeNetProblem.from_data(data, dtype=torch.float64, eval_batch_size=7)
+    w = solution[0].double()
+    index = torch.tensor([3, 0, 50, 99, 17, 8, 61, 42, 5, 77, 23, 90, 31, 64, 11, 2])  # 16 samples: three chunks
+    g = problem.margin_grads(w, index)
+    times, transposed_times = problem.margin_products(w, index)
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(problem.n_params, generator=gen, dtype=torch.float64)
+    a = torch.randn(len(index), generator=gen, dtype=torch.float64)
+    assert torch.allclose(times(u), g @ u, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(transposed_times(a), g.T @ a, rtol=1e-10, atol=1e-10)
+
+
+def test_the_matrix_free_repair_step_is_the_dense_minimum_norm_step(data, solution):
+    """LSMR from zero on the products finds the dense d = G^T (G G^T)^+ r, the repair round's step."""
+    from ramble.core.path import min_norm_step_dense, min_norm_step_matrix_free
+
+    problem = LeNetProblem.from_data(data, dtype=torch.float64, eval_batch_size=32)
+    w = solution[0].double() + 0.05 * torch.randn(problem.n_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    m = problem.margins(w)
+    idx = torch.argsort(m)[:40]  # the 40 lowest margins, as a repair round would take
+    rhs = 0.2 - m[idx]
+    dense = min_norm_step_dense(problem, w, idx, rhs, broken=m[idx] <= 0)
+    free = min_norm_step_matrix_free(problem, w, idx, rhs)
+    assert dense is not None and free is not None
+    assert torch.linalg.norm(free - dense) <= 1e-4 * torch.linalg.norm(dense)
+    g = problem.margin_grads(w, idx)
+    # it lifts every active margin to the target, to first order (LSMR's tolerance 1e-6 relative)
+    assert float((g @ free - rhs).abs().max()) <= 1e-4 * float(rhs.abs().max())
+
+
+def test_a_repair_round_over_many_samples_goes_matrix_free_and_lands_in_s(data, solution, monkeypatch):
+    """When G would not fit in DENSE_REPAIR_BYTES the round never forms it; the repaired point is in S and on Eq. 4."""
+    import ramble.core.path as path
+
+    problem = LeNetProblem.from_data(data)
+    w_a = solution[0]
+    w_b = train_solution(data, seed=1)[0]
+    norm = path.NormConstraint(w_a, w_b, problem.groups)
+    w = norm.apply(0.5 * (w_a + w_b))  # the midpoint on the Eq. 4 surface: outside S for these two
+    assert w is not None and not problem.contains(w)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the dense step was used above the limit")
+
+    monkeypatch.setattr(path, "DENSE_REPAIR_BYTES", path.dense_repair_bytes(5, w))  # more than 5 active samples: matrix-free
+    monkeypatch.setattr(path, "min_norm_step_dense", refuse)
+    fixed = path.repair(problem, w, norm, margin_target=0.2, steps=10)
+    assert fixed is not None and problem.contains(fixed)
+    assert norm.violation(fixed) < 1e-5
+
+
 def test_methods_leave_w_alone(problem):
     w = problem.init_weights(5)
     before = w.clone()

@@ -30,9 +30,9 @@ from ramble.experiments.sweep import (
     parse_float_list,
     parse_int_list,
     run_sweep,
-    write_sweep_outputs,
 )
 from ramble.models.tcm_training import TrainConfig
+from ramble.reporting.sweep_outputs import write_sweep_outputs
 
 SMALL = dict(seeds=(1, 2), gammas=(0.01, 0.1), n_epochs=(1,), variants=("paper", "repair"), n_inputs=30, n_hidden=3, n_patterns=40, n_solutions=2, backend="julia", linear_points=11)
 CLI_SMALL = ["--seeds", "1-2", "--gammas", "0.01,0.1", "--n-epochs", "1", "--variant", "paper,repair", "-N", "30", "-K", "3", "-M", "40", "--solutions", "2", "--backend", "julia", "--linear-points", "11"]

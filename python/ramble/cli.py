@@ -437,12 +437,12 @@ def mnist_run(ctx: click.Context, train_size: int, test_size: Optional[int], n_s
 # ---------------------------------------------------------------- torch (your own classifier)
 def _choose_model(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Record --model / --run-stored-code for the analyses of a torch file (ramble.experiments.torch_experiment.choose_model)."""
-    from ramble.experiments.torch_experiment import _choice, choose_model
+    from ramble.experiments.torch_experiment import choose_model, chosen_model
 
     if param.name == "model_ref":
-        choose_model(value, _choice.run_stored_code)
+        choose_model(value, chosen_model().run_stored_code)
     else:
-        choose_model(_choice.ref, bool(value))
+        choose_model(chosen_model().ref, bool(value))
     return value
 
 
@@ -606,12 +606,10 @@ def summary_text(path: str | Path) -> str:
 
             lines.append(f"    controls: {verdict_line(read_controls(p) or {})}")
     if e.status != "complete":
-        import h5py
+        from ramble.storage.views import checkpoint_summaries
 
-        with h5py.File(e.path, "r") as f:
-            for name, g in f.get("checkpoints", {}).items():
-                done = g["progress/distance"][-1] if "progress/distance" in g and len(g["progress/distance"]) else float("nan")
-                lines.append(f"  path {name}: running; checkpoint at iteration {int(g.attrs.get('iteration', -1))} ({done:.3f} of the way), saved {g.attrs.get('saved', '?')}")
+        for c in checkpoint_summaries(e.path):
+            lines.append(f"  path {c.unit}: running; checkpoint at iteration {c.iteration} ({c.distance:.3f} of the way), saved {c.saved}")
         lines.append(f"  incomplete: continue it with `ramble resume {e.path}`")
     return "\n".join(lines)
 
@@ -666,8 +664,9 @@ def reproduce_cmd(ctx: click.Context, out_dir: str, scale: str, full_mnist: Opti
 @click.pass_context
 def sweep_cmd(ctx: click.Context, out_dir: str, seeds: str, gammas: str, n_epochs: str, variants: str, path_lrs: Optional[str], backend: str, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, max_iterations: int, weight_every: int, linear_points: int, engine: str, workers: Optional[int], scheduler: Optional[str]) -> None:
     """Run a grid of TCM experiments (seeds x gammas x N_epochs x variants) in parallel; success-rate map and SWEEP.md (docs/sweeps.md)."""
-    from ramble.experiments.sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep, write_sweep_outputs
+    from ramble.experiments.sweep import SweepConfig, parse_float_list, parse_int_list, run_sweep
     from ramble.models.tcm_training import TrainConfig
+    from ramble.reporting.sweep_outputs import write_sweep_outputs
 
     cfg = SweepConfig(
         seeds=parse_int_list(seeds, "--seeds"), gammas=parse_float_list(gammas, "--gammas"), n_epochs=parse_int_list(n_epochs, "--n-epochs"),

@@ -32,11 +32,12 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
-import h5py
 import numpy as np
 
 from ramble.errors import RambleError
-from ramble.storage.io import Experiment, _decode
+from ramble.storage.groups import read_connectivity_group, write_connectivity
+from ramble.storage.io import Experiment
+from ramble.storage.views import Handle, StoredFile, as_stored
 
 log = logging.getLogger("ramble")
 
@@ -114,15 +115,16 @@ def connectivity_matrix(e: Experiment) -> np.ndarray:
     return matrix_from_outcomes(n, ((p.source, p.target, p.complete, _via(p.attrs.get("via"))) for p in e.iter_paths()))
 
 
-def matrix_from_h5(f: Union[h5py.File, h5py.Group]) -> np.ndarray:
-    """Outcome matrix read straight from an open file (``/solutions`` and ``/paths`` attributes only)."""
-    n = max((int(k) for k in f.get("solutions", {})), default=-1) + 1
+def matrix_from_h5(f: Union[Handle, StoredFile]) -> np.ndarray:
+    """Outcome matrix read straight from an open file (the solution indices and the paths' attributes only)."""
+    v = as_stored(f)
+    n = max(v.solution_indices(), default=-1) + 1
     outcomes = []
-    for name, g in f.get("paths", {}).items():
-        a = g.attrs
-        src = int(_decode(a.get("from", name.split("-")[0])))
-        dst = int(_decode(a.get("to", name.split("-")[1])))
-        outcomes.append((src, dst, _decode(a.get("status", "")) == "complete", _via(_decode(a.get("via", [])))))
+    for p in v.paths():
+        a = p.attrs
+        src = int(a.get("from", p.name.split("-")[0]))
+        dst = int(a.get("to", p.name.split("-")[1]))
+        outcomes.append((src, dst, a.get("status", "") == "complete", _via(a.get("via", []))))
     return matrix_from_outcomes(n, outcomes)
 
 
@@ -176,7 +178,7 @@ def analyse(e: Experiment) -> Connectivity:
     return Connectivity(m, components(m))
 
 
-def store_connectivity(f: Union[h5py.File, h5py.Group], matrix: Optional[np.ndarray] = None) -> Connectivity:
+def store_connectivity(f: Handle, matrix: Optional[np.ndarray] = None) -> Connectivity:
     """Write ``/connectivity`` into an open, writable file (or group); returns what was written.
 
     ``matrix``: the outcome matrix; None computes it from the file's own
@@ -190,26 +192,25 @@ def store_connectivity(f: Union[h5py.File, h5py.Group], matrix: Optional[np.ndar
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise RambleError(f"connectivity matrix must be square (n, n), got shape {m.shape}")
     c = Connectivity(m, components(m))
-    if "connectivity" in f:
-        del f["connectivity"]
-    g = f.create_group("connectivity")
-    g.create_dataset("matrix", data=m.astype(np.int8))
-    g.attrs["components"] = json.dumps(c.components)
-    g.attrs["connected"] = bool(c.connected)
-    g.attrs["statement"] = c.statement()
-    g.attrs["n_solutions"] = c.n
-    for k, v in c.counts().items():
-        g.attrs[f"pairs_{k}"] = v
-    g.attrs["codes"] = json.dumps({str(k): v for k, v in OUTCOME_NAMES.items()}, sort_keys=True)
+    write_connectivity(f, m, _summary(c))
     return c
 
 
-def read_connectivity(f: Union[h5py.File, h5py.Group]) -> Optional[Connectivity]:
+def _summary(c: Connectivity) -> dict[str, object]:
+    """The attributes of ``/connectivity``, in the order they are written."""
+    out: dict[str, object] = {"components": json.dumps(c.components), "connected": bool(c.connected), "statement": c.statement(), "n_solutions": c.n}
+    out.update({f"pairs_{k}": v for k, v in c.counts().items()})
+    out["codes"] = json.dumps({str(k): v for k, v in OUTCOME_NAMES.items()}, sort_keys=True)
+    return out
+
+
+def read_connectivity(f: Handle) -> Optional[Connectivity]:
     """The stored ``/connectivity`` of an open file, or None when the file has none."""
-    if "connectivity" not in f:
+    got = read_connectivity_group(f)
+    if got is None:
         return None
-    g = f["connectivity"]
-    return Connectivity(g["matrix"][()].astype(np.int8), [list(map(int, c)) for c in json.loads(_decode(g.attrs["components"]))])
+    matrix, attrs = got
+    return Connectivity(matrix, [list(map(int, c)) for c in json.loads(attrs["components"])])
 
 
 def connectivity_file(path: Union[str, os.PathLike]) -> Connectivity:

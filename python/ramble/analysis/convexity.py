@@ -42,14 +42,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
-import h5py
 import numpy as np
 import torch
 
-from ramble import __version__
 from ramble.errors import ConfigError, RambleError
 from ramble.progress import progress_bar
-from ramble.storage.io import _decode, open_checked, update
+from ramble.storage.groups import ConvexityKind, read_convexity_kinds, write_convexity
+from ramble.storage.io import open_checked, update
+from ramble.storage.views import Handle, StoredFile, as_stored, open_stored
 
 log = logging.getLogger("ramble")
 
@@ -150,14 +150,14 @@ class ProbeResult:
 
 
 # ------------------------------------------------------------------ membership
-def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
+def tcm_counter(f: Union[Handle, StoredFile]) -> tuple[ErrorCounter, int]:
     """Training-error counter of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64); verify's own."""
     from ramble.analysis.verify import tcm_counter as counter
 
     return counter(f)
 
 
-def lenet_counter(f: h5py.File, data_dir: Optional[str] = None, device: str = "auto") -> tuple[ErrorCounter, int]:
+def lenet_counter(f: Union[Handle, StoredFile], data_dir: Optional[str] = None, device: str = "auto") -> tuple[ErrorCounter, int]:
     """Training-error counter of a LeNet5 file: the MNIST images ``/data`` refers to, checked by sha256.
 
     ``data_dir`` overrides the folder recorded in the file.  Raises DataError
@@ -166,10 +166,12 @@ def lenet_counter(f: h5py.File, data_dir: Optional[str] = None, device: str = "a
     from ramble.experiments.mnist_experiment import run_data
     from ramble.models.lenet import LeNetProblem, resolve_device
 
-    data = run_data(json.loads(_decode(f.attrs.get("config", "{}"))), {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
-    dtype = torch.float64 if str(_decode(f["model"].attrs.get("dtype", "float32"))) == "float64" else torch.float32
+    v = as_stored(f)
+    data = run_data(json.loads(v.attrs.get("config", "{}")), v.data_attrs(), data_dir)
+    model = v.model_attrs()
+    dtype = torch.float64 if str(model.get("dtype", "float32")) == "float64" else torch.float32
     problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=dtype)
-    n_params = int(_decode(f["model"].attrs.get("n_params", problem.n_params)))
+    n_params = int(model.get("n_params", problem.n_params))
     if n_params != problem.n_params:
         raise RambleError(f"the file's LeNet5 has {n_params} parameters, this ramble's {problem.n_params}")
 
@@ -220,21 +222,20 @@ class Sources:
         return None
 
 
-def read_sources(f: h5py.File) -> Sources:
+def read_sources(f: Union[Handle, StoredFile]) -> Sources:
     """Solutions in index order, the stored weight rows of every complete path (float64 copies), the Eq. 4 groups."""
     from ramble.core.problem import flat_groups
 
-    keys = sorted(int(k) for k in f.get("solutions", {}))
-    sols = np.stack([f["solutions"][str(k)][()].astype(np.float64) for k in keys]) if keys else np.zeros((0, 0))
-    names = sorted(f.get("paths", {}), key=lambda s: tuple(int(x) for x in s.split("-")))
+    v = as_stored(f)
+    stored_solutions = v.solutions()
+    sols = np.stack([w.astype(np.float64) for w in stored_solutions.values()]) if stored_solutions else np.zeros((0, 0))
     paths, kept = [], []
-    for name in names:
-        g = f["paths"][name]
-        if _decode(g.attrs.get("status", "")) != "complete":
+    for p in v.paths():
+        if p.attrs.get("status", "") != "complete":
             continue
-        paths.append(g["weights"][()].astype(np.float64))
-        kept.append(name)
-    shapes = _decode(f["model"].attrs.get("param_shapes", "")) if "model" in f else ""
+        paths.append(p.weights[()].astype(np.float64))
+        kept.append(p.name)
+    shapes = v.model_attrs().get("param_shapes", "") if v.has_model else ""
     groups = flat_groups(json.loads(shapes)) if shapes else []
     return Sources(sols, paths, kept, groups)
 
@@ -360,11 +361,11 @@ def probe(
     kind can be sampled.
     """
     check_arguments(samples, seed, kinds)
-    with open_checked(path) as f:
-        status = str(_decode(f.attrs.get("status", "")))
+    with open_stored(path) as f:
+        status = str(f.attrs.get("status", ""))
         if status != "complete":
             raise RambleError(f"{path} has status {status!r}; the convexity probe needs a complete file")
-        model = str(_decode(f.attrs.get("model", "")))
+        model = str(f.attrs.get("model", ""))
         src = read_sources(f)
         skipped = {k: why for k in kinds if (why := src.why_not(k)) is not None}
         todo = [k for k in kinds if k not in skipped]
@@ -388,21 +389,9 @@ def probe(
     return results, skipped
 
 
-def store(f: Union[h5py.File, h5py.Group], results: dict[str, ProbeResult]) -> None:
+def store(f: Handle, results: dict[str, ProbeResult]) -> None:
     """Write (replacing) ``/convexity/<kind>`` for each result; other kinds already stored are kept."""
-    g = f.require_group("convexity")
-    g.attrs["ramble_version"] = __version__
-    for kind, r in results.items():
-        if kind in g:
-            del g[kind]
-        k = g.create_group(kind)
-        for a, v in r.attrs().items():
-            k.attrs[a] = v
-        k.create_dataset("errors", data=r.errors.astype(np.int32), compression="gzip")
-        if r.rescaled_errors is not None:
-            k.create_dataset("rescaled_errors", data=r.rescaled_errors.astype(np.int32), compression="gzip")
-        if r.t is not None:
-            k.create_dataset("t", data=r.t)
+    write_convexity(f, {kind: ConvexityKind(r.attrs(), r.errors, r.rescaled_errors, r.t) for kind, r in results.items()})
 
 
 def probe_and_store(path: Union[str, os.PathLike], **kwargs: Any) -> tuple[dict[str, ProbeResult], dict[str, str]]:
@@ -413,20 +402,15 @@ def probe_and_store(path: Union[str, os.PathLike], **kwargs: Any) -> tuple[dict[
     return results, skipped
 
 
-def read_convexity(path_or_file: Union[str, os.PathLike, h5py.File]) -> dict[str, dict[str, Any]]:
-    """The stored ``/convexity/<kind>`` attributes of a file, by kind (empty when never probed)."""
-    if isinstance(path_or_file, (h5py.File, h5py.Group)):
-        return _read(path_or_file)
-    with open_checked(path_or_file) as f:
-        return _read(f)
-
-
-def _read(f: Union[h5py.File, h5py.Group]) -> dict[str, dict[str, Any]]:
-    if "convexity" not in f:
-        return {}
-    g = f["convexity"]
+def read_convexity(path_or_file: Union[str, os.PathLike, Handle]) -> dict[str, dict[str, Any]]:
+    """The stored ``/convexity/<kind>`` attributes of a file, by kind in ``KINDS`` order, others after by name (empty when never probed)."""
+    if isinstance(path_or_file, (str, os.PathLike)):
+        with open_checked(path_or_file) as f:
+            kinds = read_convexity_kinds(f)
+    else:
+        kinds = read_convexity_kinds(path_or_file)
     order = {k: i for i, k in enumerate(KINDS)}
-    return {k: {a: _decode(v) for a, v in g[k].attrs.items()} for k in sorted(g, key=lambda k: (order.get(k, len(KINDS)), k)) if isinstance(g[k], h5py.Group)}
+    return {k: kinds[k] for k in sorted(kinds, key=lambda k: (order.get(k, len(KINDS)), k))}
 
 
 def format_line(kind: str, a: dict[str, Any]) -> str:

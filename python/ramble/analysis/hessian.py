@@ -364,6 +364,239 @@ def _random_block(p: int, b: int, gen: torch.Generator, dtype: torch.dtype, devi
     return torch.randn(p, b, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
+@dataclass
+class _Settings:
+    """A validated :func:`lanczos` call: pairs tracked ``kk``, per-pair tolerances, budget and basis size."""
+
+    which: str
+    k: int
+    kk: int
+    tols: np.ndarray
+    max_products: int
+    max_basis: int
+    block: int
+
+
+def _settings(n: int, k: int, which: str, tol: float, guard: int, guard_tol: Optional[float],
+              max_products: Optional[int], max_basis: Optional[int], block_size: Optional[int]) -> _Settings:
+    """Checks :func:`lanczos`'s arguments for an operator of size ``n`` and fills in the defaults."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} must be in [1, P={n}]")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    kk = min(k + max(int(guard), 0), n)
+    gtol = math.sqrt(tol) if guard_tol is None else float(guard_tol)
+    tols = np.array([tol] * k + [max(tol, gtol)] * (kk - k))
+    if max_products is None:
+        max_products = 50 * kk + 100
+    if max_products < 1:
+        raise ValueError(f"max_products must be >= 1, got {max_products}")
+    if max_basis is None:
+        max_basis = max(3 * kk, kk + 40)
+    max_basis = min(int(max_basis), n)
+    if max_basis < min(kk + 1, n):
+        raise ValueError(f"max_basis={max_basis} must exceed k + guard = {kk}")
+    block = max_basis if block_size is None else max(1, int(block_size))
+    return _Settings(which, k, kk, tols, int(max_products), max_basis, block)
+
+
+@dataclass
+class _Krylov:
+    """The Krylov-Schur form H V = V T + Q R of a :func:`lanczos` run, with its Ritz pairs.
+
+    ``vb``/``avb`` (P, max_basis) hold V and H V in columns [:m] (column-major,
+    so V[:, :m] is one contiguous block); ``t`` (m, m) float64 = V^T H V;
+    ``q`` (P, p) the pending orthonormal directions, ``r`` (p, m);
+    ``theta``/``y`` the Ritz values (most wanted first) and T's eigenvectors;
+    ``scale`` the largest |Ritz value| seen; ``s_prev`` the width of the last
+    block multiplied (0 after a restart).  Work dtype ``bdt`` on ``dev``.
+    """
+
+    vb: torch.Tensor
+    avb: torch.Tensor
+    q: torch.Tensor
+    r: torch.Tensor
+    dev: torch.device
+    bdt: torch.dtype
+    eps: float
+    small: float
+    t: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    m: int = 0
+    theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    y: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    scale: float = 0.0
+    s_prev: int = 0
+    restarts: int = 0
+
+    def on_dev(self, a: np.ndarray) -> torch.Tensor:
+        """A small float64 NumPy array as a work-dtype tensor on the device."""
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=self.dev, dtype=self.bdt)
+
+
+def _start(op: SymmetricOperator, st: _Settings, v0: Optional[torch.Tensor], init_vectors: Optional[torch.Tensor],
+           gen: torch.Generator) -> _Krylov:
+    """An empty Krylov-Schur form whose pending directions Q are the orthonormalised starting block (no products)."""
+    n = int(op.shape[0])
+    # Work vectors in the operator's precision (at least float32): float64
+    # orthogonality buys nothing beyond a float32 HVP's own round-off, and the
+    # reorthogonalisation is memory-bound, so float32 halves its cost.
+    dev, bdt = op.device, torch.promote_types(op.dtype, torch.float32)
+    small = math.sqrt(float(torch.finfo(bdt).eps))  # relative rank cut for nearly dependent directions
+    starts = []
+    if init_vectors is not None:
+        iv = init_vectors.reshape(n, -1) if init_vectors.ndim == 1 else init_vectors
+        starts.append(iv.to(device=dev, dtype=bdt))
+    if v0 is not None:
+        starts.append(v0.reshape(n, 1).to(device=dev, dtype=bdt))
+    x = torch.cat(starts, dim=1) if starts else _random_block(n, 1, gen, bdt, dev)
+    x = x / x.norm(dim=0, keepdim=True).clamp_min(torch.finfo(bdt).tiny)
+    q, _ = _orth_svd(x, small)  # relative to unit columns: drops only (numerically) dependent vectors
+    if q.shape[1] == 0:
+        q, _ = _orth_svd(_random_block(n, 1, gen, bdt, dev), 0.0)
+    q = q[:, : st.max_basis - 1] if q.shape[1] >= st.max_basis else q
+    r = torch.zeros((q.shape[1], 0), dtype=bdt, device=dev)
+    vb = torch.empty((st.max_basis, n), dtype=bdt, device=dev).t()
+    avb = torch.empty((st.max_basis, n), dtype=bdt, device=dev).t()
+    return _Krylov(vb=vb, avb=avb, q=q, r=r, dev=dev, bdt=bdt, eps=float(torch.finfo(op.dtype).eps), small=small)
+
+
+def _rayleigh_ritz(kr: _Krylov, st: _Settings) -> Optional[np.ndarray]:
+    """Ritz pairs of T and the wanted ones still unconverged (residual ||R y||, no products); None when done."""
+    theta, y = _eigh_small(kr.t)
+    order = _rank(theta, st.which)
+    kr.theta, kr.y = theta[order], y[:, order]
+    kr.scale = max(kr.scale, float(np.abs(kr.theta).max()))
+    nw = min(st.kk, kr.m)
+    rn = torch.linalg.norm(kr.r @ kr.on_dev(kr.y[:, :nw]), dim=0).cpu().numpy() if kr.r.shape[0] else np.zeros(nw)
+    unconv = np.flatnonzero(rn > _thresholds(kr.theta[:nw], st.tols[:nw], kr.scale, kr.eps))
+    if kr.m >= st.kk and unconv.size == 0:
+        return None
+    return np.arange(nw) if kr.m < st.kk else unconv  # too few pairs yet: every current one is wanted
+
+
+def _fresh_direction(kr: _Krylov, gen: torch.Generator) -> bool:
+    """Q := a random direction orthogonal to V (an invariant subspace was found); False if none is left."""
+    n = kr.vb.shape[0]
+    fresh, _ = _project_out(_random_block(n, 1, gen, kr.bdt, kr.dev), [kr.vb[:, :kr.m]])
+    q, _ = _orth_svd(fresh / fresh.norm(), kr.small)
+    if q.shape[1] == 0:
+        return False
+    kr.q = q
+    kr.r = torch.zeros((q.shape[1], kr.m), dtype=kr.bdt, device=kr.dev)
+    return True
+
+
+def _thick_restart(kr: _Krylov, st: _Settings, s_max: int) -> None:
+    """Shrinks V to the best Ritz vectors (V Y, H V Y, T = diag, R Y; no products) to make room for s_max."""
+    keep = min(kr.m, st.max_basis - s_max, max(st.kk, (st.max_basis + st.kk) // 2))
+    yk = kr.on_dev(kr.y[:, :keep])
+    kr.vb[:, :keep] = kr.vb[:, :kr.m] @ yk
+    kr.avb[:, :keep] = kr.avb[:, :kr.m] @ yk
+    kr.r = kr.r @ yk
+    kr.t, kr.theta, kr.y, kr.m = np.diag(kr.theta[:keep]), kr.theta[:keep], np.eye(keep), keep
+    kr.restarts += 1
+    kr.s_prev = 0  # Ritz vectors now: no recurrence with the last block
+
+
+def _steer(kr: _Krylov, unconv: np.ndarray, s_max: int) -> int:
+    """Rotates Q so its first s columns span the unconverged residuals' directions; returns s."""
+    if not kr.m:
+        return min(s_max, kr.q.shape[1])
+    d = (kr.r @ kr.on_dev(kr.y[:, unconv])).double().cpu().numpy()
+    ud, sd, _ = (a.numpy() for a in torch.linalg.svd(torch.from_numpy(d), full_matrices=True))
+    s = int(min(s_max, max(1, np.count_nonzero(sd > kr.small * sd[0])))) if sd.size and sd[0] > 0 else 1
+    z = kr.on_dev(ud)
+    # one pending vector: a sign, no GEMM
+    kr.q, kr.r = (kr.q * z, z * kr.r) if z.shape == (1, 1) else (kr.q @ z, z.t() @ kr.r)
+    return s
+
+
+def _expand(kr: _Krylov, op: SymmetricOperator, s: int) -> None:
+    """Multiplies Q's first s columns, reorthogonalises the products fully (CGS2) and appends them to V."""
+    m, q, r = kr.m, kr.q, kr.r
+    qs, qrest, rrest = q[:, :s], q[:, s:], r[s:]
+    aq = op.matmat(qs.to(op.dtype)).to(kr.bdt)
+    # The three-term recurrence first: one cheap pass against the current and the previous
+    # block takes out nearly all of H q, so the full pass over V keeps most of what is left
+    # and the DGKS check skips its second pass (V's two reads per pass are the solver's cost).
+    lo = max(0, m - kr.s_prev)
+    f, (c_loc, d_loc) = _project_out(aq, [kr.vb[:, lo:m], qs], sweeps=1)
+    f, (c, dd, e) = _project_out(f, [kr.vb[:, :m], qs, qrest])
+    c[lo:m] += c_loc
+    dd += d_loc
+    kr.s_prev = s
+    c_np, d_np = c.double().cpu().numpy(), dd.double().cpu().numpy()
+    t_new = np.zeros((m + s, m + s))
+    t_new[:m, :m] = kr.t
+    t_new[:m, m:] = c_np
+    t_new[m:, :m] = c_np.T
+    t_new[m:, m:] = (d_np + d_np.T) / 2
+    kr.t = t_new
+    kr.vb[:, m:m + s] = qs
+    kr.avb[:, m:m + s] = aq
+    qg, rg = _orth_svd(f, 100 * torch.finfo(kr.bdt).eps * max(kr.scale, float(aq.norm(dim=0).max())))
+    kr.r = torch.cat([torch.cat([rrest, e], dim=1),
+                      torch.cat([torch.zeros((qg.shape[1], m), dtype=kr.bdt, device=kr.dev), rg], dim=1)], dim=0)
+    kr.q = qg if qrest.shape[1] == 0 else torch.cat([qrest, qg], dim=1)
+    kr.m = m + s
+
+
+def _iterate(kr: _Krylov, op: SymmetricOperator, st: _Settings, gen: torch.Generator) -> None:
+    """Expands V until the kk wanted pairs converge, the budget is spent or V spans everything."""
+    products0 = op.n_products
+    n = int(op.shape[0])
+    unconv = np.zeros(0, dtype=np.int64)
+    while True:
+        if kr.m:
+            found = _rayleigh_ritz(kr, st)
+            if found is None:
+                return
+            unconv = found
+        budget = st.max_products - (op.n_products - products0)
+        if budget <= 0 or kr.m >= n:
+            return
+        if kr.q.shape[1] == 0:  # invariant subspace found before k pairs converged: fresh direction
+            if not _fresh_direction(kr, gen):
+                return
+            continue
+        # the starting block is multiplied whole; later steps at most ``block`` vectors
+        s_max = min(st.block, kr.q.shape[1], budget, st.max_basis - min(st.kk, kr.m)) if kr.m \
+            else min(kr.q.shape[1], budget)
+        if kr.m and kr.m + s_max > st.max_basis:
+            _thick_restart(kr, st, s_max)
+        _expand(kr, op, _steer(kr, unconv, s_max))
+
+
+def _spectrum(kr: _Krylov, st: _Settings, tol: float, products: int, t_start: float,
+              return_vectors: bool) -> Spectrum:
+    """The k most wanted pairs, descending, with residuals computed from the stored products."""
+    m, theta = kr.m, kr.theta
+    nw = min(st.kk, m)
+    yw = kr.on_dev(kr.y[:, :nw])
+    xw = kr.vb[:, :m] @ yw
+    th = kr.on_dev(theta[:nw])
+    res_all = torch.linalg.norm(kr.avb[:, :m] @ yw - xw * th, dim=0).double().cpu().numpy()
+    ok_all = res_all <= _thresholds(theta[:nw], st.tols[:nw], max(kr.scale, 1e-300), kr.eps)
+    kout = min(st.k, nw)
+    desc = np.argsort(-theta[:kout], kind="stable")
+    return Spectrum(
+        eigenvalues=theta[:kout][desc].copy(),
+        residuals=res_all[:kout][desc].copy(),
+        converged=ok_all[:kout][desc].copy(),
+        products=products,
+        which=st.which,
+        tol=float(tol),
+        seconds=time.perf_counter() - t_start,
+        eigenvectors=xw[:, :kout][:, torch.from_numpy(desc).to(kr.dev)] if return_vectors else None,
+        warm_vectors=xw,
+        restarts=kr.restarts,
+        subspace=kr.vb[:, :m],
+        subspace_trace=float(np.trace(kr.t)) if m else 0.0,
+    )
+
+
 def lanczos(
     op: SymmetricOperator,
     k: int = 20,
@@ -411,162 +644,12 @@ def lanczos(
     and live on its device; only (m, m) matrices go to the CPU.
     """
     t_start = time.perf_counter()
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    n = int(op.shape[0])
-    if not 1 <= k <= n:
-        raise ValueError(f"k={k} must be in [1, P={n}]")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    kk = min(k + max(int(guard), 0), n)  # pairs tracked
-    gtol = math.sqrt(tol) if guard_tol is None else float(guard_tol)
-    tols = np.array([tol] * k + [max(tol, gtol)] * (kk - k))
-    if max_products is None:
-        max_products = 50 * kk + 100
-    if max_products < 1:
-        raise ValueError(f"max_products must be >= 1, got {max_products}")
-    if max_basis is None:
-        max_basis = max(3 * kk, kk + 40)
-    max_basis = min(int(max_basis), n)
-    if max_basis < min(kk + 1, n):
-        raise ValueError(f"max_basis={max_basis} must exceed k + guard = {kk}")
-    block = max_basis if block_size is None else max(1, int(block_size))
-    # Work vectors in the operator's precision (at least float32): float64
-    # orthogonality buys nothing beyond a float32 HVP's own round-off, and the
-    # reorthogonalisation is memory-bound, so float32 halves its cost.
-    dev, bdt = op.device, torch.promote_types(op.dtype, torch.float32)
-    eps = float(torch.finfo(op.dtype).eps)
-    small = math.sqrt(float(torch.finfo(bdt).eps))  # relative rank cut for nearly dependent directions
+    st = _settings(int(op.shape[0]), k, which, tol, guard, guard_tol, max_products, max_basis, block_size)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     products0 = op.n_products
-
-    def on_dev(a: np.ndarray) -> torch.Tensor:
-        """A small float64 NumPy array as a work-dtype tensor on the device."""
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device=dev, dtype=bdt)
-
-    # -- starting block -> pending directions Q (no products yet)
-    starts = []
-    if init_vectors is not None:
-        iv = init_vectors.reshape(n, -1) if init_vectors.ndim == 1 else init_vectors
-        starts.append(iv.to(device=dev, dtype=bdt))
-    if v0 is not None:
-        starts.append(v0.reshape(n, 1).to(device=dev, dtype=bdt))
-    x = torch.cat(starts, dim=1) if starts else _random_block(n, 1, gen, bdt, dev)
-    x = x / x.norm(dim=0, keepdim=True).clamp_min(torch.finfo(bdt).tiny)
-    q, _ = _orth_svd(x, small)  # relative to unit columns: drops only (numerically) dependent vectors
-    if q.shape[1] == 0:
-        q, _ = _orth_svd(_random_block(n, 1, gen, bdt, dev), 0.0)
-    q = q[:, : max_basis - 1] if q.shape[1] >= max_basis else q
-    r = torch.zeros((q.shape[1], 0), dtype=bdt, device=dev)
-
-    # V in columns [:m] and H V, column-major so that the first m columns are one
-    # contiguous block: the projections then read m columns, not all max_basis
-    vb = torch.empty((max_basis, n), dtype=bdt, device=dev).t()
-    avb = torch.empty((max_basis, n), dtype=bdt, device=dev).t()
-    t = np.zeros((0, 0))
-    m = 0
-    restarts = 0
-    theta, y = np.zeros(0), np.zeros((0, 0))
-    scale = 0.0
-    s_prev = 0  # width of the last block multiplied
-
-    while True:
-        # -- Rayleigh-Ritz and convergence (no products)
-        if m:
-            theta, y = _eigh_small(t)
-            order = _rank(theta, which)
-            theta, y = theta[order], y[:, order]
-            scale = max(scale, float(np.abs(theta).max()))
-            nw = min(kk, m)
-            rn = torch.linalg.norm(r @ on_dev(y[:, :nw]), dim=0).cpu().numpy() if r.shape[0] \
-                else np.zeros(nw)
-            unconv = np.flatnonzero(rn > _thresholds(theta[:nw], tols[:nw], scale, eps))
-            if m >= kk and unconv.size == 0:
-                break
-            if m < kk:  # not enough pairs yet: every current one is wanted
-                unconv = np.arange(nw)
-        budget = max_products - (op.n_products - products0)
-        if budget <= 0 or m >= n:
-            break
-        if q.shape[1] == 0:  # invariant subspace found before k pairs converged: fresh direction
-            fresh, _ = _project_out(_random_block(n, 1, gen, bdt, dev), [vb[:, :m]])
-            q, _ = _orth_svd(fresh / fresh.norm(), small)
-            if q.shape[1] == 0:
-                break
-            r = torch.zeros((q.shape[1], m), dtype=bdt, device=dev)
-            continue
-        # the starting block is multiplied whole; later steps at most ``block`` vectors
-        s_max = min(block, q.shape[1], budget, max_basis - min(kk, m)) if m else min(q.shape[1], budget)
-        # -- thick restart: keep the best Ritz vectors (V Y, H V Y, T = diag, R Y)
-        if m and m + s_max > max_basis:
-            keep = min(m, max_basis - s_max, max(kk, (max_basis + kk) // 2))
-            yk = on_dev(y[:, :keep])
-            vb[:, :keep] = vb[:, :m] @ yk
-            avb[:, :keep] = avb[:, :m] @ yk
-            r = r @ yk
-            t, theta, y, m = np.diag(theta[:keep]), theta[:keep], np.eye(keep), keep
-            restarts += 1
-            s_prev = 0  # Ritz vectors now: no recurrence with the last block
-        # -- directions to multiply: span of the unconverged residuals inside span(Q)
-        if m:
-            d = (r @ on_dev(y[:, unconv])).double().cpu().numpy()
-            ud, sd, _ = (a.numpy() for a in torch.linalg.svd(torch.from_numpy(d), full_matrices=True))
-            s = int(min(s_max, max(1, np.count_nonzero(sd > small * sd[0])))) if sd.size and sd[0] > 0 else 1
-            z = on_dev(ud)
-            # rotate Q so the chosen directions come first (one pending vector: a sign, no GEMM)
-            q, r = (q * z, z * r) if z.shape == (1, 1) else (q @ z, z.t() @ r)
-        else:
-            s = min(s_max, q.shape[1])
-        qs, qrest, rrest = q[:, :s], q[:, s:], r[s:]
-        # -- products and full reorthogonalisation
-        aq = op.matmat(qs.to(op.dtype)).to(bdt)
-        # The three-term recurrence first: one cheap pass against the current and the previous
-        # block takes out nearly all of H q, so the full pass over V keeps most of what is left
-        # and the DGKS check skips its second pass (V's two reads per pass are the solver's cost).
-        lo = max(0, m - s_prev)
-        f, (c_loc, d_loc) = _project_out(aq, [vb[:, lo:m], qs], sweeps=1)
-        f, (c, dd, e) = _project_out(f, [vb[:, :m], qs, qrest])
-        c[lo:m] += c_loc
-        dd += d_loc
-        s_prev = s
-        c_np, d_np = c.double().cpu().numpy(), dd.double().cpu().numpy()
-        t_new = np.zeros((m + s, m + s))
-        t_new[:m, :m] = t
-        t_new[:m, m:] = c_np
-        t_new[m:, :m] = c_np.T
-        t_new[m:, m:] = (d_np + d_np.T) / 2
-        t = t_new
-        vb[:, m:m + s] = qs
-        avb[:, m:m + s] = aq
-        qg, rg = _orth_svd(f, 100 * torch.finfo(bdt).eps * max(scale, float(aq.norm(dim=0).max())))
-        r = torch.cat([torch.cat([rrest, e], dim=1),
-                       torch.cat([torch.zeros((qg.shape[1], m), dtype=bdt, device=dev), rg], dim=1)], dim=0)
-        q = qg if qrest.shape[1] == 0 else torch.cat([qrest, qg], dim=1)
-        m += s
-
-    # -- the k most wanted pairs, with residuals computed from the stored products
-    nw = min(kk, m)
-    yw = on_dev(y[:, :nw])
-    xw = vb[:, :m] @ yw
-    th = on_dev(theta[:nw])
-    res_all = torch.linalg.norm(avb[:, :m] @ yw - xw * th, dim=0).double().cpu().numpy()
-    ok_all = res_all <= _thresholds(theta[:nw], tols[:nw], max(scale, 1e-300), eps)
-    kout = min(k, nw)
-    desc = np.argsort(-theta[:kout], kind="stable")
-    return Spectrum(
-        eigenvalues=theta[:kout][desc].copy(),
-        residuals=res_all[:kout][desc].copy(),
-        converged=ok_all[:kout][desc].copy(),
-        products=op.n_products - products0,
-        which=which,
-        tol=float(tol),
-        seconds=time.perf_counter() - t_start,
-        eigenvectors=xw[:, :kout][:, torch.from_numpy(desc).to(dev)] if return_vectors else None,
-        warm_vectors=xw,
-        restarts=restarts,
-        subspace=vb[:, :m],
-        subspace_trace=float(np.trace(t)) if m else 0.0,
-    )
+    kr = _start(op, st, v0, init_vectors, gen)
+    _iterate(kr, op, st, gen)
+    return _spectrum(kr, st, tol, op.n_products - products0, t_start, return_vectors)
 
 
 def arpack_eigenpairs(op: HVPOperator, k: int = 20, which: str = "LA", tol: float = 1e-3, *,
@@ -872,20 +955,47 @@ def along_path(
     LeNet5 with its ReLU/max-pool patterns frozen, cheaper products); the
     products at that point go through it.  ``loss_fn_factory`` may then be None.
     """
+    _check_path_args(method, warm, which, loss_fn_factory, point_loss)
+    idx = np.asarray(index, dtype=np.int64).reshape(-1)
+    if guard is None:
+        guard = 0 if warm == "none" or method == "dense" else max(2, k // 5)
+    loss = None if loss_fn_factory is None else loss_fn_factory()
+    out = _empty_results(idx, k)
+    prev: Optional[torch.Tensor] = None
+    for j, row in enumerate(idx):
+        t0 = time.perf_counter()
+        w = torch.as_tensor(np.asarray(weights[int(row)])).to(device=device, dtype=dtype)
+        if method == "dense":
+            spec = _dense_point(loss, w, k, nonzero_rtol, out, j)  # type: ignore[arg-type]
+        else:
+            point = loss if point_loss is None else point_loss(w)
+            spec = _lanczos_point(point, w, k, which, tol, guard, max_products, seed + j,  # type: ignore[arg-type]
+                                  _warm_start(prev, warm, seed + j), out, j, trace_samples, trace_deflate, seed)
+            prev = spec.warm_vectors
+        _record(out, j, spec, time.perf_counter() - t0)
+        if callback is not None:
+            callback(j, spec)
+    out["attrs"] = _path_attrs(method, which, tol, k, guard, warm, trace_samples, trace_deflate, seed, dtype,
+                               nonzero_rtol)
+    return out
+
+
+def _check_path_args(method: str, warm: str, which: str, loss_fn_factory: Any, point_loss: Any) -> None:
+    """:func:`along_path`'s argument checks (one-line errors naming the value)."""
     if method not in ("lanczos", "dense"):
         raise ValueError(f"method must be 'lanczos' or 'dense', got {method!r}")
     if warm not in WARM_MODES:
         raise ValueError(f"warm must be one of {WARM_MODES}, got {warm!r}")
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    idx = np.asarray(index, dtype=np.int64).reshape(-1)
-    if guard is None:
-        guard = 0 if warm == "none" or method == "dense" else max(2, k // 5)
     if loss_fn_factory is None and (point_loss is None or method == "dense"):
         raise ValueError("along_path needs loss_fn_factory (or point_loss with method='lanczos')")
-    loss = None if loss_fn_factory is None else loss_fn_factory()
+
+
+def _empty_results(idx: np.ndarray, k: int) -> dict[str, Any]:
+    """:func:`along_path`'s result arrays for H = len(idx) points, NaN (or 0, -1, False) until filled."""
     h = idx.size
-    out: dict[str, Any] = {
+    return {
         "index": idx,
         "eigenvalues": np.full((h, k), np.nan),
         "residuals": np.full((h, k), np.nan),
@@ -898,47 +1008,58 @@ def along_path(
         "seconds": np.zeros(h),
         "n_nonzero": np.full(h, -1, dtype=np.int64),
     }
-    prev: Optional[torch.Tensor] = None
-    for j, row in enumerate(idx):
-        t0 = time.perf_counter()
-        w = torch.as_tensor(np.asarray(weights[int(row)])).to(device=device, dtype=dtype)
-        if method == "dense":
-            spec = _dense_point(loss, w, k, nonzero_rtol, out, j)  # type: ignore[arg-type]
-        else:
-            op = hvp_operator(loss if point_loss is None else point_loss(w), w)  # type: ignore[arg-type]
-            start = {} if prev is None or warm == "none" else \
-                {"v0": warm_v0(prev, seed=seed + j)} if warm == "v0" else {"init_vectors": prev}
-            spec = lanczos(op, k, which, tol, guard=guard, max_products=max_products, seed=seed + j,
-                           return_vectors=False, **start)
-            out["loss"][j] = op.loss
-            if trace_samples > 0:
-                deflate = (spec.subspace, spec.subspace_trace) if trace_deflate else None
-                tr, se, npr = hutchinson_trace(op, n_samples=trace_samples, seed=seed, deflate=deflate)
-                out["trace"][j], out["trace_se"][j], out["trace_products"][j] = tr, se, npr
-            prev = spec.warm_vectors
-        kout = spec.eigenvalues.size
-        out["eigenvalues"][j, :kout] = spec.eigenvalues
-        out["residuals"][j, :kout] = spec.residuals
-        out["converged"][j, :kout] = spec.converged
-        out["products"][j] = spec.products
-        out["seconds"][j] = time.perf_counter() - t0
-        if callback is not None:
-            callback(j, spec)
-    out["attrs"] = {
-        "method": "dense-eigh" if method == "dense" else "lanczos-krylov-schur",
-        "which": which if method == "lanczos" else "LA",
-        "tol": float(tol) if method == "lanczos" else 0.0,
+
+
+def _warm_start(prev: Optional[torch.Tensor], warm: str, seed: int) -> dict[str, torch.Tensor]:
+    """:func:`lanczos`'s start arguments from the previous point's tracked Ritz vectors (empty: random start)."""
+    if prev is None or warm == "none":
+        return {}
+    return {"v0": warm_v0(prev, seed=seed)} if warm == "v0" else {"init_vectors": prev}
+
+
+def _record(out: dict[str, Any], j: int, spec: Spectrum, seconds: float) -> None:
+    """Stores point j's eigenvalues, residuals, convergence flags, products and wall time in ``out``."""
+    kout = spec.eigenvalues.size
+    out["eigenvalues"][j, :kout] = spec.eigenvalues
+    out["residuals"][j, :kout] = spec.residuals
+    out["converged"][j, :kout] = spec.converged
+    out["products"][j] = spec.products
+    out["seconds"][j] = seconds
+
+
+def _lanczos_point(loss: Union[LossFn, LossTerms], w: torch.Tensor, k: int, which: str, tol: float, guard: int,
+                   max_products: Optional[int], seed: int, start: dict[str, torch.Tensor], out: dict[str, Any],
+                   j: int, trace_samples: int, trace_deflate: bool, trace_seed: int) -> Spectrum:
+    """Top-k by :func:`lanczos` at one point (for :func:`along_path`), then the trace: fills loss and trace of row j."""
+    op = hvp_operator(loss, w)
+    spec = lanczos(op, k, which, tol, guard=guard, max_products=max_products, seed=seed, return_vectors=False,
+                   **start)  # type: ignore[arg-type]
+    out["loss"][j] = op.loss
+    if trace_samples > 0:
+        deflate = (spec.subspace, spec.subspace_trace) if trace_deflate else None
+        tr, se, npr = hutchinson_trace(op, n_samples=trace_samples, seed=trace_seed, deflate=deflate)
+        out["trace"][j], out["trace_se"][j], out["trace_products"][j] = tr, se, npr
+    return spec
+
+
+def _path_attrs(method: str, which: str, tol: float, k: int, guard: int, warm: str, trace_samples: int,
+                trace_deflate: bool, seed: int, dtype: torch.dtype, nonzero_rtol: float) -> dict[str, Any]:
+    """The settings of an :func:`along_path` run, for its HDF5 group."""
+    lanczos_run = method == "lanczos"
+    return {
+        "method": "lanczos-krylov-schur" if lanczos_run else "dense-eigh",
+        "which": which if lanczos_run else "LA",
+        "tol": float(tol) if lanczos_run else 0.0,
         "k": int(k),
         "guard": int(guard),
-        "warm": warm if method == "lanczos" else "none",
+        "warm": warm if lanczos_run else "none",
         "trace_method": "exact" if method == "dense" else
         "hutchinson-rademacher-krylov-deflated" if trace_deflate else "hutchinson-rademacher",
-        "trace_samples": int(trace_samples) if method == "lanczos" else 0,
+        "trace_samples": int(trace_samples) if lanczos_run else 0,
         "seed": int(seed),
         "dtype": str(dtype).replace("torch.", ""),
         "nonzero_rtol": float(nonzero_rtol),
     }
-    return out
 
 
 def _dense_point(loss: Union[LossFn, LossTerms], w: torch.Tensor, k: int, rtol: float,

@@ -18,7 +18,6 @@ of ``weights``), ``eigenvalues`` (H, k) descending, ``trace`` and the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import h5py
 import numpy as np
 import torch
 
 from ramble.analysis.hessian import NONZERO_RTOL, WHICH, along_path, classification_loss, count_nonzero, full_spectrum, select_points, set_threads_to_free_cores, subset_indices
 from ramble.errors import ConfigError, FormatError, RambleError
-from ramble.storage.io import Experiment, PathRecord, load, update
+from ramble.storage.groups import write_hessian
+from ramble.storage.io import Experiment, PathRecord, load
+from ramble.storage.views import read_path_weights
 
 log = logging.getLogger("ramble")
 
@@ -310,8 +310,7 @@ def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] 
             raise RambleError(f"{path} has no path {name!r}; it has: {', '.join(sorted(e.paths)) or 'none'}")
         p = e.paths[name]
         try:
-            with h5py.File(path, "r") as f:
-                wds = f[f"paths/{name}/weights"][()]
+            wds = read_path_weights(path, name)
         except (KeyError, OSError, RuntimeError) as exc:  # a corrupt chunk, a missing dataset
             raise FormatError(f"{path}: damaged ramble file, path {name} weights unreadable ({' '.join(str(exc).split())})") from None
         p.weights = wds
@@ -336,15 +335,5 @@ def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] 
 
 
 def store(path: str | Path, name: str, out: dict[str, Any]) -> None:
-    """Replace ``/paths/<name>/hessian`` with ``out`` (arrays) and ``out['attrs']``."""
-    with update(path) as f:
-        g = f[f"paths/{name}"]
-        if "hessian" in g:
-            del g["hessian"]
-        h = g.create_group("hessian")
-        for k, v in out.items():
-            if k == "attrs":
-                continue
-            h.create_dataset(k, data=np.asarray(v))
-        for k, v in out.get("attrs", {}).items():
-            h.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+    """Replace ``/paths/<name>/hessian`` with ``out`` (arrays) and ``out['attrs']`` (one commit, :func:`ramble.storage.groups.write_hessian`)."""
+    write_hessian(path, name, {k: v for k, v in out.items() if k != "attrs"}, out.get("attrs", {}))

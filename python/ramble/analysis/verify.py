@@ -20,15 +20,14 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
-import h5py
 import numpy as np
 import torch
 
 from ramble.core.problem import SegmentCertificate
 from ramble.errors import DataError, RambleError
-from ramble.storage.io import _decode, datasets_sha256, open_checked
+from ramble.storage.views import Handle, StoredFile, StoredPath, as_stored, open_stored
 
 EQ4_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 """Largest relative deviation of a layer norm from Eq. 4, by the dtype of the stored weights."""
@@ -138,20 +137,19 @@ ErrorCounter = Callable[[np.ndarray], np.ndarray]
 """Weights (R, P) -> training errors per row (R,) int."""
 
 
-def _tcm_problem(f: h5py.File) -> Any:
+def _tcm_problem(f: StoredFile) -> Any:
     """The TCM of a file, rebuilt from ``/data/train`` and ``/model`` K (float64)."""
     from ramble.models.patterns import Patterns
     from ramble.models.tcm import TCMProblem
 
-    inputs = f["data/train/inputs"][()]
-    labels = f["data/train/labels"][()]
-    k = int(_decode(f["model"].attrs["K"]))
-    return TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(_decode(f["data"].attrs.get("seed", 0)))), k)
+    inputs, labels = f.train_set()
+    k = int(f.model_attrs()["K"])
+    return TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(f.data_attrs().get("seed", 0))), k)
 
 
-def tcm_counter(f: h5py.File) -> tuple[ErrorCounter, int]:
+def tcm_counter(f: Union[Handle, StoredFile]) -> tuple[ErrorCounter, int]:
     """Training errors per weight row of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64, rows in chunks)."""
-    problem = _tcm_problem(f)
+    problem = _tcm_problem(as_stored(f))
 
     def count(weights: np.ndarray) -> np.ndarray:
         out = []
@@ -171,7 +169,7 @@ SegmentCertifier = Callable[[np.ndarray, np.ndarray, bool], SegmentCertificate]
 ``chord``: the rows are not consecutive vertices, so a smaller work limit applies (networks)."""
 
 
-def _tcm_certifier(f: h5py.File) -> SegmentCertifier:
+def _tcm_certifier(f: StoredFile) -> SegmentCertifier:
     """Exact certificates (:meth:`ramble.models.tcm.TCMProblem.certify_segment`) in float64."""
     problem = _tcm_problem(f)
 
@@ -198,12 +196,12 @@ def _network_certifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return certify
 
 
-def _lenet_data(f: h5py.File, data_dir: Optional[str], report: VerifyReport) -> Any:
+def _lenet_data(f: StoredFile, data_dir: Optional[str], report: VerifyReport) -> Any:
     """The MNIST training images of a LeNet5 file (adds the ``data`` check), or None when missing or different."""
     from ramble.experiments.mnist_experiment import run_data
 
     try:
-        data = run_data(json.loads(_decode(f.attrs.get("config", "{}"))), {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
+        data = run_data(json.loads(f.attrs.get("config", "{}")), f.data_attrs(), data_dir)
     except DataError as e:
         report.add("data", False, str(e))
         return None
@@ -212,12 +210,12 @@ def _lenet_data(f: h5py.File, data_dir: Optional[str], report: VerifyReport) -> 
     return data
 
 
-def _lenet_counter(f: h5py.File, data: Any, device: str) -> tuple[ErrorCounter, int]:
+def _lenet_counter(f: StoredFile, data: Any, device: str) -> tuple[ErrorCounter, int]:
     from ramble.experiments.mnist_experiment import rebuild
     from ramble.models.lenet import LeNet5, resolve_device
 
-    names = json.loads(_decode(f["model"].attrs["param_names"]))
-    shapes = json.loads(_decode(f["model"].attrs["param_shapes"]))
+    names = json.loads(f.model_attrs()["param_names"])
+    shapes = json.loads(f.model_attrs()["param_shapes"])
     dev = resolve_device(device)
     x = data.train_x.to(dev)
     y = data.train_y.to(dev)
@@ -268,14 +266,14 @@ def verify_file(
     :class:`ramble.errors.FormatError` when the file is not a ramble file.
     """
     report = VerifyReport(str(path))
-    with open_checked(path) as f:
-        model = str(_decode(f.attrs.get("model", "")))
-        report.add("format", True, f"ramble format {_decode(f.attrs['format_version'])}, model {model}, backend {_decode(f.attrs.get('backend', '?'))}")
-        status = str(_decode(f.attrs.get("status", "")))
+    with open_stored(path) as f:
+        model = str(f.attrs.get("model", ""))
+        report.add("format", True, f"ramble format {f.attrs['format_version']}, model {model}, backend {f.attrs.get('backend', '?')}")
+        status = str(f.attrs.get("status", ""))
         if status == "complete":
             report.add("status", True, "complete")
         else:
-            err = _decode(f.attrs.get("error", ""))
+            err = f.attrs.get("error", "")
             report.add("status", False, f"status is {status!r}" + (f": {err}" if err else "") + " (only complete files are trustworthy)")
         try:
             _verify_paths(f, model, report, sample_rows, seed, data_dir, device, segments, max_pieces)
@@ -286,16 +284,16 @@ def verify_file(
     return report
 
 
-def _verify_paths(f: h5py.File, model: str, report: VerifyReport, sample_rows: int, seed: int, data_dir: Optional[str], device: str, segments: bool, max_pieces: int) -> None:
-    solutions = {int(k): d[()] for k, d in f.get("solutions", {}).items()}
-    names = sorted(f.get("paths", {}), key=lambda s: tuple(int(x) for x in s.split("-")))
+def _verify_paths(f: StoredFile, model: str, report: VerifyReport, sample_rows: int, seed: int, data_dir: Optional[str], device: str, segments: bool, max_pieces: int) -> None:
+    solutions = f.solutions()
+    names = f.path_names()
     if not names:
         report.skip("paths", "the file holds no paths")
         return
     counter: Optional[tuple[ErrorCounter, int]] = None
     certifier: Optional[SegmentCertifier] = None
     no_certifier = "segments not checked (--no-segments)" if not segments else "no training data"
-    any_complete = any(_decode(f["paths"][n].attrs.get("status", "")) == "complete" for n in names)
+    any_complete = any(f.path(n).attrs.get("status", "") == "complete" for n in names)
     if model == "tcm":
         counter = tcm_counter(f)
         certifier = _tcm_certifier(f) if segments else None
@@ -309,13 +307,13 @@ def _verify_paths(f: h5py.File, model: str, report: VerifyReport, sample_rows: i
             if segments:
                 dev = resolve_device(device)
                 certifier = _network_certifier(LeNet5(), data.train_x.to(dev), data.train_y.to(dev), max_pieces)
-        groups = _groups_of(json.loads(_decode(f["model"].attrs["param_shapes"])))
+        groups = _groups_of(json.loads(f.model_attrs()["param_shapes"]))
     else:  # every other model through its spec (ramble.models.registry)
         from ramble.models.registry import model_spec
 
         try:
             spec = model_spec(model)
-            groups = spec.eq4_groups({k: _decode(v) for k, v in f["model"].attrs.items()})
+            groups = spec.eq4_groups(f.model_attrs())
             if any_complete:
                 counter = spec.error_counter(f.filename, data_dir=data_dir, device=device)
                 report.add("model", True, f"{spec.label} rebuilt, {counter[1]} training samples")
@@ -327,14 +325,15 @@ def _verify_paths(f: h5py.File, model: str, report: VerifyReport, sample_rows: i
     vertex_rows = _every_vertex_recorded(f)
     rng = np.random.default_rng(seed)
     for name in names:
-        _verify_path(f["paths"][name], name, model, solutions, counter, groups, report, sample_rows, rng)
+        p = f.path(name)
+        _verify_path(p, model, solutions, counter, groups, report, sample_rows, rng)
         if certifier is None:
             report.skip(f"path {name} segments", no_certifier)
         else:
-            _verify_segments(f["paths"][name], name, certifier, vertex_rows, report)
+            _verify_segments(p, certifier, vertex_rows, report)
 
 
-def _spec_certifier(f: h5py.File, model: str, device: str, max_pieces: int) -> tuple[Optional[SegmentCertifier], str]:
+def _spec_certifier(f: StoredFile, model: str, device: str, max_pieces: int) -> tuple[Optional[SegmentCertifier], str]:
     """A certifier for a generic torch file (its model rebuilt from the file), or None and why not."""
     if model != "torch":
         return None, f"no segment certificate for model {model!r}"
@@ -345,13 +344,13 @@ def _spec_certifier(f: h5py.File, model: str, device: str, max_pieces: int) -> t
     return _network_certifier(problem.model, problem.x, problem.y, max_pieces), ""
 
 
-def _every_vertex_recorded(f: h5py.File) -> bool:
+def _every_vertex_recorded(f: StoredFile) -> bool:
     """True when the run recorded every vertex of its polylines (path ``record_every`` 1 in the stored config)."""
-    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
+    config = json.loads(f.attrs.get("config", "{}") or "{}")
     return int(config.get("path", {}).get("record_every", 1)) == 1
 
 
-def _verify_segments(g: h5py.Group, name: str, certify: SegmentCertifier, vertex_rows: bool, report: VerifyReport) -> None:
+def _verify_segments(g: StoredPath, certify: SegmentCertifier, vertex_rows: bool, report: VerifyReport) -> None:
     """Certify the segment between every two consecutive stored weight rows of one path.
 
     A segment joins two consecutive vertices of the path's polyline when every
@@ -362,13 +361,14 @@ def _verify_segments(g: h5py.Group, name: str, certify: SegmentCertifier, vertex
     the rest listed; in a file written before certification nothing between
     stored points is claimed, so what is not certified is a warning.
     """
-    check = f"path {name} segments"
-    weights = g["weights"]
+    check = f"path {g.name} segments"
+    weights = g.weights
     n_rows = int(weights.shape[0])
     if n_rows < 2:
         report.skip(check, f"{n_rows} stored row(s): no segment")
         return
-    points = g["weight_index"][()] if "weight_index" in g else np.arange(n_rows)
+    kept = g.get("weight_index")
+    points = kept if kept is not None else np.arange(n_rows)
     claims = "segments_certified" in g.attrs
     uncertified: list[tuple[int, int]] = []  # (row, recorded points to the next row)
     lowest = math.inf
@@ -404,20 +404,25 @@ def _pairs_list(rows: Sequence[int], limit: int = 5) -> str:
     return ", ".join(pairs[:limit]) + (f", ... ({len(pairs)} segments)" if len(pairs) > limit else "")
 
 
-def _verify_path(g: h5py.Group, name: str, model: str, solutions: dict[int, np.ndarray], counter: Optional[tuple[ErrorCounter, int]], groups: Optional[list[slice]], report: VerifyReport, sample_rows: int, rng: np.random.Generator) -> None:
-    p = f"path {name}"
-    a = {k: _decode(v) for k, v in g.attrs.items()}
-    complete = a.get("status") == "complete"
-
-    # checksum
-    stored = a.get("sha256")
+def _verify_checksum(g: StoredPath, report: VerifyReport) -> None:
+    """The ``path i-j checksum`` check: the stored ``sha256`` against the one the path's datasets give now."""
+    check = f"path {g.name} checksum"
+    stored = g.attrs.get("sha256")
     if stored is None:
-        report.skip(f"{p} checksum", "no checksum (file written before checksums were stored)")
-    else:
-        got = datasets_sha256(g)
-        report.add(f"{p} checksum", got == stored, "sha256 matches" if got == stored else f"sha256 mismatch: stored {stored[:12]}..., data give {got[:12]}... (the path's datasets were changed)")
+        report.skip(check, "no checksum (file written before checksums were stored)")
+        return
+    got = g.sha256()
+    report.add(check, got == stored, "sha256 matches" if got == stored else f"sha256 mismatch: stored {stored[:12]}..., data give {got[:12]}... (the path's datasets were changed)")
 
-    weights = g["weights"]
+
+def _verify_path(g: StoredPath, model: str, solutions: dict[int, np.ndarray], counter: Optional[tuple[ErrorCounter, int]], groups: Optional[list[slice]], report: VerifyReport, sample_rows: int, rng: np.random.Generator) -> None:
+    name = g.name
+    p = f"path {name}"
+    a = g.attrs
+    complete = a.get("status") == "complete"
+    _verify_checksum(g, report)
+
+    weights = g.weights
     n_rows = int(weights.shape[0])
     src, dst = int(a.get("from", name.split("-")[0])), int(a.get("to", name.split("-")[1]))
 
@@ -443,7 +448,8 @@ def _verify_path(g: h5py.Group, name: str, model: str, solutions: dict[int, np.n
 
     # Eq. 4
     waypoints = int(a.get("waypoints", 0) or 0)
-    legs = len(np.unique(g["leg"][()])) if "leg" in g else 1  # a failed path keeps the legs it tried, waypoints 0
+    leg = g.get("leg")
+    legs = len(np.unique(leg)) if leg is not None else 1  # a failed path keeps the legs it tried, waypoints 0
     if waypoints > 0 or legs > 1:
         report.skip(f"{p} Eq. 4", f"path of {legs} legs through {max(waypoints, legs - 1)} waypoint(s): each leg has its own norm frame, not recorded")
     elif src not in solutions or dst not in solutions:
@@ -475,8 +481,9 @@ def _verify_path(g: h5py.Group, name: str, model: str, solutions: dict[int, np.n
         report.add(f"{p} in S", len(bad) == 0, f"{which} of {n_rows} rows classify all {m} training samples" if len(bad) == 0 else f"rows {_rows_list(bad)} misclassify training samples (up to {int(errors.max())} of {m}): outside S")
     else:
         report.skip(f"{p} in S", f"path failed ({a.get('reason', '')}): rows not required to be in S")
-    point = g["weight_index"][()][rows] if "weight_index" in g else rows
-    stored_err = g["train_error"][()][point]
+    kept = g.get("weight_index")
+    point = kept[rows] if kept is not None else rows
+    stored_err = g.read("train_error")[point]
     slack = 0.5 if model == "tcm" else 1.5  # samples: exact count for the TCM, one borderline sample for LeNet5
     off = np.flatnonzero(np.abs(stored_err * m - errors) > slack)
     report.add(
@@ -503,7 +510,7 @@ Replayer = Callable[[int, int], Any]
 """``replay(i, j)``: the PathResult the run's driver draws from solution i to solution j, as the file stores it."""
 
 
-def replay_paths(f: h5py.File, model: str, report: VerifyReport, data_dir: Optional[str], device: str) -> None:
+def replay_paths(f: Union[Handle, StoredFile], model: str, report: VerifyReport, data_dir: Optional[str], device: str) -> None:
     """Rerun every path of a LeNet5 or torch file from its stored config and endpoints; compare the stored rows bit for bit.
 
     The path algorithm accepts only certified moves, so a replay that ends
@@ -511,6 +518,7 @@ def replay_paths(f: h5py.File, model: str, report: VerifyReport, data_dir: Optio
     a polyline of certified segments.  Adds one ``path i-j replay`` check
     per path (FAIL naming the first row that differs).
     """
+    f = as_stored(f)
     if model == "tcm":
         report.skip("replay", "TCM files store every vertex: the segments check certifies them exactly")
         return
@@ -521,13 +529,12 @@ def replay_paths(f: h5py.File, model: str, report: VerifyReport, data_dir: Optio
         return
     if replay is None:
         return
-    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
+    config = json.loads(f.attrs.get("config", "{}") or "{}")
     ran_on = str(config.get("resolved_device", "?"))
-    threads = int(_decode(f.attrs["torch_threads"])) if "torch_threads" in f.attrs else None
-    names = sorted(f.get("paths", {}), key=lambda s: tuple(int(x) for x in s.split("-")))
+    threads = int(f.attrs["torch_threads"]) if "torch_threads" in f.attrs else None
     with _torch_threads(threads):
-        for name in names:
-            _replay_path(f["paths"][name], name, replay, device, ran_on, threads, report)
+        for p in f.paths():
+            _replay_path(p, replay, device, ran_on, threads, report)
 
 
 @contextlib.contextmanager
@@ -542,13 +549,13 @@ def _torch_threads(n: Optional[int]) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _replay_path(g: h5py.Group, name: str, replay: Replayer, device: str, ran_on: str, threads: Optional[int], report: VerifyReport) -> None:
+def _replay_path(g: StoredPath, replay: Replayer, device: str, ran_on: str, threads: Optional[int], report: VerifyReport) -> None:
     """One ``path i-j replay`` check."""
-    check = f"path {name} replay"
+    check = f"path {g.name} replay"
     if len(np.atleast_1d(g.attrs.get("via", []))) > 0:
         report.skip(check, "a routed path (joined from other stored paths): replay those")
         return
-    i, j = (int(x) for x in name.split("-"))
+    i, j = (int(x) for x in g.name.split("-"))
     result = replay(i, j)
     problems = _replay_differences(g, result)
     where = f"replayed on {device}, {torch.get_num_threads()} torch thread(s)"
@@ -563,16 +570,16 @@ def _replay_path(g: h5py.Group, name: str, replay: Replayer, device: str, ran_on
         report.add(check, True, f"{where}: {figures}; all {len(result.weights)} stored rows equal bit for bit")
 
 
-def _replayer(f: h5py.File, model: str, data_dir: Optional[str], device: str, report: VerifyReport) -> Optional[Replayer]:
+def _replayer(f: StoredFile, model: str, data_dir: Optional[str], device: str, report: VerifyReport) -> Optional[Replayer]:
     """The run's path driver on the file's problem and solutions, or None (with a failed or skipped check)."""
-    config = json.loads(_decode(f.attrs.get("config", "{}")) or "{}")
-    solutions = {int(k): d[()] for k, d in f.get("solutions", {}).items()}
+    config = json.loads(f.attrs.get("config", "{}") or "{}")
+    solutions = f.solutions()
     if model == "lenet5":
         from ramble.experiments.mnist_experiment import connect_pair, run_data, thin_weights
         from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device
 
         try:
-            data = run_data(config, {k: _decode(v) for k, v in f["data"].attrs.items()}, data_dir)
+            data = run_data(config, f.data_attrs(), data_dir)
         except DataError as e:
             report.add("replay", False, str(e))
             return None
@@ -614,17 +621,17 @@ def _path_config(config: dict) -> Any:
     return PathConfig(**{k: v for k, v in config.get("path", {}).items() if k in known})
 
 
-def _replay_differences(g: h5py.Group, result: Any) -> list[str]:
+def _replay_differences(g: StoredPath, result: Any) -> list[str]:
     """What differs between a stored path and its replay: status, row count, kept rows, the first row whose bits differ."""
     out = []
-    stored_status = _decode(g.attrs.get("status", ""))
+    stored_status = g.attrs.get("status", "")
     if stored_status != result.status:
         out.append(f"status {stored_status!r} stored, {result.status!r} replayed")
-    stored = g["weights"][()]
+    stored = g.weights[()]
     replayed = np.asarray(result.weights)
     if stored.dtype != replayed.dtype:
         out.append(f"weights stored as {stored.dtype}, replayed as {replayed.dtype}")
-    stored_index = g["weight_index"][()] if "weight_index" in g else None
+    stored_index = g.get("weight_index")
     replayed_index = None if result.weight_index is None else np.asarray(result.weight_index)
     if (stored_index is None) != (replayed_index is None) or (stored_index is not None and not np.array_equal(stored_index, replayed_index)):
         out.append("the rows kept (weight_index) differ")

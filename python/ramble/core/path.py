@@ -54,17 +54,15 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ramble.core.checkpoint import Checkpoint, NestedCheckpoint
 from ramble.core.problem import Evaluation, PathProblem, SegmentCertificate
 from ramble.errors import ConfigError, Interrupted
-
-if TYPE_CHECKING:
-    from ramble.storage.checkpoint import Checkpoint
 
 Variant = Literal["paper", "repair"]
 VARIANTS: tuple[str, ...] = ("paper", "repair")
@@ -250,6 +248,33 @@ class PathResult:
         return self.status == "complete"
 
 
+def result_to_state(r: PathResult) -> dict:
+    """A :class:`PathResult` as a state dict (arrays as tensors, under ``__np__`` keys)."""
+    out = {}
+    for f in fields(r):
+        v = getattr(r, f.name)
+        if isinstance(v, np.ndarray):
+            out["__np__" + f.name] = torch.from_numpy(np.ascontiguousarray(v))
+        elif f.name == "extra":
+            out["extra"] = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in v.items()}
+        else:
+            out[f.name] = v
+    return out
+
+
+def result_from_state(d: dict) -> PathResult:
+    """Inverse of :func:`result_to_state`."""
+    kw = {}
+    for k, v in d.items():
+        if k.startswith("__np__"):
+            kw[k[6:]] = v.numpy()
+        elif k == "extra":
+            kw[k] = {n: a.numpy() for n, a in v.items()}
+        else:
+            kw[k] = v
+    return PathResult(**kw)
+
+
 def group_norms(w: torch.Tensor, groups: Sequence[slice]) -> torch.Tensor:
     """Frobenius norm of each group (layer) of the flat vector ``w``."""
     return torch.stack([w[g].norm() for g in groups])
@@ -356,6 +381,63 @@ class NormConstraint:
         return float(((group_norms(w, self.groups) - target).abs() / target.abs()).max())
 
 
+DENSE_REPAIR_BYTES = 4 * 2**30
+"""Most memory a repair round may use to form G (k x P) and G G^T (k x k, float64); above it, matrix-free LSMR.
+
+Measured on whole MNIST (benchmarks/bench_repair.py, LeNet5, one thread):
+forming G took 4, 9, 26 and 119 s for 500, 1,000, 2,000 and 4,000 active
+samples, LSMR (about 200 products) 108, 160 and 374 s for the first three:
+14-27x slower.  Dense grows as k^2, so they would meet near 10,000-15,000
+samples; the matrix-free step is the fallback that lets a round run at all
+where G would not fit (LeNet5: above about 13,000 active samples), not a
+speed-up.  MNIST-100 and the TCM always stay dense."""
+REPAIR_LSMR_ITERATIONS = 200
+"""Most LSMR iterations (one G u and one G^T a each) of a matrix-free repair round."""
+
+
+def dense_repair_bytes(k: int, w: torch.Tensor) -> int:
+    """Bytes of G (k x P, ``w``'s dtype) and G G^T (k x k, float64) for ``k`` active samples."""
+    return int(k) * w.numel() * w.element_size() + 8 * int(k) ** 2
+
+
+def min_norm_step_dense(problem: PathProblem, w: torch.Tensor, idx: torch.Tensor, rhs: torch.Tensor, broken: torch.Tensor) -> Optional[torch.Tensor]:
+    """``d = G^T (G G^T)^+ rhs`` with G the margin gradients of samples ``idx`` (k, P), formed; None when a
+    ``broken`` sample has a zero gradient (no local step can lift it)."""
+    g = problem.margin_grads(w, idx)
+    gg = g @ g.T
+    if bool((torch.diagonal(gg)[broken] == 0).any()):
+        return None
+    coef = torch.linalg.lstsq(gg.double().cpu(), rhs.to(g.dtype).double().cpu().unsqueeze(1), driver="gelsd").solution
+    return g.T @ coef.squeeze(1).to(g.dtype).to(g.device)
+
+
+def min_norm_step_matrix_free(problem: PathProblem, w: torch.Tensor, idx: torch.Tensor, rhs: torch.Tensor) -> Optional[torch.Tensor]:
+    """The same minimum-norm ``d`` with ``G d = rhs``, by LSMR from 0 (scipy) on ``problem.margin_products``.
+
+    LSMR started at zero converges to the minimum-norm solution of a
+    consistent system; each iteration is one ``G u`` and one ``G^T a``, so
+    neither G nor G G^T is formed.  At most :data:`REPAIR_LSMR_ITERATIONS`
+    iterations (the round's result is checked, and the next round corrects
+    what is left); None when G^T rhs is 0 (nothing can lift the samples).
+    """
+    from scipy.sparse.linalg import LinearOperator, lsmr
+
+    times, transposed_times = problem.margin_products(w, idx)
+    p = int(w.numel())
+
+    def matvec(u: np.ndarray) -> np.ndarray:
+        return times(torch.from_numpy(np.ascontiguousarray(u, dtype=np.float64)).to(w.device)).double().cpu().numpy()
+
+    def rmatvec(a: np.ndarray) -> np.ndarray:
+        return transposed_times(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(w.device)).double().cpu().numpy()
+
+    op = LinearOperator((int(idx.numel()), p), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+    d = lsmr(op, rhs.double().cpu().numpy(), atol=1e-6, btol=1e-6, maxiter=REPAIR_LSMR_ITERATIONS)[0]
+    if not np.any(d):
+        return None
+    return torch.from_numpy(d).to(device=w.device, dtype=w.dtype)
+
+
 def repair(
     problem: PathProblem,
     w: torch.Tensor,
@@ -369,6 +451,10 @@ def repair(
     broken ones and those about to break), linearises their margins
     ``m + G d`` and takes the minimum-norm step ``d`` that lifts them all to
     the target, ``d = G^T (G G^T)^+ (target - m)``, then re-applies Eq. 4.
+    G is formed (:func:`min_norm_step_dense`) while it fits in
+    :data:`DENSE_REPAIR_BYTES`; beyond, when the problem has
+    ``margin_products``, LSMR finds the same step from products alone
+    (:func:`min_norm_step_matrix_free`).
     Returns the first candidate inside S, or None after ``steps`` rounds (or
     if a broken sample has a zero margin gradient, e.g. all TCM units
     saturated, so no local step can lift it).
@@ -379,13 +465,13 @@ def repair(
         if bool((m > 0).all()):
             return c
         idx = torch.nonzero(m < margin_target).flatten()
-        g = problem.margin_grads(c, idx)
-        gg = g @ g.T
-        if bool((torch.diagonal(gg)[m[idx] <= 0] == 0).any()):
+        rhs = margin_target - m[idx]
+        if dense_repair_bytes(idx.numel(), c) > DENSE_REPAIR_BYTES and hasattr(problem, "margin_products"):
+            step = min_norm_step_matrix_free(problem, c, idx, rhs)
+        else:
+            step = min_norm_step_dense(problem, c, idx, rhs, broken=m[idx] <= 0)
+        if step is None:
             return None
-        rhs = (margin_target - m[idx]).to(g.dtype)
-        coef = torch.linalg.lstsq(gg.double().cpu(), rhs.double().cpu().unsqueeze(1), driver="gelsd").solution
-        step = g.T @ coef.squeeze(1).to(g.dtype).to(g.device)
         nxt = norm.apply(c + step)
         if nxt is None:
             return None
@@ -733,7 +819,7 @@ class _PathSearch:
         self.start -= float(saved["elapsed"])
         return first_it
 
-    def iterate(self, first_it: int, checkpoint: Optional["Checkpoint"], stop: Optional[StopRequest] = None) -> PathResult:
+    def iterate(self, first_it: int, checkpoint: Optional[Checkpoint], stop: Optional[StopRequest] = None) -> PathResult:
         """Iterations from ``first_it`` until arrival, a stall or the limit (Algorithm 1's loop).
 
         With ``checkpoint``, the state is saved at the start of an iteration
@@ -788,7 +874,7 @@ def find_path(
     progress: Optional[ProgressFn] = None,
     measure: Optional[Callable[[torch.Tensor], dict[str, float]]] = None,
     frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-    checkpoint: Optional["Checkpoint"] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> PathResult:
     """Draw a path from ``w_a`` to ``w_b`` inside S (Algorithm 1, module docstring).
 
@@ -876,7 +962,7 @@ def find_path_with_waypoints(
     w_a: torch.Tensor,
     w_b: torch.Tensor,
     max_waypoints: int,
-    checkpoint: Optional["Checkpoint"] = None,
+    checkpoint: Optional[Checkpoint] = None,
     frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> PathResult:
     """Algorithm 1 with waypoints: when a leg stalls, go through a new solution.
@@ -896,7 +982,6 @@ def find_path_with_waypoints(
     ``checkpoint``, the legs done so far and the running leg's state are
     saved together, and a saved state is continued from.
     """
-    from ramble.storage.checkpoint import NestedCheckpoint, result_from_state, result_to_state
 
     legs: list[PathResult] = []
     targets = [w_b]

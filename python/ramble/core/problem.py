@@ -85,7 +85,12 @@ class PathProblem(Protocol):
         ...
 
     def margin_grads(self, w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Gradients of the margins of samples ``index`` w.r.t. ``w``: shape (len(index), P)."""
+        """Gradients of the margins of samples ``index`` w.r.t. ``w``: shape (len(index), P).
+
+        A problem may also offer ``margin_products(w, index) -> (u -> G u, a -> G^T a)``
+        with G this matrix, never formed: the repair then scales to large training
+        sets (:func:`ramble.core.path.repair`; networks have it, the TCM does not need it).
+        """
         ...
 
     def evaluate(self, w: torch.Tensor) -> Evaluation:

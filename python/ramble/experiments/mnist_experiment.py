@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,13 +18,15 @@ import numpy as np
 import torch
 
 from ramble.analysis.connectivity import store_connectivity
+from ramble.core.checkpoint import Checkpoint
 from ramble.core.path import PathConfig, PathResult, find_path, find_path_with_waypoints
 from ramble.errors import ConfigError, DataError, RambleError
-from ramble.experiments.tcm_experiment import PAIRINGS, pair_list
+from ramble.experiments.network_settings import check_network_run
+from ramble.experiments.tcm_experiment import pair_list
 from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
 from ramble.models.mnist import MnistData, load_mnist
 from ramble.progress import PathProgress
-from ramble.storage.checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
+from ramble.storage.checkpoint import CheckpointPolicy, FileCheckpoint
 from ramble.storage.io import ExperimentWriter, pair_name
 
 log = logging.getLogger("ramble")
@@ -86,21 +87,7 @@ class MnistExperimentConfig:
     path: PathConfig = field(default_factory=lambda: paper_path_config(100))
 
     def __post_init__(self) -> None:
-        if self.n_solutions < 1:
-            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
-        if self.pairs not in PAIRINGS:
-            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
-        if not (self.train_lr > 0) or not math.isfinite(self.train_lr):
-            raise ConfigError(f"training learning rate must be a finite number > 0, got {self.train_lr}")
-        for name in ("max_epochs", "batch_size", "points", "weight_rows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.linear_points < 2:
-            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
-        if not (self.polish_margin >= 0):
-            raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
+        check_network_run(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

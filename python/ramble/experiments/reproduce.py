@@ -332,6 +332,30 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     """
     import torch
 
+    n_jobs = _check_inputs(scale, tcm_backend, jobs, data_dir, device)
+    if full_mnist is None:
+        full_mnist = torch.cuda.is_available()
+    out = make_folder(Path(out_dir), "output folder")
+    started = time.perf_counter()
+    todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device, c15_seeds)
+    _mark_done_or_skipped(todo)
+    pending = [j for j in todo if j.status == "pending"]
+    skipped = {j.name: j.skipped for j in todo if j.status == "skipped"}
+    _say(f"reproduce ({scale}): {len(todo)} experiments, {len(todo) - len(pending) - len(skipped)} already done, {len(skipped)} skipped, {n_jobs} at a time", show_progress)
+    for name, why in skipped.items():
+        log.warning("reproduce: skipping %s: %s", name, why)
+    _run_all(pending, out, n_jobs, show_progress)
+    failed = [j for j in todo if j.status == "failed"]
+    meta = _write_meta(out, scale, tcm_backend, todo, started, skipped)
+    report = _write_the_report(out, todo, skipped, meta)
+    if failed:
+        why = "; ".join(f"{j.name}: {j.error.removeprefix('error: ')}" for j in failed)
+        raise RambleError(f"{len(failed)} experiment(s) failed ({why}); see {out / 'logs'}; the report covers the rest: {report}")
+    return report
+
+
+def _check_inputs(scale: str, tcm_backend: str, jobs: Optional[int], data_dir: Optional[str], device: str) -> int:
+    """Refuse bad input before any job starts, not in each job's log minutes later; the number of jobs at a time."""
     if scale not in SCALE_SETTINGS:
         raise ConfigError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if tcm_backend not in ("julia", "python"):
@@ -339,7 +363,6 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
     n_jobs = jobs if jobs is not None else max(1, len(os.sched_getaffinity(0)))
     if n_jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {n_jobs}")
-    # Refuse bad input before any job starts, not in each job's log minutes later.
     from ramble.models.lenet import resolve_device
     from ramble.models.mnist import load_mnist
 
@@ -349,21 +372,20 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
 
         locate_julia()  # no Julia: JuliaError saying how to install it
     load_mnist(data_dir, 1, 1)  # MNIST missing or corrupt (checksums): DataError naming the file
-    if full_mnist is None:
-        full_mnist = torch.cuda.is_available()
-    out = make_folder(Path(out_dir), "output folder")
-    started = time.perf_counter()
-    todo = plan(out, SCALE_SETTINGS[scale], tcm_backend, full_mnist, data_dir, device, c15_seeds)
+    return n_jobs
+
+
+def _mark_done_or_skipped(todo: list[Job]) -> None:
+    """Status "done (earlier run)" for a job whose file is complete with its analyses, "skipped" for one that cannot run here."""
     for j in todo:
         if finished(j.out, j.analyses):
             j.status = "done (earlier run)"
         elif j.skipped:
             j.status = "skipped"
-    pending = [j for j in todo if j.status == "pending"]
-    skipped = {j.name: j.skipped for j in todo if j.status == "skipped"}
-    _say(f"reproduce ({scale}): {len(todo)} experiments, {len(todo) - len(pending) - len(skipped)} already done, {len(skipped)} skipped, {n_jobs} at a time", show_progress)
-    for name, why in skipped.items():
-        log.warning("reproduce: skipping %s: %s", name, why)
+
+
+def _run_all(pending: list[Job], out: Path, n_jobs: int, show_progress: bool) -> None:
+    """Run the jobs in order, ``n_jobs`` at a time, each in its own process; a line as each starts and ends."""
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         running: dict[Future, Job] = {}
         queue = list(pending)
@@ -378,18 +400,26 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
                 fut.result()
                 left = len(queue) + len(running)
                 _say(f"  {j.status:<6} {j.name} in {j.seconds:.0f} s ({left} left){': ' + j.error if j.error else ''}", show_progress)
+
+
+def _write_meta(out: Path, scale: str, tcm_backend: str, todo: list[Job], started: float, skipped: dict[str, str]) -> dict:
+    """The machine, the settings, each job's time and all jobs' since ``started`` (perf_counter), failures and skips, as ``OUT/meta.json``; returned for the report."""
     meta = machine_meta()
     meta["scale"] = scale
     meta["tcm backend"] = tcm_backend
     meta["job wall time: run + analyses + process start (s)"] = {j.name: round(j.seconds, 1) for j in todo if j.seconds}
     meta["reproduce wall time, all jobs (s)"] = round(time.perf_counter() - started, 1)
-    failed = [j for j in todo if j.status == "failed"]
-    meta["failed experiments"] = {j.name: j.error for j in failed}
+    meta["failed experiments"] = {j.name: j.error for j in todo if j.status == "failed"}
     meta["skipped experiments"] = skipped
     try:
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
     except OSError as e:  # a full disk: one line naming the file
         raise RambleError(f"cannot write {out / 'meta.json'}: {e.strerror or e}") from None
+    return meta
+
+
+def _write_the_report(out: Path, todo: list[Job], skipped: dict[str, str], meta: dict) -> Path:
+    """The report (figures, REPORT.md, claims.json) from the files of the jobs that are done."""
     from ramble.reporting.report import write_report
 
     # a job that exited 0 wrote a complete file; one done earlier was checked above
@@ -402,13 +432,9 @@ def reproduce(out_dir: str | Path, scale: str = "quick", tcm_backend: str = "jul
         c15 = [out for name, out in done.items() if name.startswith("c15-")]
         example = [done[EXAMPLE_JOB]] if EXAMPLE_JOB in done else []
         not_run = [f"{EXAMPLE_LABEL}: {skipped[EXAMPLE_JOB]}"] if EXAMPLE_JOB in skipped else []
-        report = write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond, control_files=c15, align_files=example, align_not_run=not_run)
+        return write_report(out, tcm_files, m100, mfull, meta, beyond_files=beyond, control_files=c15, align_files=example, align_not_run=not_run)
     except OSError as e:
         raise RambleError(f"cannot write the report into {out}: {e.strerror or e}") from None
-    if failed:
-        why = "; ".join(f"{j.name}: {j.error.removeprefix('error: ')}" for j in failed)
-        raise RambleError(f"{len(failed)} experiment(s) failed ({why}); see {out / 'logs'}; the report covers the rest: {report}")
-    return report
 
 
 def _say(msg: str, show: bool) -> None:

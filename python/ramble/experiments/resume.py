@@ -16,13 +16,13 @@ from typing import Any
 
 from ramble.errors import FormatError
 from ramble.storage.checkpoint import CheckpointPolicy
-from ramble.storage.io import _attrs, open_checked
+from ramble.storage.io import attrs_of, open_checked
 
 
 def stored_run(path: str | Path) -> dict[str, Any]:
     """Root attributes of ``path`` with ``config`` parsed (FormatError if it is not a ramble file)."""
     with open_checked(path) as f:
-        a = _attrs(f)
+        a = attrs_of(f)
     try:
         a["config"] = json.loads(a.get("config", ""))
     except json.JSONDecodeError:

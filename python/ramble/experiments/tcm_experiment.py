@@ -19,12 +19,12 @@ import numpy as np
 from ramble.analysis.connectivity import store_connectivity
 from ramble.core.path import PathConfig, PathResult, reversed_path, route_through
 from ramble.errors import ConfigError, FormatError
-from ramble.models.patterns import random_patterns
+from ramble.models.patterns import Patterns, random_patterns
 from ramble.models.tcm import check_shape, gaussian_init
-from ramble.models.tcm_backends import BACKENDS, connect, make_backend
+from ramble.models.tcm_backends import BACKENDS, TCMBackend, connect, make_backend
 from ramble.models.tcm_training import TrainConfig, solve_with_restarts
 from ramble.progress import PathProgress, progress_bar
-from ramble.storage.io import ExperimentWriter, pair_name, path_result
+from ramble.storage.io import Experiment, ExperimentWriter, pair_name, path_result
 
 log = logging.getLogger("ramble")
 
@@ -134,65 +134,105 @@ def run_tcm_experiment(
     started = time.perf_counter()
     patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
     backend = make_backend(cfg.backend, patterns, cfg.n_hidden)
-    scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
     with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force, resume=resume, attrs=attrs) as writer:
         done = writer.read() if resume else None
-        if done is None or "train_inputs" not in done.data:
-            with writer.commit():
-                writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
-                writer.set_attrs("model", tcm_model_attrs(cfg))
-        elif not (np.array_equal(done.data["train_inputs"], patterns.inputs) and np.array_equal(done.data["train_labels"], patterns.labels)):
-            raise FormatError(f"cannot resume {out}: its stored data set differs from the one seed {cfg.seed} draws")
-        solutions: list[np.ndarray] = []
-        for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
-            if done is not None and i in done.solutions:
-                solutions.append(done.solutions[i])
-                continue
-            sol = solve_with_restarts(
-                lambda w0: backend.gd_solve(w0, cfg.train),
-                lambda s: gaussian_init(cfg.n_inputs, scale, s),
-                cfg.seed,
-                i,
-                cfg.train,
-                log=log.info,
-            )
-            log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
-            writer.write_solution(
-                i,
-                sol.w,
-                {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds},
-            )
-            solutions.append(sol.w)
+        _write_or_check_data(writer, done, patterns, cfg, out)
+        solutions = _solutions(writer, done, backend, cfg, show_progress)
         pairs = pair_list(cfg.n_solutions, cfg.pairs)
-        results: dict[tuple[int, int], PathResult] = {}
-        lines: dict[tuple[int, int], dict] = {}
-        for i, j in pairs:
-            stored = done.paths.get(pair_name(i, j)) if done is not None else None
-            if stored is not None and stored.linear is not None:
-                results[(i, j)] = path_result(stored)
-                lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error}
-                continue
-            bar = PathProgress(f"path {i}-{j}", show_progress)
-            result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
-            bar.close()
-            log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
-            line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
-            with writer.commit():
-                writer.write_path(i, j, result)
-                writer.write_arrays(f"paths/{i}-{j}/linear", line)
-            results[(i, j)], lines[(i, j)] = result, line
+        results, lines = _paths(writer, done, backend, cfg, solutions, pairs, show_progress)
         if cfg.path.variant == "repair":
-            for (i, j), k, routed in reroute(results, solutions):
-                log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
-                with writer.commit():
-                    writer.write_path(i, j, routed)
-                    writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
-                results[(i, j)] = routed
+            _reroute_failed(writer, results, lines, solutions)
         n_complete = sum(r.complete for r in results.values())
         with writer.commit():
             store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
             writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
     return Path(out)
+
+
+def _write_or_check_data(writer: ExperimentWriter, done: Optional[Experiment], patterns: Patterns, cfg: TCMExperimentConfig, out: str | Path) -> None:
+    """Commit the data set and ``/model`` to a new file; a resumed file must hold the very data the seed draws."""
+    if done is None or "train_inputs" not in done.data:
+        with writer.commit():
+            writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
+            writer.set_attrs("model", tcm_model_attrs(cfg))
+    elif not (np.array_equal(done.data["train_inputs"], patterns.inputs) and np.array_equal(done.data["train_labels"], patterns.labels)):
+        raise FormatError(f"cannot resume {out}: its stored data set differs from the one seed {cfg.seed} draws")
+
+
+def _solutions(writer: ExperimentWriter, done: Optional[Experiment], backend: TCMBackend, cfg: TCMExperimentConfig, show_progress: bool) -> list[np.ndarray]:
+    """The ``cfg.n_solutions`` solutions (each (N,)): read back from a resumed file, else trained and committed one by one."""
+    scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
+    solutions: list[np.ndarray] = []
+    for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
+        if done is not None and i in done.solutions:
+            solutions.append(done.solutions[i])
+        else:
+            solutions.append(_train_solution(writer, backend, cfg, scale, i))
+    return solutions
+
+
+def _train_solution(writer: ExperimentWriter, backend: TCMBackend, cfg: TCMExperimentConfig, scale: float, i: int) -> np.ndarray:
+    """Train solution ``i`` (Gaussian starts of std ``scale``, restarts seeded by ``cfg.seed`` and ``i``), commit it, return it."""
+    sol = solve_with_restarts(
+        lambda w0: backend.gd_solve(w0, cfg.train),
+        lambda s: gaussian_init(cfg.n_inputs, scale, s),
+        cfg.seed,
+        i,
+        cfg.train,
+        log=log.info,
+    )
+    log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
+    writer.write_solution(
+        i,
+        sol.w,
+        {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds},
+    )
+    return sol.w
+
+
+def _paths(
+    writer: ExperimentWriter,
+    done: Optional[Experiment],
+    backend: TCMBackend,
+    cfg: TCMExperimentConfig,
+    solutions: list[np.ndarray],
+    pairs: list[tuple[int, int]],
+    show_progress: bool,
+) -> tuple[dict[tuple[int, int], PathResult], dict[tuple[int, int], dict]]:
+    """Every pair's path and straight line: read back from a resumed file (when both are stored), else drawn and committed."""
+    results: dict[tuple[int, int], PathResult] = {}
+    lines: dict[tuple[int, int], dict] = {}
+    for i, j in pairs:
+        stored = done.paths.get(pair_name(i, j)) if done is not None else None
+        if stored is not None and stored.linear is not None:
+            results[(i, j)] = path_result(stored)
+            lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error}
+        else:
+            results[(i, j)], lines[(i, j)] = _draw_path(writer, backend, cfg, solutions, i, j, show_progress)
+    return results, lines
+
+
+def _draw_path(writer: ExperimentWriter, backend: TCMBackend, cfg: TCMExperimentConfig, solutions: list[np.ndarray], i: int, j: int, show_progress: bool) -> tuple[PathResult, dict]:
+    """The path i -> j and its straight line (``cfg.linear_points`` points), committed together."""
+    bar = PathProgress(f"path {i}-{j}", show_progress)
+    result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
+    bar.close()
+    log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
+    line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
+    with writer.commit():
+        writer.write_path(i, j, result)
+        writer.write_arrays(f"paths/{i}-{j}/linear", line)
+    return result, line
+
+
+def _reroute_failed(writer: ExperimentWriter, results: dict[tuple[int, int], PathResult], lines: dict[tuple[int, int], dict], solutions: list[np.ndarray]) -> None:
+    """Replace each failed path that :func:`reroute` can route through a third solution, in the file and in ``results``."""
+    for (i, j), k, routed in reroute(results, solutions):
+        log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
+        with writer.commit():
+            writer.write_path(i, j, routed)
+            writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
+        results[(i, j)] = routed
 
 
 def tcm_model_attrs(cfg: TCMExperimentConfig) -> dict:

@@ -1,9 +1,9 @@
 """Your own PyTorch classifier: solutions, zero-error paths between them, and a ramble file.
 
 The public API, for any ``nn.Module`` that maps a batch of inputs to (B, C)
-logits (docs/models.md)::
+logits (docs/models.md), exported by the package itself::
 
-    from ramble.experiments.torch_experiment import TorchClassifierProblem, train_solution, connect, run
+    from ramble import PathConfig, TorchClassifierProblem, train_solution, connect, run
 
     problem = TorchClassifierProblem(model, x_train, y_train)       # a PathProblem
     w_a, _ = train_solution(problem, seed=0)                         # flat weights (P,)
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ramble.analysis.connectivity import store_connectivity
+from ramble.core.checkpoint import Checkpoint
 from ramble.core.path import (
     PathConfig,
     PathResult,
@@ -49,11 +50,12 @@ from ramble.core.path import (
     find_path_with_waypoints,
 )
 from ramble.errors import ConfigError, DataError, FormatError, RambleError
-from ramble.experiments.tcm_experiment import PAIRINGS, pair_list, reroute
+from ramble.experiments.network_settings import check_network_run
+from ramble.experiments.tcm_experiment import pair_list, reroute
 from ramble.models.lenet import deterministic_cuda, resolve_device
 from ramble.models.torch_classifier import GROUPINGS, GroupSpec, TorchClassifierProblem, check_classifier, train_solution
 from ramble.progress import PathProgress
-from ramble.storage.checkpoint import Checkpoint, CheckpointPolicy, FileCheckpoint
+from ramble.storage.checkpoint import CheckpointPolicy, FileCheckpoint
 from ramble.storage.io import Experiment, ExperimentWriter, load, pair_name, path_result
 
 log = logging.getLogger("ramble")
@@ -210,6 +212,11 @@ def choose_model(ref: Optional[str] = None, run_stored_code: bool = False) -> No
     _choice = ModelChoice(ref, bool(run_stored_code))
 
 
+def chosen_model() -> ModelChoice:
+    """What :func:`choose_model` was last told (the CLI sets ``--model`` and ``--run-stored-code`` one at a time)."""
+    return _choice
+
+
 def model_of_file(model_info: Mapping[str, Any], where: str = "the file") -> nn.Module:
     """The nn.Module of a torch file, rebuilt as :func:`choose_model` says; RambleError (one line) otherwise."""
     stored_sha = model_info.get("factory_sha256")
@@ -328,23 +335,9 @@ class TorchExperimentConfig:
     path: PathConfig = field(default_factory=PathConfig)
 
     def __post_init__(self) -> None:
-        if self.n_solutions < 1:
-            raise ConfigError(f"--solutions must be >= 1, got {self.n_solutions}")
-        if self.pairs not in PAIRINGS:
-            raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {self.pairs!r}")
+        check_network_run(self, extra_counts=("full_batch_max",))
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not (self.train_lr > 0) or not math.isfinite(self.train_lr):
-            raise ConfigError(f"--train-lr must be a finite number > 0, got {self.train_lr}")
-        for name in ("max_epochs", "batch_size", "full_batch_max", "points", "weight_rows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.linear_points < 2:
-            raise ConfigError(f"--linear-points must be >= 2, got {self.linear_points}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
-        if not (self.polish_margin >= 0):
-            raise ConfigError(f"--polish-margin must be >= 0, got {self.polish_margin}")
         if isinstance(self.groups, str) and self.groups not in GROUPINGS:
             raise ConfigError(f"--groups must be one of {', '.join(GROUPINGS)}, got {self.groups!r}")
 

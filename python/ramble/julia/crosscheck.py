@@ -226,45 +226,89 @@ def crosscheck(
         from ramble.julia.backend import JuliaTCM
 
         julia = JuliaTCM(patterns, n_hidden)
-    jl = julia
-    factor = 1.0 + perturb
-
-    def to_jl(w: np.ndarray) -> np.ndarray:
-        return w * factor if perturb else w
-
+    pair = _Pair(py, julia, perturb)
     scale = tcfg.init_scale / math.sqrt(n_inputs // n_hidden)
     init = lambda s: gaussian_init(n_inputs, scale, s)  # noqa: E731
 
-    # 3. training (first: its solutions are also evaluation points)
+    # 3. training first: its solutions are also evaluation points
     say("training two solutions with each backend")
-    sols: dict[str, list[Solution]] = {"python": [], "julia": []}
+    solved = _compare_training(pair, init, seed, tcfg, rep)
+    points = _evaluation_points(init, seed, n_points, solved)
+    rep.n_points = len(points)
+    say(f"comparing loss, gradient, margins and Hessian at {len(points)} weight vectors")
+    _compare_points(pair, points, rep)
+    segments = _segments(points, solved)
+    say(f"comparing exact certificates on {len(segments)} segments")
+    _compare_certificates(pair, segments, rep)
+    if len(solved) == 2:
+        say(f"drawing the path with each backend ({pcfg.variant} variant)")
+        _compare_paths(pair, solved[0].w, solved[1].w, pcfg, tcfg, rep)
+    rep.rows.extend(_verdict_rows(rep))
+    rep.ok = all(r.ok for r in rep.rows) and not rep.errors
+    return rep
+
+
+@dataclass
+class _Pair:
+    """The two backends under comparison; Julia sees every weight vector times ``1 + perturb``."""
+
+    py: Any
+    jl: Any
+    perturb: float
+
+    def to_jl(self, w: np.ndarray) -> np.ndarray:
+        """``w`` as handed to the Julia backend (perturbed only when ``perturb`` is non-zero)."""
+        return w * (1.0 + self.perturb) if self.perturb else w
+
+
+def _train_two(name: str, solve: Callable, init: Callable, seed: int, tcfg: TrainConfig, rep: CrossCheckReport) -> list[Solution]:
+    """Solutions 0 and 1 of one backend; a training error is recorded in ``rep.errors`` and ends the list early."""
+    out: list[Solution] = []
+    for idx in range(2):
+        try:
+            out.append(solve_with_restarts(solve, init, seed, idx, tcfg))
+        except RambleError as e:
+            rep.errors.append(f"{name} training, solution {idx}: {e}")
+            break
+    return out
+
+
+def _compare_training(pair: _Pair, init: Callable, seed: int, tcfg: TrainConfig, rep: CrossCheckReport) -> list[Solution]:
+    """Train two solutions with each backend from the same seeds; fill ``rep.solve_*``; return Python's solutions."""
+    py, jl = pair.py, pair.jl
+    sols: dict[str, list[Solution]] = {}
     for name, b in (("python", py), ("julia", jl)):
-        solve = (lambda w0, b=b: b.gd_solve(w0, tcfg)) if b is py else (lambda w0, b=b: b.gd_solve(to_jl(w0), tcfg))
-        for idx in range(2):
-            try:
-                sols[name].append(solve_with_restarts(solve, init, seed, idx, tcfg))
-            except RambleError as e:
-                rep.errors.append(f"{name} training, solution {idx}: {e}")
-                break
+        solve = (lambda w0, b=b: b.gd_solve(w0, tcfg)) if b is py else (lambda w0, b=b: b.gd_solve(pair.to_jl(w0), tcfg))
+        sols[name] = _train_two(name, solve, init, seed, tcfg, rep)
     rep.solve_python = [_solution_dict(s) for s in sols["python"]]
     rep.solve_julia = [_solution_dict(s) for s in sols["julia"]]
-    same_solve = len(sols["python"]) == 2 and rep.solve_python == rep.solve_julia
     if len(sols["python"]) == len(sols["julia"]) and sols["python"]:
         rep.solve_weight_rel = max(_rel(j.w, p.w) for p, j in zip(sols["python"], sols["julia"]))
-    if (not same_solve or not rep.solve_weight_rel <= SOLVE_RTOL) and any(
+    if (not _same_training(rep) or not rep.solve_weight_rel <= SOLVE_RTOL) and any(
         d["kicks"] for d in rep.solve_python + rep.solve_julia
     ):
         rep.notes.append(
             "training used least-action kicks and the backends parted; a kick puts a hidden field at 0.5 sigma, "
             "off htanh's kinks, so this should not happen: report it"
         )
+    return sols["python"]
 
-    # 1.-2. pointwise comparisons
+
+def _same_training(rep: CrossCheckReport) -> bool:
+    """Both backends trained two solutions with the same attempts, epochs, kicks and polishing epochs."""
+    return len(rep.solve_python) == 2 and rep.solve_python == rep.solve_julia
+
+
+def _evaluation_points(init: Callable, seed: int, n_points: int, solved: list[Solution]) -> list[np.ndarray]:
+    """``n_points`` Gaussian draws at the training scale, one at 4x that scale (many saturated units), the trained solutions."""
     points = [init(attempt_seed(seed, 1000, i)) for i in range(n_points)]
     points.append(4.0 * init(attempt_seed(seed, 1000, n_points)))
-    points += [s.w for s in sols["python"]]
-    rep.n_points = len(points)
-    say(f"comparing loss, gradient, margins and Hessian at {len(points)} weight vectors")
+    return points + [s.w for s in solved]
+
+
+def _compare_points(pair: _Pair, points: list[np.ndarray], rep: CrossCheckReport) -> None:
+    """Loss, gradient, margins (and their signs) and the exact Hessian at every point; the worst of each into ``rep``."""
+    py, jl, to_jl = pair.py, pair.jl, pair.to_jl
     lr, gr, mr, hr, signs = [], [], [], [], 0
     for w in points:
         lp, gp = py.loss_and_grad(w)
@@ -278,17 +322,23 @@ def crosscheck(
     rep.loss_rel, rep.grad_rel, rep.margin_rel, rep.hessian_rel = max(lr), max(gr), max(mr), max(hr)
     rep.margin_sign_mismatches = signs
 
-    # 5. segment certificates
+
+def _segments(points: list[np.ndarray], solved: list[Solution]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Segments to certify: consecutive points, and with two solutions their straight line and short steps from each."""
     segments = list(zip(points[:-1], points[1:]))
-    if len(sols["python"]) == 2:
-        a, b = sols["python"][0].w, sols["python"][1].w
+    if len(solved) == 2:
+        a, b = solved[0].w, solved[1].w
         segments.append((a, b))
         segments += [(s, s + 0.1 * (q - s)) for s in (a, b) for q in points[:3]]
-    say(f"comparing exact certificates on {len(segments)} segments")
+    return segments
+
+
+def _compare_certificates(pair: _Pair, segments: list[tuple[np.ndarray, np.ndarray]], rep: CrossCheckReport) -> None:
+    """Exact segment certificates of both backends: verdict and piece mismatches, worst margin-bound difference."""
     verdicts, pieces, bounds = 0, 0, []
     for w0, w1 in segments:
-        cp = py.certify_segment(w0, w1)
-        cj = jl.certify_segment(to_jl(w0), to_jl(w1))
+        cp = pair.py.certify_segment(w0, w1)
+        cj = pair.jl.certify_segment(pair.to_jl(w0), pair.to_jl(w1))
         verdicts += int(cp.certified != cj.certified)
         pieces += int(cp.pieces != cj.pieces)
         bounds.append(abs(cj.margin_bound - cp.margin_bound) / max(1.0, abs(cp.margin_bound)))
@@ -296,75 +346,107 @@ def crosscheck(
     rep.cert_segments, rep.cert_verdict_mismatches, rep.cert_pieces_mismatches = len(segments), verdicts, pieces
     rep.cert_bound_rel = max(bounds)
 
-    # 4. the path
-    if len(sols["python"]) == 2:
-        w_a, w_b = sols["python"][0].w, sols["python"][1].w
-        say(f"drawing the path with each backend ({pcfg.variant} variant)")
-        t = time.perf_counter()
-        rp = connect(py, w_a, w_b, pcfg, tcfg)
-        rep.seconds["python"] = time.perf_counter() - t
-        nudged = w_a.copy()
-        nudged[0] = np.nextafter(nudged[0], np.inf)  # one bit: the path's own rounding sensitivity
-        rn = connect(py, nudged, w_b, pcfg, tcfg)
-        rep.path_noise_rel = _path_diff(rp, rn, w_a, w_b)
-        t = time.perf_counter()
-        try:
-            rj = connect(jl, to_jl(w_a), to_jl(w_b), pcfg, tcfg)
-        except RambleError as e:
-            rep.errors.append(f"julia path: {e}")
-            rj = None
-        rep.seconds["julia"] = time.perf_counter() - t
-        if rj is not None:
-            rep.path_status = (rp.status, rj.status)
-            rep.path_reason = (rp.reason, rj.reason)
-            rep.path_iterations = (rp.iterations, rj.iterations)
-            rep.path_waypoints = (list(rp.waypoints), list(rj.waypoints))
-            rep.path_first_divergence = first_divergence(rp, rj)
-            rep.path_common_points = min(len(rp.weights), len(rj.weights))
-            rep.path_weight_rel = _path_diff(rp, rj, w_a, w_b)
-            rep.path_certified = (rp.segments_certified, rj.segments_certified)
-            rep.path_cert_pieces = (rp.cert_pieces, rj.cert_pieces)
-            note = _arrival_note(rp, rj, pcfg)
-            if note:
-                rep.notes.append(note)
 
-    # verdict
-    rows = rep.rows
-    rows.append(Row(f"loss ({rep.n_points} points)", _fmt(rep.loss_rel), f"{LOSS_RTOL:.0e} rel", rep.loss_rel <= LOSS_RTOL))
-    rows.append(Row("gradient", _fmt(rep.grad_rel), f"{GRAD_RTOL:.0e} rel", rep.grad_rel <= GRAD_RTOL))
-    rows.append(Row("margins", _fmt(rep.margin_rel), f"{MARGIN_RTOL:.0e} rel", rep.margin_rel <= MARGIN_RTOL))
-    rows.append(Row("margin signs differing", str(rep.margin_sign_mismatches), "0", rep.margin_sign_mismatches == 0))
-    rows.append(Row("Hessian", _fmt(rep.hessian_rel), f"{HESSIAN_RTOL:.0e} rel", rep.hessian_rel <= HESSIAN_RTOL))
-    rows.append(Row(f"certificates differing ({rep.cert_segments} segments, {rep.cert_certified} certified)",
-                    f"{rep.cert_verdict_mismatches} verdicts, {rep.cert_pieces_mismatches} pieces", "0",
-                    rep.cert_verdict_mismatches == 0 and rep.cert_pieces_mismatches == 0))
-    rows.append(Row("certified margin bounds", _fmt(rep.cert_bound_rel), f"{MARGIN_RTOL:.0e} rel", rep.cert_bound_rel <= MARGIN_RTOL))
-    desc = lambda ss: "; ".join(f"{d['attempts']} att, {d['epochs']} ep, {d['kicks']} kicks, {d['polish_epochs']} polish" for d in ss) or "-"  # noqa: E731
-    rows.append(Row("training (python)", desc(rep.solve_python), "same as julia", same_solve))
-    rows.append(Row("training (julia)", desc(rep.solve_julia), "same as python", same_solve))
-    rows.append(Row("trained weights", _fmt(rep.solve_weight_rel), f"{SOLVE_RTOL:.0e} rel", rep.solve_weight_rel <= SOLVE_RTOL))
+def _compare_paths(pair: _Pair, w_a: np.ndarray, w_b: np.ndarray, pcfg: PathConfig, tcfg: TrainConfig, rep: CrossCheckReport) -> None:
+    """Draw the path W_a -> W_b with each backend (and Python's once more from W_a +1 bit, the noise floor); fill ``rep.path_*``."""
+    py = pair.py
+    t = time.perf_counter()
+    rp = connect(py, w_a, w_b, pcfg, tcfg)
+    rep.seconds["python"] = time.perf_counter() - t
+    nudged = w_a.copy()
+    nudged[0] = np.nextafter(nudged[0], np.inf)  # one bit: the path's own rounding sensitivity
+    rn = connect(py, nudged, w_b, pcfg, tcfg)
+    rep.path_noise_rel = _path_diff(rp, rn, w_a, w_b)
+    t = time.perf_counter()
+    try:
+        rj = connect(pair.jl, pair.to_jl(w_a), pair.to_jl(w_b), pcfg, tcfg)
+    except RambleError as e:
+        rep.errors.append(f"julia path: {e}")
+        rj = None
+    rep.seconds["julia"] = time.perf_counter() - t
+    if rj is not None:
+        _record_paths(rp, rj, w_a, w_b, pcfg, rep)
+
+
+def _record_paths(rp: PathResult, rj: PathResult, w_a: np.ndarray, w_b: np.ndarray, pcfg: PathConfig, rep: CrossCheckReport) -> None:
+    """Both paths' outcomes side by side (python, julia), their first divergence and weight difference."""
+    rep.path_status = (rp.status, rj.status)
+    rep.path_reason = (rp.reason, rj.reason)
+    rep.path_iterations = (rp.iterations, rj.iterations)
+    rep.path_waypoints = (list(rp.waypoints), list(rj.waypoints))
+    rep.path_first_divergence = first_divergence(rp, rj)
+    rep.path_common_points = min(len(rp.weights), len(rj.weights))
+    rep.path_weight_rel = _path_diff(rp, rj, w_a, w_b)
+    rep.path_certified = (rp.segments_certified, rj.segments_certified)
+    rep.path_cert_pieces = (rp.cert_pieces, rj.cert_pieces)
+    note = _arrival_note(rp, rj, pcfg)
+    if note:
+        rep.notes.append(note)
+
+
+def _verdict_rows(rep: CrossCheckReport) -> list[Row]:
+    """The report's rows, in order: pointwise values, certificates, training, the path."""
+    return [*_pointwise_rows(rep), *_certificate_rows(rep), *_training_rows(rep), *_path_rows(rep)]
+
+
+def _pointwise_rows(rep: CrossCheckReport) -> list[Row]:
+    """Loss, gradient, margins, margin signs, Hessian."""
+    return [
+        Row(f"loss ({rep.n_points} points)", _fmt(rep.loss_rel), f"{LOSS_RTOL:.0e} rel", rep.loss_rel <= LOSS_RTOL),
+        Row("gradient", _fmt(rep.grad_rel), f"{GRAD_RTOL:.0e} rel", rep.grad_rel <= GRAD_RTOL),
+        Row("margins", _fmt(rep.margin_rel), f"{MARGIN_RTOL:.0e} rel", rep.margin_rel <= MARGIN_RTOL),
+        Row("margin signs differing", str(rep.margin_sign_mismatches), "0", rep.margin_sign_mismatches == 0),
+        Row("Hessian", _fmt(rep.hessian_rel), f"{HESSIAN_RTOL:.0e} rel", rep.hessian_rel <= HESSIAN_RTOL),
+    ]
+
+
+def _certificate_rows(rep: CrossCheckReport) -> list[Row]:
+    """Certificate verdicts and pieces, certified margin bounds."""
+    return [
+        Row(f"certificates differing ({rep.cert_segments} segments, {rep.cert_certified} certified)",
+            f"{rep.cert_verdict_mismatches} verdicts, {rep.cert_pieces_mismatches} pieces", "0",
+            rep.cert_verdict_mismatches == 0 and rep.cert_pieces_mismatches == 0),
+        Row("certified margin bounds", _fmt(rep.cert_bound_rel), f"{MARGIN_RTOL:.0e} rel", rep.cert_bound_rel <= MARGIN_RTOL),
+    ]
+
+
+def _training_desc(solutions: list[dict]) -> str:
+    """One backend's training effort, solution by solution ("-" for none)."""
+    return "; ".join(f"{d['attempts']} att, {d['epochs']} ep, {d['kicks']} kicks, {d['polish_epochs']} polish" for d in solutions) or "-"
+
+
+def _training_rows(rep: CrossCheckReport) -> list[Row]:
+    """Training effort of each backend, trained weights."""
+    same = _same_training(rep)
+    return [
+        Row("training (python)", _training_desc(rep.solve_python), "same as julia", same),
+        Row("training (julia)", _training_desc(rep.solve_julia), "same as python", same),
+        Row("trained weights", _fmt(rep.solve_weight_rel), f"{SOLVE_RTOL:.0e} rel", rep.solve_weight_rel <= SOLVE_RTOL),
+    ]
+
+
+def _path_rows(rep: CrossCheckReport) -> list[Row]:
+    """Path status, iterations, certified segments, waypoints, decisions, rounding noise and weights."""
     it_py, it_jl = rep.path_iterations
     path_ran = it_jl >= 0
-    rows.append(Row("path status (python / julia)", f"{rep.path_status[0] or '-'} / {rep.path_status[1] or '-'}", "equal",
-                    path_ran and rep.path_status[0] == rep.path_status[1] and rep.path_reason[0] == rep.path_reason[1]))
-    rows.append(Row("path iterations (python / julia)", f"{it_py} / {it_jl}", "equal", path_ran and it_py == it_jl))
     cs_py, cs_jl = rep.path_certified
     pc_py, pc_jl = rep.path_cert_pieces
-    rows.append(Row("path segments certified, pieces (python / julia)", f"{cs_py}, {pc_py} / {cs_jl}, {pc_jl}", "equal",
-                    path_ran and rep.path_certified[0] == rep.path_certified[1] and pc_py == pc_jl))
     wp_py, wp_jl = rep.path_waypoints
-    rows.append(Row("path waypoints at (python / julia)", f"{wp_py or '-'} / {wp_jl or '-'}", "equal",
-                    path_ran and wp_py == wp_jl))
     div = rep.path_first_divergence
-    rows.append(Row("path decisions, first divergence", "none" if div is None else f"iteration {div}", "none",
-                    path_ran and div is None))
     noise = rep.path_noise_rel if not math.isnan(rep.path_noise_rel) else 0.0
     path_tol = max(PATH_RTOL, PATH_NOISE_FACTOR * noise)
-    rows.append(Row("path rounding noise (python, W_a +1 bit)", _fmt(rep.path_noise_rel), "(sets the next bound)", True))
-    rows.append(Row(f"path weights ({rep.path_common_points} common points)", _fmt(rep.path_weight_rel),
-                    f"{path_tol:.1e} of |Wa-Wb|", rep.path_weight_rel <= path_tol))
-    rep.ok = all(r.ok for r in rows) and not rep.errors
-    return rep
+    return [
+        Row("path status (python / julia)", f"{rep.path_status[0] or '-'} / {rep.path_status[1] or '-'}", "equal",
+            path_ran and rep.path_status[0] == rep.path_status[1] and rep.path_reason[0] == rep.path_reason[1]),
+        Row("path iterations (python / julia)", f"{it_py} / {it_jl}", "equal", path_ran and it_py == it_jl),
+        Row("path segments certified, pieces (python / julia)", f"{cs_py}, {pc_py} / {cs_jl}, {pc_jl}", "equal",
+            path_ran and rep.path_certified[0] == rep.path_certified[1] and pc_py == pc_jl),
+        Row("path waypoints at (python / julia)", f"{wp_py or '-'} / {wp_jl or '-'}", "equal", path_ran and wp_py == wp_jl),
+        Row("path decisions, first divergence", "none" if div is None else f"iteration {div}", "none", path_ran and div is None),
+        Row("path rounding noise (python, W_a +1 bit)", _fmt(rep.path_noise_rel), "(sets the next bound)", True),
+        Row(f"path weights ({rep.path_common_points} common points)", _fmt(rep.path_weight_rel),
+            f"{path_tol:.1e} of |Wa-Wb|", rep.path_weight_rel <= path_tol),
+    ]
 
 
 def _arrival_note(rp: PathResult, rj: PathResult, cfg: PathConfig) -> str:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ramble.core.problem import Evaluation, SegmentCertificate, flat_groups
 from ramble.errors import ConfigError, RambleError
@@ -162,7 +162,7 @@ def deterministic_cuda(device: torch.device) -> None:
 # ----------------------------------------------------------------------------- the problem
 
 
-def _margins_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def margins_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """logit[true] - max over the other classes; (B, 10), (B,) -> (B,)."""
     true = logits.gather(1, y[:, None]).squeeze(1)
     others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -math.inf)
@@ -320,7 +320,7 @@ class LeNetProblem:
         """Per-sample margins, shape (M,): logit[true] - max other logit; correct iff > 0."""
         # no_grad, not inference_mode: callers may use the result in autograd code.
         with torch.no_grad():
-            return torch.cat([_margins_of(self.logits(w, self.x[s]), self.y[s])
+            return torch.cat([margins_of(self.logits(w, self.x[s]), self.y[s])
                               for s in self._chunks(self.n_samples, self.eval_batch_size)])
 
     def contains(self, w: torch.Tensor) -> bool:
@@ -334,10 +334,10 @@ class LeNetProblem:
             with torch.enable_grad():
                 logits = self._forward_kept(w)
             with torch.no_grad():
-                return bool((_margins_of(logits, self.y) > 0).all())
+                return bool((margins_of(logits, self.y) > 0).all())
         with torch.inference_mode():
             for s in self._chunks(self.n_samples, self.eval_batch_size):
-                if not bool((_margins_of(self.logits(w, self.x[s]), self.y[s]) > 0).all()):
+                if not bool((margins_of(self.logits(w, self.x[s]), self.y[s]) > 0).all()):
                     return False
         return True
 
@@ -360,6 +360,34 @@ class LeNetProblem:
             return torch.zeros((0, self.n_params), dtype=self.dtype, device=self.device)
         per_sample = vmap(grad(self._margin_one), in_dims=(None, 0, 0), chunk_size=self.grad_chunk)
         return per_sample(w.detach(), self.x[idx], self.y[idx])
+
+    def margin_products(self, w: torch.Tensor, index: torch.Tensor | Sequence[int]) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        """``(u -> G u, a -> G^T a)`` for G = d margins[index] / dw, shape (k, P), never formed.
+
+        ``G u`` (k,) is one forward-mode pass (``torch.func.jvp``) and ``G^T a``
+        (P,) one reverse pass (``torch.func.vjp``), each over the k samples in
+        chunks of ``eval_batch_size``: memory of one chunk's activations,
+        where :meth:`margin_grads` holds k x P numbers.  The repair step uses
+        them when many samples are active (:func:`ramble.core.path.repair`).
+        """
+        idx = torch.as_tensor(index, dtype=torch.int64, device=self.device).reshape(-1)
+        w = w.detach()
+        chunks = [idx[s] for s in self._chunks(int(idx.numel()), self.eval_batch_size)]
+
+        def margins_at(i: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+            x, y = self.x[i], self.y[i]
+            return lambda v: margins_of(self.logits(v, x), y)
+
+        def times(u: torch.Tensor) -> torch.Tensor:
+            return torch.cat([jvp(margins_at(i), (w,), (u.to(w.dtype),))[1] for i in chunks])
+
+        def transposed_times(a: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros_like(w)
+            for i, part in zip(chunks, torch.split(a.to(w.dtype), [len(i) for i in chunks])):
+                out += vjp(margins_at(i), w)[1](part)[0]
+            return out
+
+        return times, transposed_times
 
     def certify_segment(self, w0: torch.Tensor, w1: torch.Tensor) -> SegmentCertificate:
         """Prove (or fail to prove) that every training margin is > 0 on the whole segment ``w0 -> w1``.
@@ -395,7 +423,7 @@ class LeNetProblem:
                 yb = y[s].to(device=self.device, dtype=torch.int64)
                 logits = self.logits(w, xb)
                 loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-                errors += int((_margins_of(logits, yb) <= 0).sum())
+                errors += int((margins_of(logits, yb) <= 0).sum())
         return Evaluation(loss=loss_sum / n, error=errors / n)
 
 
@@ -443,27 +471,8 @@ def train_solution(
     loss, train_error, min_margin, lr, mode, batch_size, polish_margin,
     device, n_samples.  Raises :class:`RambleError` if ``max_epochs`` run out.
     """
-    if isinstance(problem_or_data, LeNetProblem):
-        problem = problem_or_data
-        if device is not None and resolve_device(device) != problem.device:
-            raise ConfigError(f"device {device!r} differs from the problem's device {problem.device}")
-        if full_batch_max is not None and full_batch_max != problem.full_batch_max:
-            raise ConfigError(f"full_batch_max={full_batch_max} differs from the problem's {problem.full_batch_max}")
-    else:
-        kwargs: dict[str, Any] = {"device": "cpu" if device is None else device}
-        if full_batch_max is not None:
-            kwargs["full_batch_max"] = full_batch_max
-        if batch_size is not None:
-            kwargs["batch_size"] = batch_size
-        problem = LeNetProblem.from_data(problem_or_data, **kwargs)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"lr={lr!r} is out of range: must be a finite number > 0")
-    if int(max_epochs) < 1:
-        raise ConfigError(f"max_epochs={max_epochs!r} is out of range: must be an integer >= 1")
-    bs = problem.batch_size if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise ConfigError(f"batch_size={batch_size!r} is out of range: must be an integer >= 1")
-    m = problem.n_samples
+    problem = _training_problem(problem_or_data, device, batch_size, full_batch_max)
+    bs = _check_training_args(problem, lr, max_epochs, batch_size)
 
     def done(w: torch.Tensor) -> bool:
         if polish_margin <= 0:
@@ -479,32 +488,76 @@ def train_solution(
     with tqdm(total=int(max_epochs), desc=f"train seed {seed}", unit="epoch", disable=not progress, leave=False) as bar:
         while not done(w):
             if epochs >= max_epochs:
-                ev = problem.evaluate(w)
-                goal = "100% training accuracy" + (f" with min margin >= {polish_margin}" if polish_margin > 0 else "")
-                raise RambleError(
-                    f"training seed {seed} did not reach {goal} in {max_epochs} epochs (loss {ev.loss:.4g}, "
-                    f"training error {100 * ev.error:.3g}%); raise max_epochs or change lr={lr}"
-                )
-            if problem.full_batch:
-                loss, g = problem.loss_and_grad(w)
-                w = w - lr * g
-            else:
-                order = torch.randperm(m, generator=shuffle).to(problem.device)
-                loss_sum = 0.0
-                for s in problem._chunks(m, bs):
-                    idx = order[s]
-                    batch_loss, g = problem._loss_grad_on(w, problem.x[idx], problem.y[idx])
-                    w = w - lr * g
-                    loss_sum += float(batch_loss) * (s.stop - s.start)
-                loss = loss_sum / m
+                raise _out_of_epochs(problem, w, seed, max_epochs, lr, polish_margin)
+            w, loss = _train_epoch(problem, w, lr, bs, shuffle)
             if not math.isfinite(loss):
                 raise RambleError(f"training seed {seed} diverged (loss {loss}) at epoch {epochs + 1}; lower lr={lr}")
             epochs += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}")
+    return w, _training_info(problem, w, seed, epochs, start, lr, bs, polish_margin)
 
+
+def _training_problem(problem_or_data: Any, device: str | torch.device | None, batch_size: int | None, full_batch_max: int | None) -> LeNetProblem:
+    """The problem to train on: the one given (its device and full-batch limit must match any asked for), or one built on the data."""
+    if isinstance(problem_or_data, LeNetProblem):
+        problem = problem_or_data
+        if device is not None and resolve_device(device) != problem.device:
+            raise ConfigError(f"device {device!r} differs from the problem's device {problem.device}")
+        if full_batch_max is not None and full_batch_max != problem.full_batch_max:
+            raise ConfigError(f"full_batch_max={full_batch_max} differs from the problem's {problem.full_batch_max}")
+        return problem
+    kwargs: dict[str, Any] = {"device": "cpu" if device is None else device}
+    if full_batch_max is not None:
+        kwargs["full_batch_max"] = full_batch_max
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    return LeNetProblem.from_data(problem_or_data, **kwargs)
+
+
+def _check_training_args(problem: LeNetProblem, lr: float, max_epochs: int, batch_size: int | None) -> int:
+    """Refuse a non-positive or non-finite ``lr``, ``max_epochs`` < 1, a batch size < 1; the batch size (default: the problem's)."""
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr={lr!r} is out of range: must be a finite number > 0")
+    if int(max_epochs) < 1:
+        raise ConfigError(f"max_epochs={max_epochs!r} is out of range: must be an integer >= 1")
+    bs = problem.batch_size if batch_size is None else int(batch_size)
+    if bs < 1:
+        raise ConfigError(f"batch_size={batch_size!r} is out of range: must be an integer >= 1")
+    return bs
+
+
+def _train_epoch(problem: LeNetProblem, w: torch.Tensor, lr: float, bs: int, shuffle: torch.Generator) -> tuple[torch.Tensor, Any]:
+    """One epoch: a full-batch GD step, or SGD over a fresh shuffle in batches of ``bs``; the new weights and the epoch's mean loss."""
+    if problem.full_batch:
+        loss, g = problem.loss_and_grad(w)
+        return w - lr * g, loss
+    m = problem.n_samples
+    order = torch.randperm(m, generator=shuffle).to(problem.device)
+    loss_sum = 0.0
+    for s in problem._chunks(m, bs):
+        idx = order[s]
+        batch_loss, g = problem._loss_grad_on(w, problem.x[idx], problem.y[idx])
+        w = w - lr * g
+        loss_sum += float(batch_loss) * (s.stop - s.start)
+    return w, loss_sum / m
+
+
+def _out_of_epochs(problem: LeNetProblem, w: torch.Tensor, seed: int, max_epochs: int, lr: float, polish_margin: float) -> RambleError:
+    """The error when ``max_epochs`` ran out: the goal missed, the loss and training error reached."""
     ev = problem.evaluate(w)
-    info = {
+    goal = "100% training accuracy" + (f" with min margin >= {polish_margin}" if polish_margin > 0 else "")
+    return RambleError(
+        f"training seed {seed} did not reach {goal} in {max_epochs} epochs (loss {ev.loss:.4g}, "
+        f"training error {100 * ev.error:.3g}%); raise max_epochs or change lr={lr}"
+    )
+
+
+def _training_info(problem: LeNetProblem, w: torch.Tensor, seed: int, epochs: int, start: float, lr: float, bs: int, polish_margin: float) -> dict[str, Any]:
+    """The info dict of :func:`train_solution` for the trained weights ``w``; ``wall_s`` counts from ``start`` (perf_counter) to after the final evaluation."""
+    ev = problem.evaluate(w)
+    m = problem.n_samples
+    return {
         "seed": int(seed),
         "epochs": epochs,
         "wall_s": time.perf_counter() - start,
@@ -518,4 +571,3 @@ def train_solution(
         "device": str(problem.device),
         "n_samples": m,
     }
-    return w, info

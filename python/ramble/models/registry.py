@@ -4,7 +4,8 @@ Analyses (verify, convexity, curves, Hessians, plots, resume) look a file's
 model up here instead of branching on its name.  A model is one file that
 defines a spec object; it becomes known by one of:
 
-* a line in :data:`BUILTIN` (models shipped with ramble);
+* a module ``ramble/experiments/<name>_experiment.py`` with a ``SPEC`` (models
+  shipped with ramble: the file is all it takes, :func:`shipped_specs`);
 * :func:`register_model` (a script or notebook);
 * an entry point in the group ``ramble.models`` of an installed package
   (``[project.entry-points."ramble.models"] mymodel = "mypkg.spec:SPEC"``).
@@ -16,6 +17,7 @@ their own branches in the analysis modules; they are to move here.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol
 
@@ -64,8 +66,8 @@ class ModelSpec(Protocol):
         ...
 
 
-BUILTIN: dict[str, str] = {"torch": "ramble.experiments.torch_experiment:SPEC"}
-"""Model name -> ``module:attribute`` of its spec, imported on first use."""
+SHIPPED_IN = "ramble.experiments"
+"""The package whose modules ``<anything>_experiment.py`` define the specs shipped with ramble (as ``SPEC``)."""
 
 _registered: dict[str, ModelSpec] = {}
 
@@ -75,6 +77,22 @@ def register_model(spec: ModelSpec) -> None:
     _registered[spec.name] = spec
 
 
+def shipped_specs() -> dict[str, ModelSpec]:
+    """Model name -> the ``SPEC`` of each ``*_experiment`` module of :data:`SHIPPED_IN` that has one.
+
+    A model shipped with ramble is one such file: dropping it in is all it
+    takes for the analyses to find it (no list to edit).  Imports them all.
+    """
+    package = importlib.import_module(SHIPPED_IN)
+    found: dict[str, ModelSpec] = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.endswith("_experiment"):
+            spec = getattr(importlib.import_module(f"{SHIPPED_IN}.{module.name}"), "SPEC", None)
+            if spec is not None:
+                found[spec.name] = spec
+    return found
+
+
 def _entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
@@ -82,16 +100,16 @@ def _entry_points() -> dict[str, Any]:
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The spec of model ``name``; RambleError naming the known models when there is none."""
+    """The spec of model ``name``: registered, shipped (:func:`shipped_specs`) or an entry point; else RambleError naming the known models."""
     if name in _registered:
         return _registered[name]
-    if name in BUILTIN:
-        module, _, attr = BUILTIN[name].partition(":")
-        spec = getattr(importlib.import_module(module), attr)
+    shipped = shipped_specs()
+    if name in shipped:
+        spec = shipped[name]
     else:
         eps = _entry_points()
         if name not in eps:
-            known = sorted(set(BUILTIN) | set(_registered) | set(eps) | {"tcm", "lenet5"})
+            known = sorted(set(shipped) | set(_registered) | set(eps) | {"tcm", "lenet5"})
             raise RambleError(f"unknown model {name!r}; this ramble knows: {', '.join(known)}")
         spec = eps[name].load()
     _registered[name] = spec

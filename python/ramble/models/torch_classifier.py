@@ -26,8 +26,7 @@ from torch import nn
 
 from ramble.core.problem import Evaluation, SegmentCertificate, flat_groups
 from ramble.errors import ConfigError
-from ramble.models.lenet import EVAL_BATCH_CPU, EVAL_BATCH_CUDA, LeNetProblem, param_spec, resolve_device
-from ramble.models.lenet import _margins_of as margins_of
+from ramble.models.lenet import EVAL_BATCH_CPU, EVAL_BATCH_CUDA, LeNetProblem, margins_of, param_spec, resolve_device
 from ramble.models.lenet import train_solution as _train_lenet_style
 
 GroupSpec = Union[None, str, Sequence[Sequence[str]]]

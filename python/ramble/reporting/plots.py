@@ -75,7 +75,8 @@ def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     return out
 
 
-def _model_name(e: Experiment) -> str:
+def model_name(e: Experiment) -> str:
+    """The network's name for titles: "TCM", "LeNet5", or a torch file's factory name."""
     return {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, str(e.model_info.get("name", e.model)))
 
 
@@ -98,7 +99,7 @@ def _title(e: Experiment, p: PathRecord) -> str:
     status = "" if p.complete else f" [{p.status}]"
     wp = int(p.attrs.get("waypoints", 0) or 0)
     via = f", {wp} waypoint(s)" if wp else ""
-    return f"{_model_name(e)} {data_label(e)}: path {p.source}\u2192{p.target}{via}{status}"
+    return f"{model_name(e)} {data_label(e)}: path {p.source}\u2192{p.target}{via}{status}"
 
 
 def recorded_rows(p: PathRecord) -> np.ndarray:
@@ -535,7 +536,7 @@ def fig_connectivity(e: Experiment, stem: Path, formats: Iterable[str] = FORMATS
     ax.set_ylabel("MDS coordinate 2")
     ax.grid(alpha=0.3)
     ax.set_title(f"solutions placed by classical MDS of their pairwise distances ({100 * kept:.0f}% of the distance variance in 2-D)\nedge labels: the straight line's largest training error", fontsize=9)
-    fig.suptitle(f"{_model_name(e)} {data_label(e)}\n" + "\n".join(textwrap.wrap(conn.statement(), 95)), fontsize=10)
+    fig.suptitle(f"{model_name(e)} {data_label(e)}\n" + "\n".join(textwrap.wrap(conn.statement(), 95)), fontsize=10)
     fig.tight_layout()
     return _save(fig, stem, formats)
 

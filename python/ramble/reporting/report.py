@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -171,91 +172,157 @@ def tcm_stats(exps: Sequence[Experiment]) -> dict[str, Any]:
     """Every number behind the TCM rows, from the loaded files."""
     paths = [(e, p) for e in exps for p in e.iter_paths()]
     s: dict[str, Any] = {"files": len(exps), "pairs": len(paths)}
-    s["complete"] = sum(p.complete for _, p in paths)
-    s["found"] = sum(in_s(p) for _, p in paths)
-    s["via_waypoints"] = sum(in_s(p) and int(p.attrs.get("waypoints", 0) or 0) > 0 for _, p in paths)
-    s["max_train_error_on_found"] = max([float(np.max(p.train_error)) for _, p in paths if p.complete] or [float("nan")])
-    lines = [float(np.max(p.linear.train_error)) for _, p in paths if p.linear is not None]
-    s["lines"] = len(lines)
-    s["lines_leaving"] = sum(v > 0 for v in lines)
-    s["line_max_error_median"] = float(np.median(lines)) if lines else float("nan")
-    s["line_max_error_min"] = float(min(lines)) if lines else float("nan")
-    s["line_max_error_max"] = float(max(lines)) if lines else float("nan")
+    s.update(_found_stats(paths))
+    s.update(_line_stats(paths))
     s["iterations"] = [int(p.attrs.get("iterations", 0) or 0) for _, p in paths]
     hp = [(e, p) for e, p in paths if p.hessian is not None and "eigenvalues" in p.hessian]
     s["hessian_paths"] = len(hp)
     if not hp:
         return s
-    Ks = sorted({int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0) for e, _ in hp})
-    s["K"] = Ks[0] if len(Ks) == 1 else Ks
-    Ns = sorted({int(e.model_info.get("N", e.config.get("n_inputs", 0)) or 0) for e, _ in hp})
-    s["N"] = Ns[0] if len(Ns) == 1 else Ns
-    const_values: list[int] = []
-    nnz_all, const, neg_nonzero, rel_min, rtols, n_points = [], [], 0, [], set(), 0
-    r_list, cv_list, ratio_min, ratio_max = [], [], [], []
-    end_min, end_total = 0, 0
-    per_path = []
-    for e, p in hp:
+    s["K"] = _one_or_all(int(e.model_info.get("K", e.config.get("n_hidden", 0)) or 0) for e, _ in hp)
+    s["N"] = _one_or_all(int(e.model_info.get("N", e.config.get("n_inputs", 0)) or 0) for e, _ in hp)
+    s.update(_spectra_stats([_PathSpectrum.of(e, p) for e, p in hp], s["K"]))
+    return s
+
+
+def _found_stats(paths: Sequence[tuple[Experiment, PathRecord]]) -> dict[str, Any]:
+    """Complete and found paths, those through waypoints, the largest training error on a complete one."""
+    return {
+        "complete": sum(p.complete for _, p in paths),
+        "found": sum(in_s(p) for _, p in paths),
+        "via_waypoints": sum(in_s(p) and int(p.attrs.get("waypoints", 0) or 0) > 0 for _, p in paths),
+        "max_train_error_on_found": max([float(np.max(p.train_error)) for _, p in paths if p.complete] or [float("nan")]),
+    }
+
+
+def _line_stats(paths: Sequence[tuple[Experiment, PathRecord]]) -> dict[str, Any]:
+    """The straight lines: how many, how many leave S, their largest training errors (median, min, max)."""
+    lines = [float(np.max(p.linear.train_error)) for _, p in paths if p.linear is not None]
+    return {
+        "lines": len(lines),
+        "lines_leaving": sum(v > 0 for v in lines),
+        "line_max_error_median": float(np.median(lines)) if lines else float("nan"),
+        "line_max_error_min": float(min(lines)) if lines else float("nan"),
+        "line_max_error_max": float(max(lines)) if lines else float("nan"),
+    }
+
+
+def _one_or_all(values: Iterable[int]) -> int | list[int]:
+    """The value when all agree, else the sorted distinct values."""
+    distinct = sorted(set(values))
+    return distinct[0] if len(distinct) == 1 else distinct
+
+
+@dataclass
+class _PathSpectrum:
+    """One path's stored Hessian spectra, reduced to what the TCM rows need.
+
+    ``nnz``: non-zero eigenvalues per Hessian point (|lambda| > rtol * max|lambda|);
+    ``ends``: [first point's trace < second's, last's < second last's], [] with fewer than 2 points.
+    """
+
+    file: str
+    path: str
+    rtol: float
+    nnz: np.ndarray
+    negative_nonzero: int
+    most_negative_relative: float
+    pearson: float
+    ratio_cv: float
+    ratio_min: float
+    ratio_max: float
+    ends: list[bool]
+    points: int
+
+    @classmethod
+    def of(cls, e: Experiment, p: PathRecord) -> "_PathSpectrum":
         h = p.hessian
         ev = np.asarray(h["eigenvalues"], dtype=float)
         rtol = float(h.get("attrs", {}).get("nonzero_rtol", 1e-8))
-        rtols.add(rtol)
         scale = np.abs(ev).max(axis=1, keepdims=True)
         nz_mask = np.abs(ev) > rtol * scale
         nnz = n_nonzero(p)
         if nnz is None:
             nnz = nz_mask.sum(axis=1)
-        n_points += len(ev)
-        nnz_all.extend(int(v) for v in nnz)
-        const.append(bool(len(set(nnz.tolist())) == 1))
-        if const[-1]:
-            const_values.append(int(nnz[0]))
-        neg_nonzero += int(((ev < 0) & nz_mask).sum())
-        rel_min.append(float((ev.min(axis=1) / ev.max(axis=1)).min()))
         tr = np.asarray(h["trace"], dtype=float)
         lo = hessian_loss(p)
-        r = pearson(tr, lo)
         ratio = tr / lo
-        cv = float(np.std(ratio) / np.mean(ratio))
-        r_list.append(r)
-        cv_list.append(cv)
-        ratio_min.append(float(ratio.min()))
-        ratio_max.append(float(ratio.max()))
-        ends = []
-        if len(tr) >= 2:
-            ends = [bool(tr[0] < tr[1]), bool(tr[-1] < tr[-2])]
-            end_min += sum(ends)
-            end_total += 2
-        per_path.append({"file": str(e.path), "path": p.name, "n_nonzero": [int(v) for v in nnz], "pearson": r, "ratio_cv": cv, "endpoint_minima": ends, "points": len(ev)})
-    nn = np.asarray(nnz_all)
-    s.update(
-        hessian_points=n_points,
-        nonzero_rtol=sorted(rtols),
+        return cls(
+            file=str(e.path),
+            path=p.name,
+            rtol=rtol,
+            nnz=nnz,
+            negative_nonzero=int(((ev < 0) & nz_mask).sum()),
+            most_negative_relative=float((ev.min(axis=1) / ev.max(axis=1)).min()),
+            pearson=pearson(tr, lo),
+            ratio_cv=float(np.std(ratio) / np.mean(ratio)),
+            ratio_min=float(ratio.min()),
+            ratio_max=float(ratio.max()),
+            ends=[bool(tr[0] < tr[1]), bool(tr[-1] < tr[-2])] if len(tr) >= 2 else [],
+            points=len(ev),
+        )
+
+    @property
+    def constant(self) -> bool:
+        """The number of non-zero eigenvalues is the same at every point."""
+        return bool(len(set(self.nnz.tolist())) == 1)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``per_path`` entry of :func:`tcm_stats`."""
+        return {"file": self.file, "path": self.path, "n_nonzero": [int(v) for v in self.nnz], "pearson": self.pearson, "ratio_cv": self.ratio_cv, "endpoint_minima": self.ends, "points": self.points}
+
+
+def _spectra_stats(spectra: Sequence[_PathSpectrum], K: int | list[int]) -> dict[str, Any]:
+    """The Hessian numbers of :func:`tcm_stats` over all paths with spectra; ``K`` is the hidden units (a list if files differ)."""
+    nn = np.asarray([int(v) for sp in spectra for v in sp.nnz])
+    r_list = [sp.pearson for sp in spectra]
+    cv_list = [sp.ratio_cv for sp in spectra]
+    return dict(
+        hessian_points=sum(sp.points for sp in spectra),
+        nonzero_rtol=sorted({sp.rtol for sp in spectra}),
         nnz_min=int(nn.min()),
         nnz_median=float(np.median(nn)),
         nnz_max=int(nn.max()),
-        nnz_equal_K=int((nn == s["K"]).sum()) if isinstance(s["K"], int) else 0,
-        constant_paths=int(sum(const)),
-        constant_values=const_values,
-        negative_nonzero=neg_nonzero,
-        most_negative_relative=float(min(rel_min)),
+        nnz_equal_K=int((nn == K).sum()) if isinstance(K, int) else 0,
+        constant_paths=int(sum(sp.constant for sp in spectra)),
+        constant_values=[int(sp.nnz[0]) for sp in spectra if sp.constant],
+        negative_nonzero=sum(sp.negative_nonzero for sp in spectra),
+        most_negative_relative=float(min(sp.most_negative_relative for sp in spectra)),
         pearson_min=float(np.nanmin(r_list)),
         pearson_median=float(np.nanmedian(r_list)),
         pearson_max=float(np.nanmax(r_list)),
         ratio_cv_median=float(np.median(cv_list)),
         ratio_cv_max=float(np.max(cv_list)),
-        ratio_min=float(min(ratio_min)),
-        ratio_max=float(max(ratio_max)),
-        endpoint_minima=end_min,
-        endpoints=end_total,
-        per_path=per_path,
+        ratio_min=float(min(sp.ratio_min for sp in spectra)),
+        ratio_max=float(max(sp.ratio_max for sp in spectra)),
+        endpoint_minima=sum(sum(sp.ends) for sp in spectra),
+        endpoints=sum(len(sp.ends) for sp in spectra),
+        per_path=[sp.summary() for sp in spectra],
     )
-    return s
+
+
+_HESSIAN_CLAIMS = (
+    ("C5", "TCM: number of non-zero Hessian eigenvalues equals K", "3 (= K)"),
+    ("C6", "TCM: number of non-zero eigenvalues constant along each path", "constant"),
+    ("C7", "TCM: all non-zero eigenvalues positive", "all strictly positive"),
+    ("C8", "TCM: training loss proportional to the trace of the Hessian", "proportional"),
+    ("C9", "TCM: the solutions (endpoints) are local minima of the trace along the path", "yes"),
+)
+"""The TCM Hessian rows (id, claim, paper) as shown when they did not run."""
 
 
 def tcm_claims(exps: Sequence[Experiment]) -> list[Claim]:
+    """The TCM rows C1 and C5-C9 from the files (C5-C9 "not run" without stored Hessians)."""
     s = tcm_stats(exps) if exps else {"pairs": 0, "hessian_paths": 0}
-    out: list[Claim] = []
+    out = [_tcm_c1(s)]
+    if not s.get("hessian_paths"):
+        why = "no Hessian stored" if s["pairs"] else "no TCM file"
+        return out + [Claim(cid, text, paper, why, "not run") for cid, text, paper in _HESSIAN_CLAIMS]
+    return out + [row(s) for row in (_tcm_c5, _tcm_c6, _tcm_c7, _tcm_c8, _tcm_c9)]
+
+
+def _tcm_c1(s: Mapping[str, Any]) -> Claim:
+    """C1: a path inside S joins every pair."""
     n = s["pairs"]
     paper_pairs = f"{PAPER_TCM_DATASETS * 3}/{PAPER_TCM_DATASETS * 3} (10 data sets \u00d7 3 pairs)"
     if n:
@@ -266,77 +333,75 @@ def tcm_claims(exps: Sequence[Experiment]) -> list[Claim]:
         holds = tally([True] * s["found"] + [False] * (n - s["found"]))
     else:
         m, holds = "no TCM file", "not run"
-    out.append(Claim("C1", "TCM: a path inside S joins every pair of solutions", paper_pairs, m, holds, numbers={k: s.get(k) for k in ("found", "pairs", "complete", "via_waypoints", "files")}))
-    if not s.get("hessian_paths"):
-        for cid, text, paper in (
-            ("C5", "TCM: number of non-zero Hessian eigenvalues equals K", "3 (= K)"),
-            ("C6", "TCM: number of non-zero eigenvalues constant along each path", "constant"),
-            ("C7", "TCM: all non-zero eigenvalues positive", "all strictly positive"),
-            ("C8", "TCM: training loss proportional to the trace of the Hessian", "proportional"),
-            ("C9", "TCM: the solutions (endpoints) are local minima of the trace along the path", "yes"),
-        ):
-            out.append(Claim(cid, text, paper, "no Hessian stored" if n else "no TCM file", "not run"))
-        return out
-    K = s["K"]
+    return Claim("C1", "TCM: a path inside S joins every pair of solutions", paper_pairs, m, holds, numbers={k: s.get(k) for k in ("found", "pairs", "complete", "via_waypoints", "files")})
+
+
+def _tcm_c5(s: Mapping[str, Any]) -> Claim:
+    """C5: K non-zero Hessian eigenvalues along the path."""
+    return Claim(
+        "C5",
+        "TCM: number of non-zero Hessian eigenvalues equals K",
+        "3 (= K) along the path",
+        f"min {s['nnz_min']} / median {s['nnz_median']:g} / max {s['nnz_max']} over {s['hessian_points']} points of {s['hessian_paths']} paths "
+        f"(|\u03bb| > {', '.join(f'{r:g}' for r in s['nonzero_rtol'])} \u00b7 max|\u03bb|); {s['nnz_equal_K']} points have exactly K = {s['K']}",
+        "yes" if s["nnz_equal_K"] == s["hessian_points"] else ("partly" if s["nnz_equal_K"] else "no"),
+        numbers={k: s[k] for k in ("nnz_min", "nnz_median", "nnz_max", "hessian_points", "nnz_equal_K", "K")},
+    )
+
+
+def _tcm_c6(s: Mapping[str, Any]) -> Claim:
+    """C6: that number constant along each path."""
     hp = s["hessian_paths"]
-    out.append(
-        Claim(
-            "C5",
-            "TCM: number of non-zero Hessian eigenvalues equals K",
-            "3 (= K) along the path",
-            f"min {s['nnz_min']} / median {s['nnz_median']:g} / max {s['nnz_max']} over {s['hessian_points']} points of {hp} paths "
-            f"(|\u03bb| > {', '.join(f'{r:g}' for r in s['nonzero_rtol'])} \u00b7 max|\u03bb|); {s['nnz_equal_K']} points have exactly K = {K}",
-            "yes" if s["nnz_equal_K"] == s["hessian_points"] else ("partly" if s["nnz_equal_K"] else "no"),
-            numbers={k: s[k] for k in ("nnz_min", "nnz_median", "nnz_max", "hessian_points", "nnz_equal_K", "K")},
-        )
+    return Claim(
+        "C6",
+        "TCM: number of non-zero eigenvalues constant along each path",
+        "constant",
+        f"constant on {s['constant_paths']}/{hp} paths"
+        + (f" (count there: {', '.join(str(v) for v in s['constant_values'])}; full rank is N = {s.get('N')})" if s["constant_paths"] else ""),
+        tally([True] * s["constant_paths"] + [False] * (hp - s["constant_paths"])),
+        numbers={"constant_paths": s["constant_paths"], "hessian_paths": hp},
     )
-    out.append(
-        Claim(
-            "C6",
-            "TCM: number of non-zero eigenvalues constant along each path",
-            "constant",
-            f"constant on {s['constant_paths']}/{hp} paths"
-            + (f" (count there: {', '.join(str(v) for v in s['constant_values'])}; full rank is N = {s.get('N')})" if s["constant_paths"] else ""),
-            tally([True] * s["constant_paths"] + [False] * (hp - s["constant_paths"])),
-            numbers={"constant_paths": s["constant_paths"], "hessian_paths": hp},
-        )
+
+
+def _tcm_c7(s: Mapping[str, Any]) -> Claim:
+    """C7: every non-zero eigenvalue positive."""
+    return Claim(
+        "C7",
+        "TCM: all non-zero Hessian eigenvalues positive",
+        "all strictly positive",
+        f"{s['negative_nonzero']} negative non-zero eigenvalues; most negative eigenvalue / largest = {_g(s['most_negative_relative'], 2)}",
+        "yes" if s["negative_nonzero"] == 0 else "no",
+        note="expected for this model: the TCM Hessian is a sum of positive semidefinite terms off htanh's kinks (docs/hessian.md)",
+        numbers={"negative_nonzero": s["negative_nonzero"], "most_negative_relative": s["most_negative_relative"]},
     )
-    out.append(
-        Claim(
-            "C7",
-            "TCM: all non-zero Hessian eigenvalues positive",
-            "all strictly positive",
-            f"{s['negative_nonzero']} negative non-zero eigenvalues; most negative eigenvalue / largest = {_g(s['most_negative_relative'], 2)}",
-            "yes" if s["negative_nonzero"] == 0 else "no",
-            note="expected for this model: the TCM Hessian is a sum of positive semidefinite terms off htanh's kinks (docs/hessian.md)",
-            numbers={"negative_nonzero": s["negative_nonzero"], "most_negative_relative": s["most_negative_relative"]},
-        )
-    )
+
+
+def _tcm_c8(s: Mapping[str, Any]) -> Claim:
+    """C8: training loss proportional to the Hessian's trace (thresholds R_PROPORTIONAL, CV_PROPORTIONAL)."""
     prop = s["pearson_min"] >= R_PROPORTIONAL and s["ratio_cv_max"] <= CV_PROPORTIONAL
-    out.append(
-        Claim(
-            "C8",
-            "TCM: training loss proportional to the trace of the Hessian along the path",
-            "proportional",
-            f"Pearson r(trace, loss) per path: min {_f(s['pearson_min'])} / median {_f(s['pearson_median'])} / max {_f(s['pearson_max'])}; "
-            f"trace/loss {_g(s['ratio_min'])}\u2013{_g(s['ratio_max'])}, its coefficient of variation per path median {_pct(s['ratio_cv_median'])} / max {_pct(s['ratio_cv_max'])}",
-            "yes" if prop else ("partly" if s["pearson_median"] >= R_PROPORTIONAL else "no"),
-            note=f"yes: r \u2265 {R_PROPORTIONAL} and CV \u2264 {CV_PROPORTIONAL:.0%} on every path; partly: median r \u2265 {R_PROPORTIONAL}",
-            numbers={k: s[k] for k in ("pearson_min", "pearson_median", "pearson_max", "ratio_cv_median", "ratio_cv_max", "ratio_min", "ratio_max")},
-        )
+    return Claim(
+        "C8",
+        "TCM: training loss proportional to the trace of the Hessian along the path",
+        "proportional",
+        f"Pearson r(trace, loss) per path: min {_f(s['pearson_min'])} / median {_f(s['pearson_median'])} / max {_f(s['pearson_max'])}; "
+        f"trace/loss {_g(s['ratio_min'])}\u2013{_g(s['ratio_max'])}, its coefficient of variation per path median {_pct(s['ratio_cv_median'])} / max {_pct(s['ratio_cv_max'])}",
+        "yes" if prop else ("partly" if s["pearson_median"] >= R_PROPORTIONAL else "no"),
+        note=f"yes: r \u2265 {R_PROPORTIONAL} and CV \u2264 {CV_PROPORTIONAL:.0%} on every path; partly: median r \u2265 {R_PROPORTIONAL}",
+        numbers={k: s[k] for k in ("pearson_min", "pearson_median", "pearson_max", "ratio_cv_median", "ratio_cv_max", "ratio_min", "ratio_max")},
     )
-    out.append(
-        Claim(
-            "C9",
-            "TCM: the solutions (endpoints) are local minima of the trace along the path",
-            "yes",
-            f"{s['endpoint_minima']}/{s['endpoints']} path endpoints have a smaller trace than the next Hessian point inward",
-            tally([True] * s["endpoint_minima"] + [False] * (s["endpoints"] - s["endpoint_minima"])),
-            note="one-sided, at the resolution of the stored Hessian points",
-            numbers={"endpoint_minima": s["endpoint_minima"], "endpoints": s["endpoints"]},
-        )
+
+
+def _tcm_c9(s: Mapping[str, Any]) -> Claim:
+    """C9: the endpoints are local minima of the trace (one-sided)."""
+    return Claim(
+        "C9",
+        "TCM: the solutions (endpoints) are local minima of the trace along the path",
+        "yes",
+        f"{s['endpoint_minima']}/{s['endpoints']} path endpoints have a smaller trace than the next Hessian point inward",
+        tally([True] * s["endpoint_minima"] + [False] * (s["endpoints"] - s["endpoint_minima"])),
+        note="one-sided, at the resolution of the stored Hessian points",
+        numbers={"endpoint_minima": s["endpoint_minima"], "endpoints": s["endpoints"]},
     )
-    return out
 
 
 # ------------------------------------------------------------ LeNet5 / MNIST
@@ -754,9 +819,9 @@ def _inside_cell(line: Mapping[str, Any]) -> str:
 
 def _model_and_data(e: Experiment) -> str:
     """E.g. "LeNet5 MNIST-100", "build_mlp on 200 training samples": which network on which data."""
-    from ramble.reporting.plots import _model_name
+    from ramble.reporting.plots import model_name
 
-    return f"{_model_name(e)} {data_label(e)}"
+    return f"{model_name(e)} {data_label(e)}"
 
 
 def align_table(found: Sequence[tuple[Experiment, PathRecord, str]]) -> list[str]:
@@ -836,199 +901,292 @@ def write_report(
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    formats = tuple(formats)
-    if "png" not in formats:
-        formats = ("png",) + formats
     tcm = [load(f, weights=False) for f in tcm_files]
     m100 = load(mnist100_file, weights=False) if mnist100_file else None
     full = load(full_mnist_file, weights=False) if full_mnist_file else None
-    exps = [*tcm, *([m100] if m100 else []), *([full] if full else [])]
-    not_complete = [f"{e.path} (status {e.status})" for e in exps if e.status != "complete"]
-
     controls = [load(f, weights=False) for f in control_files]
     claims = evaluate_claims(tcm, m100, full, controls)
+    r = _ReportInput(out_dir, fig_dir, _with_png(formats), tcm, m100, full, claims, meta, beyond_files, align_files, align_not_run)
+    r.figs = _draw_figures(r)
+    lines = [line for section in _SECTIONS for line in section(r)]
+    report = out_dir / "REPORT.md"
+    report.write_text("\n".join(lines))
+    (out_dir / "claims.json").write_text(json.dumps(_clean([asdict(c) for c in claims]), indent=1, default=_json_default))
+    return report
 
-    # -------- figures
+
+@dataclass
+class _ReportInput:
+    """What the report's sections read: the loaded files, the claims, where figures go and those drawn.
+
+    ``figs``: figure group ("summary", "fig2", "tcm_path", "fig3", "fig4",
+    "fig5") -> (caption, PNG) per figure, filled by :func:`_draw_figures`.
+    """
+
+    out_dir: Path
+    fig_dir: Path
+    formats: tuple[str, ...]
+    tcm: list[Experiment]
+    m100: Optional[Experiment]
+    full: Optional[Experiment]
+    claims: list[Claim]
+    meta: Optional[Mapping[str, Any]]
+    beyond_files: Iterable[str | Path]
+    align_files: Iterable[str | Path]
+    align_not_run: Sequence[str]
+    figs: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
+
+    @cached_property
+    def exps(self) -> list[Experiment]:
+        """The paper's experiments: the TCM files, MNIST-100, whole MNIST."""
+        return [*self.tcm, *([self.m100] if self.m100 else []), *([self.full] if self.full else [])]
+
+    @cached_property
+    def beyond(self) -> list[Experiment]:
+        """The experiments beyond the paper's, loaded when the first section needing them runs (after the figures)."""
+        return [load(f, weights=False) for f in self.beyond_files]
+
+
+def _with_png(formats: Sequence[str]) -> tuple[str, ...]:
+    """The figure formats, PNG put first when missing: the report embeds PNGs."""
+    formats = tuple(formats)
+    return formats if "png" in formats else ("png",) + formats
+
+
+# -------- figures
+def _png(paths: list[Path]) -> Optional[Path]:
+    """The PNG among one figure's files (None if it drew none)."""
+    return next((q for q in paths if q.suffix == ".png"), None)
+
+
+def _keep(items: list[tuple[str, Path]], paths: list[Path], caption: str) -> None:
+    """Add the figure's PNG to ``items`` under ``caption``, if it drew one."""
+    w = _png(paths)
+    if w:
+        items.append((caption, w))
+
+
+def _keep_path_figure(items: list[tuple[str, Path]], paths: list[Path], e: Experiment, p: PathRecord) -> None:
+    """Add one path's figure to ``items``, captioned with the data and the pair (computed only if a PNG was drawn)."""
+    w = _png(paths)
+    if w:
+        items.append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+
+
+def _draw_figures(r: _ReportInput) -> dict[str, list[tuple[str, Path]]]:
+    """Draw the paper's figures and the TCM summaries into ``r.fig_dir``; (caption, PNG) per figure group."""
     figs: dict[str, list[tuple[str, Path]]] = {"summary": [], "fig2": [], "fig3": [], "fig4": [], "fig5": [], "tcm_path": []}
-
-    def png(paths: list[Path]) -> Optional[Path]:
-        return next((q for q in paths if q.suffix == ".png"), None)
-
-    if tcm:
-        w = png(fig_tcm_summary(tcm, fig_dir / "tcm_summary", formats))
-        if w:
-            figs["summary"].append(("All TCM pairs: path found, the straight line's largest training error, iterations", w))
-        w = png(fig_tcm_trace_vs_loss(tcm, fig_dir / "tcm_trace_vs_loss", formats))
-        if w:
-            figs["summary"].append(("TCM: trace of the Hessian against the training loss at every Hessian point", w))
-    for e in tcm:
+    if r.tcm:
+        _keep(figs["summary"], fig_tcm_summary(r.tcm, r.fig_dir / "tcm_summary", r.formats), "All TCM pairs: path found, the straight line's largest training error, iterations")
+        _keep(figs["summary"], fig_tcm_trace_vs_loss(r.tcm, r.fig_dir / "tcm_trace_vs_loss", r.formats), "TCM: trace of the Hessian against the training loss at every Hessian point")
+    for e in r.tcm:
         for p in e.iter_paths():
             tag = f"{e.path.stem}_{p.name}"
-            w = png(fig2_tcm_hessian(e, p, fig_dir / f"fig2_tcm_hessian_{tag}", formats))
-            if w:
-                figs["fig2"].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
-            w = png(plot_path(e, p, fig_dir / f"tcm_path_{tag}", formats))
-            if w:
-                figs["tcm_path"].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
-    for e, key, hkey in ((m100, "fig3", "fig4"), (full, "fig5", "fig4")):
+            _keep_path_figure(figs["fig2"], fig2_tcm_hessian(e, p, r.fig_dir / f"fig2_tcm_hessian_{tag}", r.formats), e, p)
+            _keep_path_figure(figs["tcm_path"], plot_path(e, p, r.fig_dir / f"tcm_path_{tag}", r.formats), e, p)
+    for e, key in ((r.m100, "fig3"), (r.full, "fig5")):
         if e is None:
             continue
         for p in e.iter_paths():
             tag = f"{e.path.stem}_{p.name}"
-            w = png(fig3_mnist_path(e, p, fig_dir / f"{key}_mnist_path_{tag}", formats))
-            if w:
-                figs[key].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
-            w = png(fig4_mnist_hessian(e, p, fig_dir / f"fig4_mnist_hessian_{tag}", formats))
-            if w:
-                figs[hkey].append((f"{data_label(e)}, path {p.source}\u2192{p.target}", w))
+            _keep_path_figure(figs[key], fig3_mnist_path(e, p, r.fig_dir / f"{key}_mnist_path_{tag}", r.formats), e, p)
+            _keep_path_figure(figs["fig4"], fig4_mnist_hessian(e, p, r.fig_dir / f"fig4_mnist_hessian_{tag}", r.formats), e, p)
+    return figs
 
-    # -------- markdown
-    L: list[str] = []
-    L.append("# ramble: reproduction report")
-    L.append("")
-    L.append("Tartaglione & Grangetto, *Take a Ramble into Solution Spaces for Classification Problems in Neural Networks* (ICIAP 2019), Sect. 3.")
-    L.append(f"Everything below is computed from the experiment files listed under *Settings and provenance* by `ramble.reporting.report` (ramble {__version__}); docs/report.md says how each row is measured.")
-    L.append("")
+
+# -------- the report's sections, in order; each returns its Markdown lines
+def _header_lines(r: _ReportInput) -> list[str]:
+    """Title, the paper, where the numbers come from, and a warning naming files that are not complete."""
+    L = [
+        "# ramble: reproduction report",
+        "",
+        "Tartaglione & Grangetto, *Take a Ramble into Solution Spaces for Classification Problems in Neural Networks* (ICIAP 2019), Sect. 3.",
+        f"Everything below is computed from the experiment files listed under *Settings and provenance* by `ramble.reporting.report` (ramble {__version__}); docs/report.md says how each row is measured.",
+        "",
+    ]
+    not_complete = [f"{e.path} (status {e.status})" for e in r.exps if e.status != "complete"]
     if not_complete:
-        L.append("**Warning: files not complete (their numbers are not trustworthy):** " + "; ".join(not_complete))
-        L.append("")
-    L.append("## Claims of the paper")
-    L.append("")
-    L.append("| # | claim | paper | measured | holds |")
-    L.append("|---|---|---|---|---|")
-    for c in claims:
+        L += ["**Warning: files not complete (their numbers are not trustworthy):** " + "; ".join(not_complete), ""]
+    return L
+
+
+def _claims_lines(r: _ReportInput) -> list[str]:
+    """The claim table: one row per claim of the paper."""
+    L = ["## Claims of the paper", "", "| # | claim | paper | measured | holds |", "|---|---|---|---|---|"]
+    for c in r.claims:
         measured = c.measured + (f" *({c.note})*" if c.note else "")
         L.append(f"| {c.id} | {_md_cell(c.claim)} | {_md_cell(c.paper)} | {_md_cell(measured)} | **{c.holds}** |")
     L.append("")
-    L.append("## Where the measurements disagree with the paper")
-    L.append("")
+    return L
+
+
+def _disagreement_lines(r: _ReportInput) -> list[str]:
+    """Rows that do not hold, are not established or did not run; settings that differ from the paper's."""
+    claims = r.claims
+    L = ["## Where the measurements disagree with the paper", ""]
     dis = [c for c in claims if c.holds in ("no", "partly")]
     if dis:
-        for c in dis:
-            L.append(f"- **{c.id}** ({c.holds}): {c.claim}. Paper: {c.paper}. Measured: {c.measured}.")
+        L += [f"- **{c.id}** ({c.holds}): {c.claim}. Paper: {c.paper}. Measured: {c.measured}." for c in dis]
     else:
         L.append("- None of the rows that were run disagrees with the paper.")
-    ne = [c for c in claims if c.holds == "not established"]
-    for c in ne:
-        L.append(f"- **{c.id}** (not established): {c.claim}. Measured: {c.measured}.")
+    L += [f"- **{c.id}** (not established): {c.claim}. Measured: {c.measured}." for c in claims if c.holds == "not established"]
     nr = [c.id for c in claims if c.holds == "not run"]
     if nr:
         L.append(f"- Not run (no file or no data for them): {', '.join(nr)}.")
-    devs = [(e, deviations(e)) for e in exps]
-    devs = [(e, d) for e, d in devs if d]
+    devs = [(e, d) for e, d in ((e, deviations(e)) for e in r.exps) if d]
     if devs:
         L.append("- Settings that differ from the paper's:")
-        for e, d in devs:
-            L.append(f"  - `{e.path.name}`: {'; '.join(d)}")
-    if tcm and len(tcm) != PAPER_TCM_DATASETS:
-        L.append(f"- The paper used {PAPER_TCM_DATASETS} TCM data sets; this report has {len(tcm)}.")
+        L += [f"  - `{e.path.name}`: {'; '.join(d)}" for e, d in devs]
+    if r.tcm and len(r.tcm) != PAPER_TCM_DATASETS:
+        L.append(f"- The paper used {PAPER_TCM_DATASETS} TCM data sets; this report has {len(r.tcm)}.")
     L.append("")
-    beyond = [load(f, weights=False) for f in beyond_files]
-    L += solution_space_lines([*exps, *beyond], fig_dir, out_dir, formats)
-    L += curves_lines([*exps, *beyond], fig_dir, out_dir, formats)
-    L += align_lines([*exps, *beyond, *(load(f, weights=False) for f in align_files)], fig_dir, out_dir, formats, align_not_run)
+    return L
 
-    L.append("## Figures")
-    L.append("")
 
-    def embed(title: str, items: list[tuple[str, Path]], what: str, all_: bool = False) -> None:
-        if not items:
-            return
-        L.append(f"### {title}")
-        L.append("")
-        shown = items if all_ else items[:1]
-        for cap, w in shown:
-            L.append(f"![{what}: {cap}]({_rel(w, out_dir)})")
-            L.append("")
-            L.append(f"*{what}: {cap}.*")
-            L.append("")
-        rest = items[len(shown) :]
-        if rest:
-            L.append("Other paths: " + ", ".join(f"[{cap}]({_rel(w, out_dir)})" for cap, w in rest))
-            L.append("")
+def _solution_space_section(r: _ReportInput) -> list[str]:
+    """Connectivity and convexity, over the paper's files and those beyond it."""
+    return solution_space_lines([*r.exps, *r.beyond], r.fig_dir, r.out_dir, r.formats)
 
-    embed("All TCM paths", figs["summary"], "Summary", all_=True)
-    embed("Fig. 2: TCM Hessian eigenvalues along the path", figs["fig2"], "Fig. 2")
-    embed("TCM: training loss and error along the path and the straight line", figs["tcm_path"], "TCM path")
-    embed("Fig. 3: LeNet5 MNIST-100, loss and error along the path", figs["fig3"], "Fig. 3", all_=True)
-    embed("Fig. 4: LeNet5 top-20 Hessian eigenvalues along the path", figs["fig4"], "Fig. 4", all_=True)
-    embed("Fig. 5: LeNet5 whole MNIST, loss and error along the path", figs["fig5"], "Fig. 5", all_=True)
-    if full is None:
-        L.append("### Fig. 5: LeNet5 whole MNIST")
-        L.append("")
-        L.append("Not run (no whole-MNIST file given).")
-        L.append("")
-    L.append("Every figure is also stored as PDF next to its PNG in `figures/`.")
-    L.append("")
 
-    # -------- settings
-    L.append("## Settings and provenance")
+def _curves_section(r: _ReportInput) -> list[str]:
+    """Curves between solutions, over the paper's files and those beyond it."""
+    return curves_lines([*r.exps, *r.beyond], r.fig_dir, r.out_dir, r.formats)
+
+
+def _align_section(r: _ReportInput) -> list[str]:
+    """Aligned solutions, over every file, the alignment-only ones last."""
+    return align_lines([*r.exps, *r.beyond, *(load(f, weights=False) for f in r.align_files)], r.fig_dir, r.out_dir, r.formats, r.align_not_run)
+
+
+#: (title, figure group, caption prefix, show all or only the first with links to the rest), in the report's order.
+_FIGURE_SECTIONS = (
+    ("All TCM paths", "summary", "Summary", True),
+    ("Fig. 2: TCM Hessian eigenvalues along the path", "fig2", "Fig. 2", False),
+    ("TCM: training loss and error along the path and the straight line", "tcm_path", "TCM path", False),
+    ("Fig. 3: LeNet5 MNIST-100, loss and error along the path", "fig3", "Fig. 3", True),
+    ("Fig. 4: LeNet5 top-20 Hessian eigenvalues along the path", "fig4", "Fig. 4", True),
+    ("Fig. 5: LeNet5 whole MNIST, loss and error along the path", "fig5", "Fig. 5", True),
+)
+
+
+def _figures_lines(r: _ReportInput) -> list[str]:
+    """The figures drawn, embedded by relative links, group by group."""
+    L = ["## Figures", ""]
+    for title, key, what, all_ in _FIGURE_SECTIONS:
+        L += _embed_lines(title, r.figs[key], what, r.out_dir, all_)
+    if r.full is None:
+        L += ["### Fig. 5: LeNet5 whole MNIST", "", "Not run (no whole-MNIST file given).", ""]
+    L += ["Every figure is also stored as PDF next to its PNG in `figures/`.", ""]
+    return L
+
+
+def _embed_lines(title: str, items: list[tuple[str, Path]], what: str, out_dir: Path, all_: bool) -> list[str]:
+    """One figure group: every figure (``all_``) or the first, the others as links; nothing when the group is empty."""
+    if not items:
+        return []
+    L = [f"### {title}", ""]
+    shown = items if all_ else items[:1]
+    for cap, w in shown:
+        L += [f"![{what}: {cap}]({_rel(w, out_dir)})", "", f"*{what}: {cap}.*", ""]
+    rest = items[len(shown) :]
+    if rest:
+        L += ["Other paths: " + ", ".join(f"[{cap}]({_rel(w, out_dir)})" for cap, w in rest), ""]
+    return L
+
+
+def _provenance_lines(r: _ReportInput) -> list[str]:
+    """Settings and provenance: software, files, paths, solutions, each file's full configuration."""
+    exps = r.exps
+    return ["## Settings and provenance", "", *_software_lines(r.meta), *_files_lines(exps), *_paths_lines(exps), *_solutions_lines(exps), *_configuration_lines(exps)]
+
+
+_SECTIONS = (_header_lines, _claims_lines, _disagreement_lines, _solution_space_section, _curves_section, _align_section, _figures_lines, _provenance_lines)
+"""REPORT.md's sections, in order; they run in this order too (the later ones draw figures and load more files)."""
+
+
+# -------- settings and provenance
+def _software_lines(meta: Optional[Mapping[str, Any]]) -> list[str]:
+    """The caller's run information (software, machine, job times) and this ramble's version."""
+    L = ["### Software and machine", ""]
+    L += _fmt_meta(meta) if meta else ["- (no run information given by the caller)"]
+    L += [f"- **report written by**: ramble {__version__}", ""]
+    return L
+
+
+def _files_lines(exps: Sequence[Experiment]) -> list[str]:
+    """One table row per file: model, backend, status, settings, run time."""
+    L = [
+        "### Files",
+        "",
+        "Times: *run* is the whole `ramble ... run` (training, paths, straight lines, Hessians); *path search* is one path's algorithm alone; *job* times under *Software and machine* add the process start and the analyses (convexity, curves, controls).",
+        "",
+        "| file | model | backend | status | seed | sizes | solutions | train lr | variant | gamma | N_epochs | path lr | ramble | run [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    L += [_file_row(e) for e in exps]
     L.append("")
-    L.append("### Software and machine")
-    L.append("")
-    if meta:
-        L += _fmt_meta(meta)
-    else:
-        L.append("- (no run information given by the caller)")
-    L.append(f"- **report written by**: ramble {__version__}")
-    L.append("")
-    L.append("### Files")
-    L.append("")
-    L.append("Times: *run* is the whole `ramble ... run` (training, paths, straight lines, Hessians); *path search* is one path's algorithm alone; *job* times under *Software and machine* add the process start and the analyses (convexity, curves, controls).")
-    L.append("")
-    L.append("| file | model | backend | status | seed | sizes | solutions | train lr | variant | gamma | N_epochs | path lr | ramble | run [s] |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for e in exps:
-        d = _settings(e)
-        sizes = f"N={d.get('n_inputs')}, K={d.get('n_hidden')}, M={d.get('n_patterns')}" if e.model == "tcm" else f"train {d.get('train_size')}, test {d.get('test_size')}, {d.get('device')}"
-        wt = e.attrs.get("wall_time")
-        L.append(
-            f"| `{e.path}` | {e.model} | {e.backend} | {e.status} | {d.get('seed')} | {sizes} | {d.get('solutions')} ({d.get('pairs')}) | {d.get('train lr')} | {d.get('variant')} | {d.get('gamma')} | {d.get('N_epochs')} | {d.get('path lr')} | {e.attrs.get('ramble_version', '?')} | {_f(float(wt), 1) if wt is not None else 'n/a'} |"
-        )
-    L.append("")
-    L.append("### Paths")
-    L.append("")
-    L.append("| file | path | status | certified inside S | iterations | waypoints | recorded points | length / straight line | path search [s] | Hessian points | Hessian time [s] |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for e in exps:
-        for p in e.iter_paths():
-            h = p.hessian or {}
-            hs = h.get("seconds")
-            L.append(
-                f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {certification_cell(p)} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | {_f(p.length_ratio, 2) + 'x' if math.isfinite(p.length_ratio) else 'n/a'} | "
-                f"{_f(float(p.attrs.get('wall_time', float('nan'))), 2)} | {len(h.get('index', [])) if h else 0} | {_f(float(np.sum(hs)), 2) if hs is not None else 'n/a'} |"
-            )
+    return L
+
+
+def _file_row(e: Experiment) -> str:
+    d = _settings(e)
+    sizes = f"N={d.get('n_inputs')}, K={d.get('n_hidden')}, M={d.get('n_patterns')}" if e.model == "tcm" else f"train {d.get('train_size')}, test {d.get('test_size')}, {d.get('device')}"
+    wt = e.attrs.get("wall_time")
+    return f"| `{e.path}` | {e.model} | {e.backend} | {e.status} | {d.get('seed')} | {sizes} | {d.get('solutions')} ({d.get('pairs')}) | {d.get('train lr')} | {d.get('variant')} | {d.get('gamma')} | {d.get('N_epochs')} | {d.get('path lr')} | {e.attrs.get('ramble_version', '?')} | {_f(float(wt), 1) if wt is not None else 'n/a'} |"
+
+
+def _paths_lines(exps: Sequence[Experiment]) -> list[str]:
+    """One table row per path, then the complete paths' lengths against their straight lines."""
+    L = [
+        "### Paths",
+        "",
+        "| file | path | status | certified inside S | iterations | waypoints | recorded points | length / straight line | path search [s] | Hessian points | Hessian time [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    L += [_path_row(e, p) for e in exps for p in e.iter_paths()]
     ratios = [p.length_ratio for e in exps for p in e.iter_paths() if p.complete and math.isfinite(p.length_ratio)]
     if ratios:
-        L.append("")
-        L.append(f"Path length against the straight line |W_a - W_b| (complete paths): median {np.median(ratios):.2f}x, {min(ratios):.2f}x to {max(ratios):.2f}x over {len(ratios)} path(s); `ramble plot --x arclength` draws a path against its length.")
+        L += ["", f"Path length against the straight line |W_a - W_b| (complete paths): median {np.median(ratios):.2f}x, {min(ratios):.2f}x to {max(ratios):.2f}x over {len(ratios)} path(s); `ramble plot --x arclength` draws a path against its length."]
     L.append("")
-    L.append("### Solutions")
-    L.append("")
-    L.append("| file | solution | init seed | epochs | seconds | min margin | test error |")
-    L.append("|---|---|---|---|---|---|---|")
+    return L
+
+
+def _path_row(e: Experiment, p: PathRecord) -> str:
+    h = p.hessian or {}
+    hs = h.get("seconds")
+    return (
+        f"| `{e.path.name}` | {p.name} | {p.status}{' (' + _md_cell(p.reason) + ')' if p.reason else ''} | {certification_cell(p)} | {p.attrs.get('iterations', '')} | {p.attrs.get('waypoints', 0)} | {len(p.distance)} | {_f(p.length_ratio, 2) + 'x' if math.isfinite(p.length_ratio) else 'n/a'} | "
+        f"{_f(float(p.attrs.get('wall_time', float('nan'))), 2)} | {len(h.get('index', [])) if h else 0} | {_f(float(np.sum(hs)), 2) if hs is not None else 'n/a'} |"
+    )
+
+
+def _solutions_lines(exps: Sequence[Experiment]) -> list[str]:
+    """One table row per solution: its seed, training effort, margin, test error."""
+    L = ["### Solutions", "", "| file | solution | init seed | epochs | seconds | min margin | test error |", "|---|---|---|---|---|---|---|"]
     for e in exps:
         for i in sorted(e.solution_attrs):
             a = e.solution_attrs[i]
             te = a.get("test_error")
             L.append(f"| `{e.path.name}` | {i} | {a.get('init_seed', '')} | {a.get('epochs', '')} | {_f(float(a.get('seconds', a.get('wall_s', float('nan')))), 2)} | {_g(float(a.get('min_margin', float('nan'))))} | {_pct(te, 2) if te is not None else ''} |")
     L.append("")
-    L.append("### Full configuration of each file")
-    L.append("")
-    for e in exps:
-        L.append(f"<details><summary><code>{e.path}</code> (created {e.attrs.get('created', '?')}, finished {e.attrs.get('finished', '?')})</summary>")
-        L.append("")
-        L.append("```json")
-        L.append(json.dumps(e.config, indent=1, sort_keys=True))
-        L.append("```")
-        L.append("")
-        L.append("</details>")
-        L.append("")
+    return L
 
-    report = out_dir / "REPORT.md"
-    report.write_text("\n".join(L))
-    (out_dir / "claims.json").write_text(json.dumps(_clean([asdict(c) for c in claims]), indent=1, default=_json_default))
-    return report
+
+def _configuration_lines(exps: Sequence[Experiment]) -> list[str]:
+    """Each file's whole configuration as JSON, folded."""
+    L = ["### Full configuration of each file", ""]
+    for e in exps:
+        L += [
+            f"<details><summary><code>{e.path}</code> (created {e.attrs.get('created', '?')}, finished {e.attrs.get('finished', '?')})</summary>",
+            "",
+            "```json",
+            json.dumps(e.config, indent=1, sort_keys=True),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return L
 
 
 def sweep_lines(folder_or_index: str | Path) -> list[str]:

@@ -17,11 +17,10 @@ which unpickles no arbitrary objects.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -45,21 +44,6 @@ class CheckpointPolicy:
             raise ConfigError(f"checkpoint interval must be >= 1 iteration, got {self.every_iterations}")
 
 
-class Checkpoint(Protocol):
-    """What :func:`ramble.core.path.find_path` needs to save and restore its state."""
-
-    def load(self) -> Optional[dict]:
-        """The saved state to continue from (once), or None to start afresh."""
-        ...
-
-    def due(self) -> bool:
-        """Called once per iteration: True when the state should be saved now."""
-        ...
-
-    def save(self, state: dict) -> None:
-        ...
-
-
 def encode(state: dict) -> np.ndarray:
     """``state`` as uint8 bytes (``torch.save``)."""
     buf = io.BytesIO()
@@ -78,35 +62,6 @@ def decode(data: np.ndarray) -> dict:
     return box["state"]
 
 
-def result_to_state(r: Any) -> dict:
-    """A :class:`ramble.core.path.PathResult` as a state dict (arrays as tensors, under ``__np__`` keys)."""
-    out = {}
-    for f in dataclasses.fields(r):
-        v = getattr(r, f.name)
-        if isinstance(v, np.ndarray):
-            out["__np__" + f.name] = torch.from_numpy(np.ascontiguousarray(v))
-        elif f.name == "extra":
-            out["extra"] = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in v.items()}
-        else:
-            out[f.name] = v
-    return out
-
-
-def result_from_state(d: dict) -> Any:
-    """Inverse of :func:`result_to_state`."""
-    from ramble.core.path import PathResult
-
-    kw = {}
-    for k, v in d.items():
-        if k.startswith("__np__"):
-            kw[k[6:]] = v.numpy()
-        elif k == "extra":
-            kw[k] = {n: a.numpy() for n, a in v.items()}
-        else:
-            kw[k] = v
-    return PathResult(**kw)
-
-
 #: (dataset under ``progress/``, key of find_path's state, dtype): the running leg's recorded points.
 PROGRESS = (
     ("iteration", "rec_iter", np.int64), ("distance", "dists", np.float64), ("arclength", "arcs", np.float64),
@@ -115,7 +70,7 @@ PROGRESS = (
 
 
 class FileCheckpoint:
-    """A :class:`Checkpoint` that commits to ``/checkpoints/<unit>`` of an experiment file through its writer."""
+    """A :class:`ramble.core.checkpoint.Checkpoint` that commits to ``/checkpoints/<unit>`` of an experiment file through its writer."""
 
     def __init__(self, writer: Any, unit: str, policy: CheckpointPolicy) -> None:
         self.writer = writer
@@ -148,22 +103,3 @@ class FileCheckpoint:
         self.saves += 1
         self._ticks = 0
         self._last = time.monotonic()
-
-
-class NestedCheckpoint:
-    """A leg's view of its path's checkpoint: saves the leg state inside the driver's state."""
-
-    def __init__(self, outer: Checkpoint, driver_state: Any, leg_state: Optional[dict]) -> None:
-        self.outer = outer
-        self.driver_state = driver_state
-        self._pending = leg_state
-
-    def load(self) -> Optional[dict]:
-        state, self._pending = self._pending, None
-        return state
-
-    def due(self) -> bool:
-        return self.outer.due()
-
-    def save(self, state: dict) -> None:
-        self.outer.save(dict(self.driver_state(), leg=state, iteration=state.get("iteration", -1)))

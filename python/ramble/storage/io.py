@@ -115,14 +115,14 @@ class ExperimentWriter:
             if torch_module is not None:
                 a["torch_threads"] = int(torch_module.get_num_threads())  # float32 CPU results depend on it (verify --replay)
             for k, v in (attrs or {}).items():
-                a[k] = _attr(v)
+                a[k] = encode_attr(v)
             f.flush()
             image = f.id.get_file_image()
         write_atomically(self.path, image)
 
     def _check_resumable(self, model: str, backend: str, config_json: str) -> None:
         with open_checked(self.path) as f:
-            a = _attrs(f)
+            a = attrs_of(f)
         status = a.get("status")
         if status == "complete":
             raise RambleError(f"{self.path} is complete already; nothing to resume")
@@ -170,7 +170,7 @@ class ExperimentWriter:
         with self.commit():
             g = self.f.require_group(group)  # type: ignore[union-attr]
             for k, v in attrs.items():
-                g.attrs[k] = _attr(v)
+                g.attrs[k] = encode_attr(v)
 
     def write_tcm_data(self, inputs: np.ndarray, labels: np.ndarray, seed: int) -> None:
         """``/data/train/inputs`` (M, N) int8 and ``labels`` (M,) int8, values +-1."""
@@ -191,7 +191,7 @@ class ExperimentWriter:
                 del g[name]
             d = g.create_dataset(name, data=np.asarray(w, dtype=np.float64))
             for k, v in attrs.items():
-                d.attrs[k] = _attr(v)
+                d.attrs[k] = encode_attr(v)
 
     def write_path(self, i: int, j: int, result: Any, extra: Optional[Mapping[str, np.ndarray]] = None) -> None:
         """``/paths/<i>-<j>``: a :class:`ramble.core.path.PathResult` and optional extra per-point datasets.
@@ -249,7 +249,7 @@ class ExperimentWriter:
                     del g[k]
                 g.create_dataset(k, data=np.asarray(v))
             for k, v in (attrs or {}).items():
-                g.attrs[k] = _attr(v)
+                g.attrs[k] = encode_attr(v)
 
     # -- mid-unit checkpoints ----------------------------------------------
     def save_checkpoint(self, unit: str, state: np.ndarray, attrs: Mapping[str, Any], progress: Optional[Mapping[str, np.ndarray]] = None) -> None:
@@ -268,7 +268,7 @@ class ExperimentWriter:
             g.create_dataset("state", data=np.asarray(state, dtype=np.uint8))
             g.attrs["saved"] = _now()
             for k, v in attrs.items():
-                g.attrs[k] = _attr(v)
+                g.attrs[k] = encode_attr(v)
             pg = g.require_group("progress")
             for name, values in (progress or {}).items():
                 v = np.asarray(values)
@@ -301,7 +301,7 @@ class ExperimentWriter:
         with self.commit():
             a = self.f.attrs  # type: ignore[union-attr]
             for k, v in attrs.items():
-                a[k] = _attr(v)
+                a[k] = encode_attr(v)
             a["finished"] = _now()
             a["status"] = status
 
@@ -324,7 +324,11 @@ def datasets_sha256(group: h5py.Group) -> str:
     return h.hexdigest()
 
 
-def _attr(v: Any) -> Any:
+def encode_attr(v: Any) -> Any:
+    """An attribute value as the format stores it: containers as sorted-key JSON (a non-empty list or tuple of numbers stays an array), None as ``"null"``.
+
+    The one encoder of attributes that callers hand in (settings, summaries), so a value reads back the same whichever command stored it.
+    """
     if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v)):
         return json.dumps(v, sort_keys=True)
     if v is None:
@@ -645,7 +649,8 @@ class Experiment:
         return iter(self.paths[k] for k in sorted(self.paths, key=lambda s: tuple(int(x) for x in s.split("-"))))
 
 
-def _decode(v: Any) -> Any:
+def decode_attr(v: Any) -> Any:
+    """An attribute value as h5py gives it, made plain: bytes as str, NumPy scalars as Python ones, arrays as lists."""
     if isinstance(v, bytes):
         v = v.decode()
     if isinstance(v, np.generic):
@@ -655,8 +660,9 @@ def _decode(v: Any) -> Any:
     return v
 
 
-def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    return {k: _decode(v) for k, v in obj.attrs.items()}
+def attrs_of(obj: h5py.HLObject) -> dict[str, Any]:
+    """Every attribute of a file, group or dataset, decoded (:func:`decode_attr`)."""
+    return {k: decode_attr(v) for k, v in obj.attrs.items()}
 
 
 def open_checked(path: str | os.PathLike, mode: str = "r") -> h5py.File:
@@ -673,11 +679,11 @@ def open_checked(path: str | os.PathLike, mode: str = "r") -> h5py.File:
         if "errno = 11" in str(e) or "Errno 11" in str(e) or "unable to lock file" in str(e).lower():
             raise FormatError(f"{p} is open for writing by another process (a run in progress?); try again when it has finished") from None
         raise FormatError(f"{p} is not a readable HDF5 file ({msg}); truncated or not written by ramble?") from None
-    fmt = _decode(f.attrs.get("format", ""))
+    fmt = decode_attr(f.attrs.get("format", ""))
     if fmt != FORMAT:
         f.close()
         raise FormatError(f"{p} is an HDF5 file but not a ramble file (format attribute {fmt!r}, expected {FORMAT!r})")
-    ver = _decode(f.attrs.get("format_version", -1))
+    ver = decode_attr(f.attrs.get("format_version", -1))
     if not isinstance(ver, int) or ver < 1 or ver > FORMAT_VERSION:
         f.close()
         raise FormatError(f"{p} has ramble format version {ver}; this ramble reads versions 1..{FORMAT_VERSION} (upgrade ramble)")
@@ -703,7 +709,7 @@ def _load_curves(g: h5py.Group) -> dict[str, CurveRecord]:
             t=c["t"][()],
             train_loss=c["train_loss"][()],
             train_error=c["train_error"][()],
-            attrs=_attrs(c),
+            attrs=attrs_of(c),
             extra={k: c[k][()] for k in c if k not in core and isinstance(c[k], h5py.Dataset)},
         )
     return out
@@ -711,7 +717,7 @@ def _load_curves(g: h5py.Group) -> dict[str, CurveRecord]:
 
 def _load_hessian(hg: h5py.Group) -> HessianRecord:
     arrays = {k: hg[k][()] for k in hg}
-    return HessianRecord(index=arrays.get("index", np.zeros(0, np.int64)), eigenvalues=arrays.get("eigenvalues", np.zeros((0, 0))), trace=arrays.get("trace"), attrs=_attrs(hg), arrays=arrays)
+    return HessianRecord(index=arrays.get("index", np.zeros(0, np.int64)), eigenvalues=arrays.get("eigenvalues", np.zeros((0, 0))), trace=arrays.get("trace"), attrs=attrs_of(hg), arrays=arrays)
 
 
 def _arclength(g: h5py.Group, extra: Mapping[str, np.ndarray]) -> tuple[Optional[np.ndarray], str]:
@@ -734,25 +740,25 @@ def _arclength(g: h5py.Group, extra: Mapping[str, np.ndarray]) -> tuple[Optional
 
 
 def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
-    attrs = _attrs(f)
+    attrs = attrs_of(f)
     config = json.loads(attrs.get("config", "{}"))
-    data: dict[str, Any] = _attrs(f["data"]) if "data" in f else {}
+    data: dict[str, Any] = attrs_of(f["data"]) if "data" in f else {}
     if "data/train/inputs" in f:
         data["train_inputs"] = f["data/train/inputs"][()]
         data["train_labels"] = f["data/train/labels"][()]
     if "data/test/inputs" in f:  # stored by torch runs (a test set is optional)
         data["test_inputs"] = f["data/test/inputs"][()]
         data["test_labels"] = f["data/test/labels"][()]
-    model_info = _attrs(f["model"]) if "model" in f else {}
+    model_info = attrs_of(f["model"]) if "model" in f else {}
     sols: dict[int, np.ndarray] = {}
     sol_attrs: dict[int, dict[str, Any]] = {}
     for k, d in f.get("solutions", {}).items():
         sols[int(k)] = d[()]
-        sol_attrs[int(k)] = _attrs(d)
+        sol_attrs[int(k)] = attrs_of(d)
     paths: dict[str, PathRecord] = {}
     core = {"weights", "iteration", "distance", "train_loss", "train_error", "decisions", "linear", "hessian"}
     for name, g in f.get("paths", {}).items():
-        a = _attrs(g)
+        a = attrs_of(g)
         lin = None
         if "linear" in g:
             lg = g["linear"]
@@ -766,7 +772,7 @@ def _load(path: Path, f: h5py.File, weights: bool) -> Experiment:
         controls = None
         if "controls" in g:
             cg = g["controls"]
-            controls = ControlRecord(attrs=_attrs(cg), arrays={k: cg[k][()] for k in cg})
+            controls = ControlRecord(attrs=attrs_of(cg), arrays={k: cg[k][()] for k in cg})
         extra = {k: g[k][()] for k in g if k not in core and isinstance(g[k], h5py.Dataset)}
         src, dst = int(a.get("from", name.split("-")[0])), int(a.get("to", name.split("-")[1]))
         arclength, arclength_source = _arclength(g, extra)
@@ -912,7 +918,7 @@ def write_align(
         g = top.create_group(method)
         g.attrs["method"] = method
         for k, v in attrs.items():
-            g.attrs[k] = _attr(v)
+            g.attrs[k] = encode_attr(v)
         g.create_dataset("aligned", data=np.asarray(aligned, dtype=np.float64))
         pg = g.create_group("perms")
         for name, perm in perms.items():
@@ -921,14 +927,14 @@ def write_align(
         for k, v in line.items():
             lg.create_dataset(k, data=np.asarray(v))
         for k, v in line_attrs.items():
-            lg.attrs[k] = _attr(v)
+            lg.attrs[k] = encode_attr(v)
         if path_arrays is not None:
             rg = g.create_group("path")
             for k, v in path_arrays.items():
                 big = k == "weights"
                 rg.create_dataset(k, data=np.asarray(v), chunks=True if big else None, compression="gzip" if big else None, shuffle=big)
             for k, v in (path_attrs or {}).items():
-                rg.attrs[k] = _attr(v)
+                rg.attrs[k] = encode_attr(v)
             rg.attrs["sha256"] = datasets_sha256(rg)
 
 
@@ -939,9 +945,9 @@ def _load_align(g: h5py.Group, weights: bool) -> dict[str, AlignRecord]:
         lg = a["line"]
         core = ("t", "train_loss", "train_error")
         line = CurveRecord(name="aligned line", t=lg["t"][()], train_loss=lg["train_loss"][()], train_error=lg["train_error"][()],
-                           attrs=_attrs(lg), extra={k: lg[k][()] for k in lg if k not in core})
+                           attrs=attrs_of(lg), extra={k: lg[k][()] for k in lg if k not in core})
         rg = a.get("path")
         arrays = {k: rg[k][()] for k in rg if weights or k != "weights"} if rg is not None else {}
-        out[method] = AlignRecord(method=method, attrs=_attrs(a), perms={k: v[()] for k, v in a["perms"].items()}, aligned=a["aligned"][()], line=line,
-                                  path_attrs=_attrs(rg) if rg is not None else {}, path=arrays)
+        out[method] = AlignRecord(method=method, attrs=attrs_of(a), perms={k: v[()] for k, v in a["perms"].items()}, aligned=a["aligned"][()], line=line,
+                                  path_attrs=attrs_of(rg) if rg is not None else {}, path=arrays)
     return out
