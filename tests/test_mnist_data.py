@@ -36,7 +36,7 @@ def _isolated(monkeypatch, tmp_path):
 
 def _fake_checkout(monkeypatch, checkout: Path) -> None:
     """Make the package believe it was installed from ``checkout`` (``checkout/python/ramble/models/mnist.py``)."""
-    monkeypatch.setattr(mnist, "__file__", str(checkout / "python" / "ramble" / "mnist.py"))
+    monkeypatch.setattr(mnist, "__file__", str(checkout / "python" / "ramble" / "models" / "mnist.py"))
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
