@@ -129,7 +129,7 @@ MNIST_BAD = {
     "--seed": (st.integers(max_value=-1), r"--seed"),
     "--gamma": (st.floats(max_value=0) | st.floats(min_value=1, exclude_min=True) | st.just(math.nan), r"gamma"),
     "--path-lr": (NEG | st.sampled_from([math.inf, math.nan]), r"path learning rate"),
-    "--train-lr": (st.floats(max_value=0, allow_nan=False) | st.sampled_from([math.inf, math.nan]), r"training learning rate"),
+    "--train-lr": (st.floats(max_value=0, allow_nan=False) | st.sampled_from([math.inf, math.nan]), r"--train-lr"),
     "--max-epochs": (st.integers(max_value=0), r"--max-epochs"),
     "--batch-size": (st.integers(max_value=0), r"--batch-size"),
     "--points": (st.integers(max_value=0), r"--points"),
