@@ -296,7 +296,7 @@ def test_ctrl_c_interrupts_a_julia_run():
                 sols.append(s.w)
         def progress(it, d):
             if it == 2:
-                os.kill(os.getpid(), signal.SIGINT)   # as if Ctrl-C were pressed
+                signal.raise_signal(signal.SIGINT)   # as if Ctrl-C were pressed (to this thread: Julia's own threads block SIGINT)
         try:
             t.find_path(*sols, PathConfig(), progress=progress)
             print("not interrupted")

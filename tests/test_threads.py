@@ -45,8 +45,8 @@ def test_limit_threads_sets_torch_numpy_and_the_environment():
 
 def test_limit_threads_reaches_a_running_julia():
     """In a fresh process that asks OpenMP for 2 threads, Julia's BLAS ends at 1 once ramble limits it."""
-    code = ("from ramble import julia_bridge; from ramble.threads import limit_threads; "
-            "julia_bridge.get_bridge(); print(limit_threads(1).julia)")
+    code = ("from ramble.julia import bridge; from ramble.threads import limit_threads; "
+            "bridge.get_bridge(); print(limit_threads(1).julia)")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     env.pop("OPENBLAS_NUM_THREADS", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
