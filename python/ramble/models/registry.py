@@ -76,7 +76,7 @@ class ModelSpec(Protocol):
     """Human name for figures and reports."""
 
     def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "cpu") -> tuple[ErrorCounter, int]:
-        """Training errors per weight row and the number of training samples M (verify, convexity)."""
+        """Training errors per weight row, weights (R, P) -> (R,) int, and the number of training samples M (convexity; verify through :meth:`verify_setup`)."""
         ...
 
     def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
