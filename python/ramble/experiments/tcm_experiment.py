@@ -385,7 +385,8 @@ class TCMSpec:
         return tcm_refusal(path)
 
     def connect(self, problem: Any, w_a: Any, w_b: Any, cfg: Any, *, measure: Any, train_lr: float, max_epochs: int, progress: Any) -> Any:
-        raise RambleError(tcm_refusal("this"))
+        """Not for align (:meth:`align_refusal` refuses TCM files first); TCM paths are drawn by the run's backend (:func:`ramble.models.tcm_backends.connect`)."""
+        raise RambleError("align draws no TCM paths: the tree committee machine has nothing to align (docs/align.md)")
 
 
 SPEC = TCMSpec()
