@@ -150,3 +150,41 @@ def test_a_shipped_model_is_one_file_found_without_editing_anything_else(tmp_pat
     monkeypatch.setattr(registry, "_registered", {})
     assert registry.model_spec("toy").label == "a toy model"
     assert {"toy", "torch"} <= set(registry.shipped_specs())
+
+
+MODEL_NAMES = {"tcm", "lenet5", "torch"}
+PAPER_SPECIFIC = "# paper-specific:"  # a comment on the line: report content about the paper's own two experiments
+
+
+def _names_a_model(node: ast.AST) -> bool:
+    """``model``, ``e.model``, ``self.model_name``...: an expression that is (by its name) a model's name."""
+    return (isinstance(node, ast.Name) and "model" in node.id) or (isinstance(node, ast.Attribute) and node.attr == "model")
+
+
+def _model_literals(node: ast.AST) -> set[str]:
+    """The model names among a string constant or a tuple/list/set of them."""
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return {i.value for i in items if isinstance(i, ast.Constant) and i.value in MODEL_NAMES}
+
+
+def model_name_comparisons(tree: ast.AST, lines: list[str]) -> list[str]:
+    """Lines that compare a model's name with "tcm"/"lenet5"/"torch" (==, !=, in), unless marked :data:`PAPER_SPECIFIC`."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(map(_names_a_model, sides)) and set().union(*map(_model_literals, sides)) and PAPER_SPECIFIC not in lines[node.lineno - 1]:
+                out.append(f"line {node.lineno}: {lines[node.lineno - 1].strip()}")
+    return out
+
+
+def test_the_model_name_check_sees_comparisons():
+    code = 'if e.model == "tcm":\n    pass\nif model not in ("lenet5", "x"):\n    pass\nif e.model == "tcm":  # paper-specific: why\n    pass\nif backend == "torch":\n    pass\n'
+    assert model_name_comparisons(ast.parse(code), code.splitlines()) == ['line 1: if e.model == "tcm":', 'line 3: if model not in ("lenet5", "x"):']
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if not m.startswith("ramble.experiments")))
+def test_only_a_models_own_file_names_it(name):
+    """Outside ramble.experiments a model is looked up (ramble.models.registry.model_spec), not branched on by name; a new model file needs no edit elsewhere."""
+    found = model_name_comparisons(TREES[name], MODULES[name].read_text().splitlines())
+    assert found == [], f"compares a model's name with a literal (use its spec, or say '{PAPER_SPECIFIC} why' on the line)"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ramble.analysis.convexity import KINDS, ProbeResult, Sources, format_line, probe, probe_kind, read_convexity, read_sources, tcm_counter, wilson_interval
+from ramble.analysis.convexity import KINDS, ProbeResult, Sources, format_line, probe, probe_kind, read_convexity, read_sources, wilson_interval
 from ramble.cli import main
 from ramble.core.path import PathConfig
 from ramble.errors import ConfigError
-from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment, tcm_counter
 from ramble.reporting.report import write_report
 from ramble.storage.io import load
 

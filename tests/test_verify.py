@@ -264,7 +264,7 @@ def test_summary_counts_a_skipped_check(tcm_file, tmp_path):
 
 def _tcm_errors_along(f: Path, w0: np.ndarray, w1: np.ndarray, n: int = 201) -> np.ndarray:
     """Training errors at n evenly spaced points of the segment w0 -> w1 (independent of the certificate)."""
-    from ramble.analysis.verify import tcm_counter
+    from ramble.experiments.tcm_experiment import tcm_counter
 
     with h5py.File(f) as h:
         count, _ = tcm_counter(h)

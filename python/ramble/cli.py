@@ -531,9 +531,14 @@ def _pct(x: float) -> str:
 
 def data_line(e: Any) -> str:
     """What the file's data are, in words (no JSON): TCM patterns, or which MNIST images from where."""
-    if "train_inputs" in e.data and e.model == "tcm":
-        m, n = e.data["train_inputs"].shape
-        return f"{m} random +-1 patterns of {n} inputs (seed {e.data.get('seed')})"
+    from ramble.models.registry import model_spec
+
+    try:
+        own = model_spec(e.model).describe_data(e)
+    except RambleError:  # a model this ramble does not know: its /data still say something
+        own = None
+    if own is not None:
+        return own
     source = e.data.get("source")
     try:
         source = json.loads(source) if isinstance(source, str) else dict(source or {})

@@ -153,7 +153,7 @@ def run_controls(
     from ramble.progress import progress_bar
 
     e = load(file, weights=False)
-    if e.model != "lenet5":
+    if e.model != "lenet5":  # paper-specific: the controls are the paper's LeNet5 experiment (Sect. 3.2), on MNIST's test set
         raise RambleError(f"{file}: controls are for LeNet5 files (test errors), this one is {e.model!r}")
     names = [pair] if pair else [p.name for p in e.iter_paths() if p.complete]
     if pair and pair not in e.paths:

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
 from ramble.errors import ConfigError, RambleError
+from ramble.models.registry import model_spec
 from ramble.progress import progress_bar
 from ramble.storage.groups import ConvexityKind, read_convexity_kinds, write_convexity
 from ramble.storage.io import open_checked, update
@@ -147,42 +147,6 @@ class ProbeResult:
 
     def line(self) -> str:
         return format_line(self.kind, self.attrs())
-
-
-# ------------------------------------------------------------------ membership
-def tcm_counter(f: Union[Handle, StoredFile]) -> tuple[ErrorCounter, int]:
-    """Training-error counter of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64); verify's own."""
-    from ramble.analysis.verify import tcm_counter as counter
-
-    return counter(f)
-
-
-def lenet_counter(f: Union[Handle, StoredFile], data_dir: Optional[str] = None, device: str = "auto") -> tuple[ErrorCounter, int]:
-    """Training-error counter of a LeNet5 file: the MNIST images ``/data`` refers to, checked by sha256.
-
-    ``data_dir`` overrides the folder recorded in the file.  Raises DataError
-    when the images are missing or differ from the run's.
-    """
-    from ramble.experiments.mnist_experiment import run_data
-    from ramble.models.lenet import LeNetProblem, resolve_device
-
-    v = as_stored(f)
-    data = run_data(json.loads(v.attrs.get("config", "{}")), v.data_attrs(), data_dir)
-    model = v.model_attrs()
-    dtype = torch.float64 if str(model.get("dtype", "float32")) == "float64" else torch.float32
-    problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=dtype)
-    n_params = int(model.get("n_params", problem.n_params))
-    if n_params != problem.n_params:
-        raise RambleError(f"the file's LeNet5 has {n_params} parameters, this ramble's {problem.n_params}")
-
-    def count(weights: np.ndarray) -> np.ndarray:
-        out = np.empty(len(weights), dtype=np.int64)
-        for r, row in enumerate(weights):
-            w = torch.from_numpy(np.ascontiguousarray(row)).to(device=problem.device, dtype=dtype)
-            out[r] = int((problem.margins(w) <= 0).sum())
-        return out
-
-    return count, problem.n_samples
 
 
 # ------------------------------------------------------------------ sampling
@@ -371,14 +335,7 @@ def probe(
         todo = [k for k in kinds if k not in skipped]
         if not todo:
             raise RambleError(f"{path}: nothing to probe (" + "; ".join(f"{k}: {w}" for k, w in skipped.items()) + ")")
-        if model == "tcm":
-            count, n_train = tcm_counter(f)
-        elif model == "lenet5":
-            count, n_train = lenet_counter(f, data_dir, device)
-        else:  # every other model through its spec (ramble.models.registry)
-            from ramble.models.registry import model_spec
-
-            count, n_train = model_spec(model).error_counter(path, data_dir=data_dir, device=device)
+        count, n_train = model_spec(model).error_counter(path, data_dir=data_dir, device=device)
     if len(src.solutions):
         bad = np.flatnonzero(count(src.solutions) > 0)
         if len(bad):

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from ramble.core.problem import PathProblem
-from ramble.errors import ConfigError, DataError, RambleError
+from ramble.errors import ConfigError, RambleError
+from ramble.models.registry import model_spec
 from ramble.progress import progress_bar
 from ramble.storage.io import Experiment, load, update
 
@@ -260,7 +261,6 @@ def evaluate_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, po
 
 
 # ----------------------------------------------------------------- from a file
-NO_TEST_TCM = "TCM: random labels have no rule to learn, so there is no test set and no test error"
 
 
 @dataclass
@@ -282,44 +282,13 @@ class FileProblem:
 
 
 def problem_from_file(e: Experiment, data_dir: Optional[str] = None, device: str = "auto") -> FileProblem:
-    """Rebuild the training problem of experiment ``e``: TCM from ``/data/train``, LeNet5 from the MNIST files it refers to.
+    """Rebuild the training problem of experiment ``e`` by its model's spec (TCM from ``/data/train``, LeNet5 from the MNIST files it refers to).
 
     LeNet5 needs the same MNIST files as the run (checked by sha256); the
     test set is the run's test slice.  Raises :class:`DataError` when they
     are missing or differ.
     """
-    if e.model == "tcm":
-        from ramble.models.patterns import Patterns
-        from ramble.models.tcm import TCMProblem
-
-        if "train_inputs" not in e.data:
-            raise DataError(f"{e.path} holds no TCM training set (/data/train)")
-        k = int(e.model_info.get("K", e.config.get("n_hidden", 0)))
-        prob = TCMProblem(Patterns(e.data["train_inputs"], e.data["train_labels"], int(e.data.get("seed", 0))), k)
-        sols = {i: torch.from_numpy(np.asarray(w, dtype=np.float64)) for i, w in e.solutions.items()}
-        return FileProblem(prob, sols, None, NO_TEST_TCM, "cpu", "float64")
-    if e.model != "lenet5":  # every other model through its spec (ramble.models.registry)
-        from ramble.models.registry import model_spec
-
-        return model_spec(e.model).file_problem(e, data_dir, device)
-    from ramble.experiments.mnist_experiment import run_data
-    from ramble.models.lenet import LeNetProblem, resolve_device
-
-    try:
-        data = run_data(e.config, e.data, data_dir, test=True)
-    except DataError as err:
-        raise DataError(f"{e.path}: {err}") from None
-    dev = resolve_device(device)
-    dtype = torch.float32 if str(e.model_info.get("dtype", "float32")) == "float32" else torch.float64
-    prob = LeNetProblem.from_data(data, device=dev, dtype=dtype)
-    test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
-
-    def measure(w: torch.Tensor) -> dict[str, float]:
-        ev = prob.evaluate_on(w, test_x, test_y)
-        return {"test_loss": ev.loss, "test_error": ev.error}
-
-    sols = {i: torch.from_numpy(np.asarray(w)).to(device=dev, dtype=dtype) for i, w in e.solutions.items()}
-    return FileProblem(prob, sols, measure, "", str(dev), str(dtype).replace("torch.", ""), test_x=data.test_x)
+    return model_spec(e.model).file_problem(e, data_dir, device)
 
 
 def _curve_arrays(ev: CurveEvaluation) -> dict[str, np.ndarray]:

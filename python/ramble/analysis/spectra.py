@@ -30,6 +30,7 @@ import torch
 
 from ramble.analysis.hessian import NONZERO_RTOL, WHICH, along_path, classification_loss, count_nonzero, full_spectrum, select_points, set_threads_to_free_cores, subset_indices
 from ramble.errors import ConfigError, FormatError, RambleError
+from ramble.models.registry import model_spec
 from ramble.storage.groups import write_hessian
 from ramble.storage.io import Experiment, PathRecord, load
 from ramble.storage.views import read_path_weights
@@ -87,15 +88,15 @@ def choose_rows(p: PathRecord, cfg: HessianConfig) -> np.ndarray:
     return select_points(rows_distance, n_points=cfg.points, every=cfg.every)
 
 
-def tcm_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianConfig, backend: Optional[str] = None,
+def tcm_spectra(e: Experiment, weights: Any, rows: np.ndarray, cfg: HessianConfig, backend: Optional[str] = None,
                 callback: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
-    """Exact Hessians at ``rows`` of a TCM path: full spectra (H, N), traces, non-zero counts; ``callback(r)`` after row r."""
+    """Exact Hessians at ``rows`` of a TCM path's ``weights`` (T, N): full spectra (H, N), traces, non-zero counts; ``callback(r)`` after row r."""
     from ramble.models.patterns import Patterns
     from ramble.models.tcm_backends import make_backend
 
     name = backend or e.backend
     be = make_backend(name, Patterns(e.data["train_inputs"], e.data["train_labels"], int(e.data.get("seed", 0))), int(e.model_info["K"]))
-    n = p.weights.shape[1]
+    n = weights.shape[1]
     eig = np.empty((len(rows), n))
     trace = np.empty(len(rows))
     nnz = np.empty(len(rows), dtype=np.int64)
@@ -103,7 +104,7 @@ def tcm_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianConf
     secs = np.empty(len(rows))
     for r, row in enumerate(rows):
         t = time.perf_counter()
-        w = np.ascontiguousarray(p.weights[row], dtype=np.float64)
+        w = np.ascontiguousarray(weights[row], dtype=np.float64)
         h = be.hessian(w)
         ev = full_spectrum(h)  # torch's LAPACK: NumPy's OpenBLAS threads spin on a busy CPU
         eig[r] = ev
@@ -259,17 +260,15 @@ def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Calla
     return at
 
 
-def lenet_spectra(e: Experiment, p: PathRecord, rows: np.ndarray, cfg: HessianConfig, weights: Any, data_dir: Optional[str] = None, device: str = "auto",
+def lenet_spectra(rows: np.ndarray, cfg: HessianConfig, weights: Any, data: Any, device: str = "auto",
                   callback: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
-    """Top-k eigenvalues and Hutchinson traces at ``rows`` of a LeNet5 path (Lanczos); ``callback(j)`` after point j.
+    """Top-k eigenvalues and Hutchinson traces at ``rows`` of a LeNet5 path (Lanczos) on ``data`` (the run's MnistData); ``callback(j)`` after point j.
 
     Products go through :func:`frozen_pattern_loss` (up to FROZEN_MAX_IMAGES
     images), else through :func:`patch_gemm_logits` in chunks of 1,000.
     """
-    from ramble.experiments.mnist_experiment import run_data
     from ramble.models.lenet import LeNetProblem, resolve_device
 
-    data = run_data(e.config, e.data, data_dir)
     dev = resolve_device(device)
     if dev.type == "cpu":
         # oversubscribed threads made every Hessian-vector product 15-25x slower on a shared CPU
@@ -318,15 +317,7 @@ def compute_and_store(path: str | Path, cfg: HessianConfig, only: Optional[str] 
         log.info("hessian %s: %d points", name, len(rows))
         bar = progress_bar(total=len(rows), desc=f"hessian {name}", unit="point", disable=not progress)
         try:
-            if e.model == "tcm":
-                out = tcm_spectra(e, p, rows, cfg, backend, callback=lambda _r: bar.update(1))
-            elif e.model == "lenet5":
-                out = lenet_spectra(e, p, rows, cfg, wds, data_dir=data_dir, device=device, callback=lambda _j: bar.update(1))
-            else:  # every other model through its spec (ramble.models.registry); no per-point hook there
-                from ramble.models.registry import model_spec
-
-                out = model_spec(e.model).spectra(e, rows, cfg, wds, data_dir=data_dir, device=device)
-                bar.update(len(rows))
+            out = model_spec(e.model).spectra(e, rows, cfg, wds, data_dir=data_dir, device=device, backend=backend, callback=lambda _j: bar.update(1))
         finally:
             bar.close()
         store(path, name, out)

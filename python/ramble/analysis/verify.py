@@ -25,15 +25,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ramble.core.problem import SegmentCertificate
-from ramble.errors import DataError, RambleError
+from ramble.errors import RambleError
+from ramble.models.registry import Replayer, SegmentCertifier, VerifySetup, model_spec
 from ramble.storage.views import Handle, StoredFile, StoredPath, as_stored, open_stored
 
 EQ4_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 """Largest relative deviation of a layer norm from Eq. 4, by the dtype of the stored weights."""
-
-TCM_ROW_CHUNK = 256
-LENET_BATCH = 1000
 
 
 @dataclass
@@ -116,15 +113,6 @@ def _rows_list(rows: Sequence[int], limit: int = 5) -> str:
     return s + (f", ... ({len(rows)} rows)" if len(rows) > limit else "")
 
 
-def _groups_of(shapes: Sequence[Sequence[int]]) -> list[slice]:
-    out, start = [], 0
-    for s in shapes:
-        n = int(np.prod(s))
-        out.append(slice(start, start + n))
-        start += n
-    return out
-
-
 def _sample(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """``k`` sorted row indices out of ``n_rows``, always including the first and the last."""
     if k >= n_rows or n_rows <= 2:
@@ -133,111 +121,14 @@ def _sample(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.unique(np.concatenate([[0, n_rows - 1], middle])).astype(np.int64)
 
 
-ErrorCounter = Callable[[np.ndarray], np.ndarray]
-"""Weights (R, P) -> training errors per row (R,) int."""
+def stored_path_config(config: dict) -> Any:
+    """The PathConfig a run stored (its strides included); keys this version does not know are left out."""
+    from dataclasses import fields
 
+    from ramble.core.path import PathConfig
 
-def _tcm_problem(f: StoredFile) -> Any:
-    """The TCM of a file, rebuilt from ``/data/train`` and ``/model`` K (float64)."""
-    from ramble.models.patterns import Patterns
-    from ramble.models.tcm import TCMProblem
-
-    inputs, labels = f.train_set()
-    k = int(f.model_attrs()["K"])
-    return TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(f.data_attrs().get("seed", 0))), k)
-
-
-def tcm_counter(f: Union[Handle, StoredFile]) -> tuple[ErrorCounter, int]:
-    """Training errors per weight row of a TCM file, rebuilt from ``/data/train`` and ``/model`` K (torch float64, rows in chunks)."""
-    problem = _tcm_problem(as_stored(f))
-
-    def count(weights: np.ndarray) -> np.ndarray:
-        out = []
-        for s in range(0, len(weights), TCM_ROW_CHUNK):
-            w = torch.from_numpy(np.ascontiguousarray(weights[s : s + TCM_ROW_CHUNK], dtype=np.float64))
-            h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
-            margins = problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)
-            out.append((margins <= 0).sum(dim=1).numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-    return count, problem.n_samples
-
-
-SegmentCertifier = Callable[[np.ndarray, np.ndarray, bool], SegmentCertificate]
-"""``certify(row0, row1, chord)``: the certificate of the straight segment between two stored weight rows (P,).
-
-``chord``: the rows are not consecutive vertices, so a smaller work limit applies (networks)."""
-
-
-def _tcm_certifier(f: StoredFile) -> SegmentCertifier:
-    """Exact certificates (:meth:`ramble.models.tcm.TCMProblem.certify_segment`) in float64."""
-    problem = _tcm_problem(f)
-
-    def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> SegmentCertificate:
-        return problem.certify_segment(torch.from_numpy(np.asarray(r0, dtype=np.float64)), torch.from_numpy(np.asarray(r1, dtype=np.float64)))
-
-    return certify
-
-
-def _network_certifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, max_pieces: int) -> SegmentCertifier:
-    """Bound-propagation certificates (:func:`ramble.core.bounds.certify_torch_segment`).
-
-    A path segment gets the limits the run's certificates had (the defaults); a chord at most ``max_pieces`` pieces.
-    """
-    from ramble.core.bounds import certify_torch_segment
-
-    def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> SegmentCertificate:
-        w0 = torch.from_numpy(np.ascontiguousarray(r0)).to(x.device)
-        w1 = torch.from_numpy(np.ascontiguousarray(r1)).to(x.device)
-        if chord:
-            return certify_torch_segment(model, w0, w1, x, y, max_pieces=max_pieces)
-        return certify_torch_segment(model, w0, w1, x, y)
-
-    return certify
-
-
-def _lenet_data(f: StoredFile, data_dir: Optional[str], report: VerifyReport) -> Any:
-    """The MNIST training images of a LeNet5 file (adds the ``data`` check), or None when missing or different."""
-    from ramble.experiments.mnist_experiment import run_data
-
-    try:
-        data = run_data(json.loads(f.attrs.get("config", "{}")), f.data_attrs(), data_dir)
-    except DataError as e:
-        report.add("data", False, str(e))
-        return None
-    folder = data.source.get("folder", data_dir)
-    report.add("data", True, f"MNIST first {len(data.train_y)} training images from {folder}")
-    return data
-
-
-def _lenet_counter(f: StoredFile, data: Any, device: str) -> tuple[ErrorCounter, int]:
-    from ramble.experiments.mnist_experiment import rebuild
-    from ramble.models.lenet import LeNet5, resolve_device
-
-    names = json.loads(f.model_attrs()["param_names"])
-    shapes = json.loads(f.model_attrs()["param_shapes"])
-    dev = resolve_device(device)
-    x = data.train_x.to(dev)
-    y = data.train_y.to(dev)
-
-    def count(weights: np.ndarray) -> np.ndarray:
-        out = []
-        for row in weights:
-            net = LeNet5().to(dtype=torch.from_numpy(row[:1]).dtype)
-            net.load_state_dict(rebuild(np.asarray(row), names, shapes))
-            net.to(dev).eval()
-            wrong = 0
-            with torch.no_grad():
-                for s in range(0, len(y), LENET_BATCH):
-                    logits = net(x[s : s + LENET_BATCH].to(next(net.parameters()).dtype))
-                    yb = y[s : s + LENET_BATCH]
-                    true = logits.gather(1, yb[:, None]).squeeze(1)
-                    other = logits.masked_fill(torch.nn.functional.one_hot(yb, logits.shape[1]).bool(), -float("inf")).amax(1)
-                    wrong += int((true - other <= 0).sum())
-            out.append(wrong)
-        return np.asarray(out, dtype=np.int64)
-
-    return count, len(y)
+    known = {fd.name for fd in fields(PathConfig)}
+    return PathConfig(**{k: v for k, v in config.get("path", {}).items() if k in known})
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -290,58 +181,24 @@ def _verify_paths(f: StoredFile, model: str, report: VerifyReport, sample_rows: 
     if not names:
         report.skip("paths", "the file holds no paths")
         return
-    counter: Optional[tuple[ErrorCounter, int]] = None
-    certifier: Optional[SegmentCertifier] = None
-    no_certifier = "segments not checked (--no-segments)" if not segments else "no training data"
     any_complete = any(f.path(n).attrs.get("status", "") == "complete" for n in names)
-    if model == "tcm":
-        counter = tcm_counter(f)
-        certifier = _tcm_certifier(f) if segments else None
-        groups = None
-    elif model == "lenet5":
-        data = _lenet_data(f, data_dir, report)
-        if data is not None:
-            from ramble.models.lenet import LeNet5, resolve_device
-
-            counter = _lenet_counter(f, data, device)
-            if segments:
-                dev = resolve_device(device)
-                certifier = _network_certifier(LeNet5(), data.train_x.to(dev), data.train_y.to(dev), max_pieces)
-        groups = _groups_of(json.loads(f.model_attrs()["param_shapes"]))
-    else:  # every other model through its spec (ramble.models.registry)
-        from ramble.models.registry import model_spec
-
-        try:
-            spec = model_spec(model)
-            groups = spec.eq4_groups(f.model_attrs())
-            if any_complete:
-                counter = spec.error_counter(f.filename, data_dir=data_dir, device=device)
-                report.add("model", True, f"{spec.label} rebuilt, {counter[1]} training samples")
-            if segments:
-                certifier, no_certifier = _spec_certifier(f, model, device, max_pieces)
-        except RambleError as e:
-            report.add("model", False, str(e))
-            return
+    try:
+        spec = model_spec(model)
+        setup = spec.verify_setup(f, data_dir=data_dir, device=device, segments=segments, max_pieces=max_pieces, any_complete=any_complete)
+    except RambleError as e:
+        report.add("model", False, str(e))
+        return
+    for name, ok, detail in setup.checks:
+        report.add(name, ok, detail)
     vertex_rows = _every_vertex_recorded(f)
     rng = np.random.default_rng(seed)
     for name in names:
         p = f.path(name)
-        _verify_path(p, model, solutions, counter, groups, report, sample_rows, rng)
-        if certifier is None:
-            report.skip(f"path {name} segments", no_certifier)
+        _verify_path(p, setup, solutions, report, sample_rows, rng)
+        if setup.certifier is None:
+            report.skip(f"path {name} segments", setup.no_certifier)
         else:
-            _verify_segments(p, certifier, vertex_rows, report)
-
-
-def _spec_certifier(f: StoredFile, model: str, device: str, max_pieces: int) -> tuple[Optional[SegmentCertifier], str]:
-    """A certifier for a generic torch file (its model rebuilt from the file), or None and why not."""
-    if model != "torch":
-        return None, f"no segment certificate for model {model!r}"
-    from ramble.experiments.torch_experiment import problem_from_file
-    from ramble.storage.io import load
-
-    problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
-    return _network_certifier(problem.model, problem.x, problem.y, max_pieces), ""
+            _verify_segments(p, setup.certifier, vertex_rows, report)
 
 
 def _every_vertex_recorded(f: StoredFile) -> bool:
@@ -415,7 +272,7 @@ def _verify_checksum(g: StoredPath, report: VerifyReport) -> None:
     report.add(check, got == stored, "sha256 matches" if got == stored else f"sha256 mismatch: stored {stored[:12]}..., data give {got[:12]}... (the path's datasets were changed)")
 
 
-def _verify_path(g: StoredPath, model: str, solutions: dict[int, np.ndarray], counter: Optional[tuple[ErrorCounter, int]], groups: Optional[list[slice]], report: VerifyReport, sample_rows: int, rng: np.random.Generator) -> None:
+def _verify_path(g: StoredPath, setup: VerifySetup, solutions: dict[int, np.ndarray], report: VerifyReport, sample_rows: int, rng: np.random.Generator) -> None:
     name = g.name
     p = f"path {name}"
     a = g.attrs
@@ -458,7 +315,7 @@ def _verify_path(g: StoredPath, model: str, solutions: dict[int, np.ndarray], co
         from ramble.core.path import NormConstraint
 
         W = weights[()]
-        gr = groups if groups is not None else [slice(0, W.shape[1])]
+        gr = setup.groups if setup.groups is not None else [slice(0, W.shape[1])]
         rtol = EQ4_RTOL.get(W.dtype, 1e-6)
         nc = NormConstraint(torch.from_numpy(solutions[src].astype(np.float64)), torch.from_numpy(solutions[dst].astype(np.float64)), gr)
         viol = np.array([nc.violation(torch.from_numpy(r.astype(np.float64))) for r in W])
@@ -467,13 +324,13 @@ def _verify_path(g: StoredPath, model: str, solutions: dict[int, np.ndarray], co
         report.add(f"{p} Eq. 4", len(bad) == 0, f"all {len(W)} rows within {rtol:g} (worst {worst:.2g})" if len(bad) == 0 else f"rows {_rows_list(bad)} off the norm surface (worst relative deviation {worst:.3g} > {rtol:g})")
 
     # membership and stored train_error
-    if counter is None:
-        why = "no training data" if model == "lenet5" else "no training set"
+    if setup.counter is None:
+        why = setup.no_counter
         report.skip(f"{p} in S", why if complete else f"path failed ({a.get('reason', '')}): rows not required to be in S")
         return
-    count, m = counter
-    rows = np.arange(n_rows) if model == "tcm" else _sample(n_rows, sample_rows, rng)
-    W = weights[()] if model == "tcm" else np.stack([weights[int(r)] for r in rows])
+    count, m = setup.counter
+    rows = np.arange(n_rows) if setup.all_rows else _sample(n_rows, sample_rows, rng)
+    W = weights[()] if setup.all_rows else np.stack([weights[int(r)] for r in rows])
     errors = count(W)
     which = "all" if len(rows) == n_rows else f"{len(rows)} sampled"
     if complete:
@@ -484,8 +341,7 @@ def _verify_path(g: StoredPath, model: str, solutions: dict[int, np.ndarray], co
     kept = g.get("weight_index")
     point = kept[rows] if kept is not None else rows
     stored_err = g.read("train_error")[point]
-    slack = 0.5 if model == "tcm" else 1.5  # samples: exact count for the TCM, one borderline sample for LeNet5
-    off = np.flatnonzero(np.abs(stored_err * m - errors) > slack)
+    off = np.flatnonzero(np.abs(stored_err * m - errors) > setup.error_slack)
     report.add(
         f"{p} train_error",
         len(off) == 0,
@@ -506,12 +362,8 @@ def verify_or_raise(path: str | os.PathLike, echo: Callable[[str], Any] = print,
 # ----------------------------------------------------------------------------- replay
 
 
-Replayer = Callable[[int, int], Any]
-"""``replay(i, j)``: the PathResult the run's driver draws from solution i to solution j, as the file stores it."""
-
-
 def replay_paths(f: Union[Handle, StoredFile], model: str, report: VerifyReport, data_dir: Optional[str], device: str) -> None:
-    """Rerun every path of a LeNet5 or torch file from its stored config and endpoints; compare the stored rows bit for bit.
+    """Rerun every path of a file from its stored config and endpoints (its spec's :meth:`replayer`); compare the stored rows bit for bit.
 
     The path algorithm accepts only certified moves, so a replay that ends
     where the file does, with the same rows, shows that the stored path is
@@ -519,15 +371,13 @@ def replay_paths(f: Union[Handle, StoredFile], model: str, report: VerifyReport,
     per path (FAIL naming the first row that differs).
     """
     f = as_stored(f)
-    if model == "tcm":
-        report.skip("replay", "TCM files store every vertex: the segments check certifies them exactly")
-        return
     try:
-        replay = _replayer(f, model, data_dir, device, report)
-    except RambleError as e:  # e.g. a torch file whose model cannot be rebuilt
+        replay, why = model_spec(model).replayer(f, data_dir=data_dir, device=device)
+    except RambleError as e:  # e.g. missing data, a torch file whose model cannot be rebuilt
         report.add("replay", False, str(e))
         return
     if replay is None:
+        report.skip("replay", why)
         return
     config = json.loads(f.attrs.get("config", "{}") or "{}")
     ran_on = str(config.get("resolved_device", "?"))
@@ -568,57 +418,6 @@ def _replay_path(g: StoredPath, replay: Replayer, device: str, ran_on: str, thre
         report.add(check, False, f"{where}: {'; '.join(problems)}")
     else:
         report.add(check, True, f"{where}: {figures}; all {len(result.weights)} stored rows equal bit for bit")
-
-
-def _replayer(f: StoredFile, model: str, data_dir: Optional[str], device: str, report: VerifyReport) -> Optional[Replayer]:
-    """The run's path driver on the file's problem and solutions, or None (with a failed or skipped check)."""
-    config = json.loads(f.attrs.get("config", "{}") or "{}")
-    solutions = f.solutions()
-    if model == "lenet5":
-        from ramble.experiments.mnist_experiment import connect_pair, run_data, thin_weights
-        from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device
-
-        try:
-            data = run_data(config, f.data_attrs(), data_dir)
-        except DataError as e:
-            report.add("replay", False, str(e))
-            return None
-        dev = resolve_device(device)
-        deterministic_cuda(dev)
-        problem = LeNetProblem.from_data(data, device=dev, batch_size=int(config.get("batch_size", 128)))
-        path_cfg = _path_config(config)
-
-        def replay_lenet(i: int, j: int) -> Any:
-            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=dev, dtype=problem.dtype) for k in (i, j))
-            result = connect_pair(problem, w_a, w_b, path_cfg, lambda w: {}, float(config["train_lr"]), int(config["max_epochs"]))
-            return thin_weights(result, int(config["weight_rows"]))
-
-        return replay_lenet
-    if model == "torch":
-        from ramble.experiments.torch_experiment import config_of, connect, problem_from_file
-        from ramble.storage.io import load
-
-        problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
-        cfg = config_of(config)
-        path_cfg = _path_config(config)
-
-        def replay_torch(i: int, j: int) -> Any:
-            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=problem.device, dtype=problem.dtype) for k in (i, j))
-            return connect(problem, w_a, w_b, path_cfg, train_lr=cfg.train_lr, max_epochs=cfg.max_epochs)
-
-        return replay_torch
-    report.skip("replay", f"no replay for model {model!r}")
-    return None
-
-
-def _path_config(config: dict) -> Any:
-    """The PathConfig a run stored (its strides included); keys this version does not know are left out."""
-    from dataclasses import fields
-
-    from ramble.core.path import PathConfig
-
-    known = {fd.name for fd in fields(PathConfig)}
-    return PathConfig(**{k: v for k, v in config.get("path", {}).items() if k in known})
 
 
 def _replay_differences(g: StoredPath, result: Any) -> list[str]:

@@ -860,3 +860,20 @@ def _bisect(net: TracedNetwork, weights: dict[str, SegmentWeights], x: torch.Ten
         stack.append(_Work(mid, work.b, work.depth + 1, failing.samples))
         stack.append(_Work(work.a, mid, work.depth + 1, failing.samples))
     return True, lowest, pieces
+
+
+def network_certifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, max_pieces: int) -> Callable[[Any, Any, bool], Any]:
+    """``certify(row0, row1, chord)`` for ``ramble verify``: :func:`certify_torch_segment` between two stored weight rows (P,) numpy.
+
+    A path segment gets the limits the run's certificates had (the defaults); a chord (``chord`` True) at most ``max_pieces`` pieces.
+    """
+    import numpy as np
+
+    def certify(r0: Any, r1: Any, chord: bool) -> Any:
+        w0 = torch.from_numpy(np.ascontiguousarray(r0)).to(x.device)
+        w1 = torch.from_numpy(np.ascontiguousarray(r1)).to(x.device)
+        if chord:
+            return certify_torch_segment(model, w0, w1, x, y, max_pieces=max_pieces)
+        return certify_torch_segment(model, w0, w1, x, y)
+
+    return certify

@@ -311,3 +311,196 @@ def rebuild(weights_row: np.ndarray, param_names: list[str], param_shapes: list[
     if start != len(weights_row):
         raise ConfigError(f"weight row has {len(weights_row)} entries, the shapes need {start}")
     return out
+
+
+# ----------------------------------------------------------------------------- LeNet5 as a ModelSpec
+
+LENET_BATCH = 1000
+"""Images per forward pass when verify counts a row's training errors."""
+
+
+def stored_config(d: Mapping[str, Any]) -> MnistExperimentConfig:
+    """The MnistExperimentConfig of a file's parsed ``config`` attribute (KeyError/TypeError when this ramble cannot read it back)."""
+    d = {k: v for k, v in d.items() if k != "resolved_device"}
+    return MnistExperimentConfig(**dict(d, path=PathConfig.from_dict(d["path"])))
+
+
+def verify_data(f: Any, data_dir: Optional[str]) -> tuple[Optional[MnistData], tuple[str, bool, str]]:
+    """The MNIST training images of an open LeNet5 file (None when missing or different) and verify's ``data`` check."""
+    try:
+        data = run_data(json.loads(f.attrs.get("config", "{}")), f.data_attrs(), data_dir)
+    except DataError as e:
+        return None, ("data", False, str(e))
+    folder = data.source.get("folder", data_dir)
+    return data, ("data", True, f"MNIST first {len(data.train_y)} training images from {folder}")
+
+
+def forward_counter(f: Any, data: MnistData, device: str) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """Verify's count: training errors per weight row (R, P) -> (R,), each row loaded into a LeNet5 of its dtype (batches of LENET_BATCH); and M."""
+    from ramble.models.lenet import LeNet5
+
+    names = json.loads(f.model_attrs()["param_names"])
+    shapes = json.loads(f.model_attrs()["param_shapes"])
+    dev = resolve_device(device)
+    x = data.train_x.to(dev)
+    y = data.train_y.to(dev)
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        return np.asarray([_row_errors(LeNet5, np.asarray(row), names, shapes, x, y, dev) for row in weights], dtype=np.int64)
+
+    return count, len(y)
+
+
+def _row_errors(net_class: Any, row: np.ndarray, names: list[str], shapes: list[list[int]], x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> int:
+    """Training samples whose true logit does not exceed every other under the weights ``row`` (P,)."""
+    net = net_class().to(dtype=torch.from_numpy(row[:1]).dtype)
+    net.load_state_dict(rebuild(row, names, shapes))
+    net.to(dev).eval()
+    wrong = 0
+    with torch.no_grad():
+        for s in range(0, len(y), LENET_BATCH):
+            logits = net(x[s : s + LENET_BATCH].to(next(net.parameters()).dtype))
+            yb = y[s : s + LENET_BATCH]
+            true = logits.gather(1, yb[:, None]).squeeze(1)
+            other = logits.masked_fill(torch.nn.functional.one_hot(yb, logits.shape[1]).bool(), -float("inf")).amax(1)
+            wrong += int((true - other <= 0).sum())
+    return wrong
+
+
+def _groups_of(shapes: list[list[int]]) -> list[slice]:
+    """Eq. 4 groups: one per parameter tensor, in the flat vector's order."""
+    out, start = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(slice(start, start + n))
+        start += n
+    return out
+
+
+class LeNetSpec:
+    """LeNet5 on MNIST (paper Sect. 3.2) as a :class:`ramble.models.registry.ModelSpec`; the images are the MNIST files ``/data`` refers to (checked by sha256)."""
+
+    name = "lenet5"
+    label = "LeNet5"
+    loss_label = "mean cross-entropy, nats"
+    exact_hessians = False
+
+    def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "auto") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+        """Training errors per weight row (R, P) -> (R,) by the LeNetProblem's margins, and M; DataError when the images are missing or differ."""
+        from ramble.storage.views import open_stored
+
+        with open_stored(path) as v:
+            data = run_data(json.loads(v.attrs.get("config", "{}")), v.data_attrs(), data_dir)
+            model = v.model_attrs()
+        dtype = torch.float64 if str(model.get("dtype", "float32")) == "float64" else torch.float32
+        problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=dtype)
+        n_params = int(model.get("n_params", problem.n_params))
+        if n_params != problem.n_params:
+            raise RambleError(f"the file's LeNet5 has {n_params} parameters, this ramble's {problem.n_params}")
+
+        def count(weights: np.ndarray) -> np.ndarray:
+            out = np.empty(len(weights), dtype=np.int64)
+            for r, row in enumerate(weights):
+                w = torch.from_numpy(np.ascontiguousarray(row)).to(device=problem.device, dtype=dtype)
+                out[r] = int((problem.margins(w) <= 0).sum())
+            return out
+
+        return count, problem.n_samples
+
+    def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
+        """One group per parameter tensor (``/model`` ``param_shapes``)."""
+        return _groups_of(json.loads(model_info["param_shapes"]))
+
+    def file_problem(self, e: Any, data_dir: Optional[str] = None, device: str = "auto") -> Any:
+        """The run's training problem in the file's dtype, the solutions, the test measure on the run's test slice; DataError naming the file."""
+        from ramble.analysis.curves import FileProblem
+
+        try:
+            data = run_data(e.config, e.data, data_dir, test=True)
+        except DataError as err:
+            raise DataError(f"{e.path}: {err}") from None
+        dev = resolve_device(device)
+        dtype = torch.float32 if str(e.model_info.get("dtype", "float32")) == "float32" else torch.float64
+        prob = LeNetProblem.from_data(data, device=dev, dtype=dtype)
+        test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
+
+        def measure(w: torch.Tensor) -> dict[str, float]:
+            ev = prob.evaluate_on(w, test_x, test_y)
+            return {"test_loss": ev.loss, "test_error": ev.error}
+
+        sols = {i: torch.from_numpy(np.asarray(w)).to(device=dev, dtype=dtype) for i, w in e.solutions.items()}
+        return FileProblem(prob, sols, measure, "", str(dev), str(dtype).replace("torch.", ""), test_x=data.test_x)
+
+    def spectra(self, e: Any, rows: np.ndarray, cfg: Any, weights: Any, data_dir: Optional[str] = None, device: str = "auto", backend: Optional[str] = None,
+                callback: Optional[Callable[[int], Any]] = None) -> dict[str, Any]:
+        """Top-k Lanczos eigenvalues and traces (:func:`ramble.analysis.spectra.lenet_spectra`) on the run's training images."""
+        from ramble.analysis.spectra import lenet_spectra
+
+        return lenet_spectra(rows, cfg, weights, run_data(e.config, e.data, data_dir), device=device, callback=callback)
+
+    def resume(self, path: Path, stored: Mapping[str, Any], show_progress: bool, checkpoints: CheckpointPolicy) -> None:
+        run_mnist_experiment(stored_config(stored), path, show_progress=show_progress, resume=True, checkpoints=checkpoints)
+
+    def hessian_subset(self, stored: Mapping[str, Any]) -> Optional[int]:
+        """All training images up to 1,000, else 1,000 of them."""
+        return None if stored_config(stored).train_size <= 1000 else 1000
+
+    def hessian_device(self, stored: Mapping[str, Any]) -> str:
+        return stored_config(stored).device
+
+    def data_label(self, e: Any) -> str:
+        """"MNIST-100", "whole MNIST" or "MNIST, n training images"."""
+        n = e.config.get("train_size")
+        if n is None:
+            return "MNIST"
+        return "MNIST-100" if int(n) == 100 else ("whole MNIST" if int(n) >= 60000 else f"MNIST, {n} training images")
+
+    def figure_name(self, e: Any) -> str:
+        return "LeNet5"
+
+    def describe_data(self, e: Any) -> Optional[str]:
+        return None  # /data kind "mnist" says which images, from where
+
+    def verify_setup(self, f: Any, *, data_dir: Optional[str], device: str, segments: bool, max_pieces: int, any_complete: bool) -> Any:
+        """A ``data`` check; a sample of rows counted (slack 1.5 samples: one borderline image), segments bounded (:func:`ramble.core.bounds.network_certifier`)."""
+        from ramble.core.bounds import network_certifier
+        from ramble.models.lenet import LeNet5
+        from ramble.models.registry import NO_SEGMENTS, VerifySetup
+
+        data, check = verify_data(f, data_dir)
+        setup = VerifySetup(groups=self.eq4_groups(f.model_attrs()), checks=[check], no_certifier=NO_SEGMENTS if not segments else "no training data", no_counter="no training data")
+        if data is not None:
+            setup.counter = forward_counter(f, data, device)
+            if segments:
+                dev = resolve_device(device)
+                setup.certifier = network_certifier(LeNet5(), data.train_x.to(dev), data.train_y.to(dev), max_pieces)
+        return setup
+
+    def replayer(self, f: Any, *, data_dir: Optional[str], device: str) -> tuple[Callable[[int, int], PathResult], str]:
+        """The run's pair driver (:func:`connect_pair`, rows thinned as stored) on ``device``; DataError when the images are missing."""
+        from ramble.analysis.verify import stored_path_config
+
+        config = json.loads(f.attrs.get("config", "{}") or "{}")
+        solutions = f.solutions()
+        data = run_data(config, f.data_attrs(), data_dir)
+        dev = resolve_device(device)
+        deterministic_cuda(dev)
+        problem = LeNetProblem.from_data(data, device=dev, batch_size=int(config.get("batch_size", 128)))
+        path_cfg = stored_path_config(config)
+
+        def replay(i: int, j: int) -> PathResult:
+            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=dev, dtype=problem.dtype) for k in (i, j))
+            result = connect_pair(problem, w_a, w_b, path_cfg, lambda w: {}, float(config["train_lr"]), int(config["max_epochs"]))
+            return thin_weights(result, int(config["weight_rows"]))
+
+        return replay, ""
+
+    def align_refusal(self, path: Any) -> Optional[str]:
+        return None
+
+    def connect(self, problem: Any, w_a: Any, w_b: Any, cfg: Any, *, measure: Any, train_lr: float, max_epochs: int, progress: Any) -> PathResult:
+        """:func:`connect_pair`, the run's own driver."""
+        return connect_pair(problem, w_a, w_b, cfg, measure, train_lr, max_epochs, progress=progress)
+
+
+SPEC = LeNetSpec()

@@ -12,13 +12,13 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from ramble.analysis.connectivity import store_connectivity
 from ramble.core.path import PathConfig, PathResult, reversed_path, route_through
-from ramble.errors import ConfigError, FormatError
+from ramble.errors import ConfigError, DataError, FormatError, RambleError
 from ramble.models.patterns import Patterns, random_patterns
 from ramble.models.tcm import check_shape, gaussian_init
 from ramble.models.tcm_backends import BACKENDS, TCMBackend, connect, make_backend
@@ -244,3 +244,149 @@ def tcm_model_attrs(cfg: TCMExperimentConfig) -> dict:
         "layout": "flat w of length N; hidden unit k owns entries k*N/K .. (k+1)*N/K-1, aligned with its inputs",
         "loss": "mean over patterns of log(1 + exp(-2 sigma S)), S = sum_k htanh(h_k)",
     }
+
+
+# ----------------------------------------------------------------------------- the TCM as a ModelSpec
+
+TCM_ROW_CHUNK = 256
+"""Weight rows whose margins :func:`tcm_counter` computes in one einsum."""
+
+NO_TEST_TCM = "TCM: random labels have no rule to learn, so there is no test set and no test error"
+
+
+def tcm_refusal(file: str | Path) -> str:
+    """Why ``ramble align`` leaves TCM files alone (one line)."""
+    return (f"{file} is a TCM file: the tree committee machine has no permutation symmetry that keeps its input blocks fixed, "
+            "so there is nothing to align (docs/align.md)")
+
+
+def stored_config(d: dict) -> TCMExperimentConfig:
+    """The TCMExperimentConfig of a file's parsed ``config`` attribute (KeyError/TypeError when this ramble cannot read it back)."""
+    return TCMExperimentConfig(**dict(d, train=TrainConfig(**d["train"]), path=PathConfig.from_dict(d["path"])))
+
+
+def stored_problem(f: Any) -> Any:
+    """The TCM of an open file (:class:`ramble.storage.views.StoredFile`), rebuilt from ``/data/train`` and ``/model`` K (float64)."""
+    from ramble.models.tcm import TCMProblem
+
+    inputs, labels = f.train_set()
+    k = int(f.model_attrs()["K"])
+    return TCMProblem(Patterns(inputs=inputs, labels=labels, seed=int(f.data_attrs().get("seed", 0))), k)
+
+
+def tcm_counter(f: Any) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """Training errors per weight row (R, P) -> (R,) of a TCM file (open or a handle), rebuilt from ``/data/train`` and ``/model`` K (torch float64, rows in chunks); and M."""
+    import torch
+
+    from ramble.storage.views import as_stored
+
+    problem = stored_problem(as_stored(f))
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, len(weights), TCM_ROW_CHUNK):
+            w = torch.from_numpy(np.ascontiguousarray(weights[s : s + TCM_ROW_CHUNK], dtype=np.float64))
+            h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
+            margins = problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)
+            out.append((margins <= 0).sum(dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+    return count, problem.n_samples
+
+
+def exact_certifier(f: Any) -> Callable[[np.ndarray, np.ndarray, bool], Any]:
+    """``certify(row0, row1, chord)``: exact certificates (:meth:`ramble.models.tcm.TCMProblem.certify_segment`) in float64; ``chord`` does not matter."""
+    import torch
+
+    problem = stored_problem(f)
+
+    def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> Any:
+        return problem.certify_segment(torch.from_numpy(np.asarray(r0, dtype=np.float64)), torch.from_numpy(np.asarray(r1, dtype=np.float64)))
+
+    return certify
+
+
+class TCMSpec:
+    """The tree committee machine (paper Sect. 3.1) as a :class:`ramble.models.registry.ModelSpec`."""
+
+    name = "tcm"
+    label = "tree committee machine"
+    loss_label = "mean training loss, nats"
+    exact_hessians = True
+
+    def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "cpu") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+        """:func:`tcm_counter` of the file at ``path`` (``data_dir`` and ``device`` do not apply: the data are in the file, the count is float64 on the CPU)."""
+        from ramble.storage.views import open_stored
+
+        with open_stored(path) as f:
+            return tcm_counter(f)
+
+    def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
+        """One group: the N weights of the flat vector."""
+        return [slice(0, int(model_info["N"]))]
+
+    def file_problem(self, e: Experiment, data_dir: Optional[str] = None, device: str = "auto") -> Any:
+        """The TCM from ``/data/train`` (float64, CPU), the solutions, no test measure; DataError when the file holds no training set."""
+        import torch
+
+        from ramble.analysis.curves import FileProblem
+        from ramble.models.tcm import TCMProblem
+
+        if "train_inputs" not in e.data:
+            raise DataError(f"{e.path} holds no TCM training set (/data/train)")
+        k = int(e.model_info.get("K", e.config.get("n_hidden", 0)))
+        prob = TCMProblem(Patterns(e.data["train_inputs"], e.data["train_labels"], int(e.data.get("seed", 0))), k)
+        sols = {i: torch.from_numpy(np.asarray(w, dtype=np.float64)) for i, w in e.solutions.items()}
+        return FileProblem(prob, sols, None, NO_TEST_TCM, "cpu", "float64")
+
+    def spectra(self, e: Experiment, rows: np.ndarray, cfg: Any, weights: Any, data_dir: Optional[str] = None, device: str = "auto", backend: Optional[str] = None,
+                callback: Optional[Callable[[int], Any]] = None) -> dict[str, Any]:
+        """Exact Hessians at ``rows`` (:func:`ramble.analysis.spectra.tcm_spectra`) with ``backend`` or the file's."""
+        from ramble.analysis.spectra import tcm_spectra
+
+        return tcm_spectra(e, weights, rows, cfg, backend, callback=callback)
+
+    def resume(self, path: Path, stored: Mapping[str, Any], show_progress: bool, checkpoints: Any) -> None:
+        run_tcm_experiment(stored_config(dict(stored)), path, show_progress=show_progress, resume=True)
+
+    def hessian_subset(self, stored: Mapping[str, Any]) -> Optional[int]:
+        """None (every pattern); reads ``stored`` back first, so an unreadable config fails here."""
+        stored_config(dict(stored))
+        return None
+
+    def hessian_device(self, stored: Mapping[str, Any]) -> str:
+        return "auto"
+
+    def data_label(self, e: Experiment) -> str:
+        """Sizes and seed: "N=…, K=…, M=…, seed …"."""
+        c = e.config
+        return f"N={c.get('n_inputs')}, K={c.get('n_hidden')}, M={c.get('n_patterns')}, seed {c.get('seed')}"
+
+    def figure_name(self, e: Experiment) -> str:
+        return "TCM"
+
+    def describe_data(self, e: Experiment) -> Optional[str]:
+        """"M random +-1 patterns of N inputs (seed s)" when the file holds its patterns."""
+        if "train_inputs" not in e.data:
+            return None
+        m, n = e.data["train_inputs"].shape
+        return f"{m} random +-1 patterns of {n} inputs (seed {e.data.get('seed')})"
+
+    def verify_setup(self, f: Any, *, data_dir: Optional[str], device: str, segments: bool, max_pieces: int, any_complete: bool) -> Any:
+        """Every row counted exactly (slack 0.5 samples), every segment certified exactly; the data are in the file."""
+        from ramble.models.registry import VerifySetup
+
+        return VerifySetup(counter=tcm_counter(f), certifier=exact_certifier(f) if segments else None, all_rows=True, error_slack=0.5)
+
+    def replayer(self, f: Any, *, data_dir: Optional[str], device: str) -> tuple[None, str]:
+        return None, "TCM files store every vertex: the segments check certifies them exactly"
+
+    def align_refusal(self, path: Any) -> Optional[str]:
+        return tcm_refusal(path)
+
+    def connect(self, problem: Any, w_a: Any, w_b: Any, cfg: Any, *, measure: Any, train_lr: float, max_epochs: int, progress: Any) -> Any:
+        """Not for align (:meth:`align_refusal` refuses TCM files first); TCM paths are drawn by the run's backend (:func:`ramble.models.tcm_backends.connect`)."""
+        raise RambleError("align draws no TCM paths: the tree committee machine has nothing to align (docs/align.md)")
+
+
+SPEC = TCMSpec()

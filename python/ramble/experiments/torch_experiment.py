@@ -676,6 +676,8 @@ class TorchSpec:
 
     name = MODEL
     label = "torch classifier"
+    loss_label = "mean training loss, nats"
+    exact_hessians = False
 
     def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "cpu") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
         """Training errors per weight row (R, P) -> (R,) int, and M; the model rebuilt as :func:`choose_model` says."""
@@ -698,8 +700,9 @@ class TorchSpec:
         sols = {i: torch.from_numpy(np.asarray(w)).to(device=problem.device, dtype=problem.dtype) for i, w in e.solutions.items()}
         return FileProblem(problem, sols, measure, "" if measure is not None else "the file holds no test set", str(problem.device), str(problem.dtype).replace("torch.", ""))
 
-    def spectra(self, e: Experiment, rows: np.ndarray, cfg: Any, weights: Any, data_dir: Optional[str] = None, device: str = "auto") -> dict[str, Any]:
-        """Top-k Hessian eigenvalues (Lanczos) and Hutchinson traces at ``rows`` of a path's ``weights``, as for LeNet5."""
+    def spectra(self, e: Experiment, rows: np.ndarray, cfg: Any, weights: Any, data_dir: Optional[str] = None, device: str = "auto", backend: Optional[str] = None,
+                callback: Optional[Callable[[int], Any]] = None) -> dict[str, Any]:
+        """Top-k Hessian eigenvalues (Lanczos) and Hutchinson traces at ``rows`` of a path's ``weights``, as for LeNet5; ``callback(j)`` after point j."""
         from ramble.analysis.hessian import along_path, classification_loss, set_threads_to_free_cores, subset_indices
 
         problem, _ = problem_from_file(e, device, with_test=False)
@@ -712,7 +715,8 @@ class TorchSpec:
             return classification_loss(problem.logits, x, y, chunk_size=1000 if len(idx) > 1000 else None)
 
         k = min(cfg.k, problem.n_params)
-        out = along_path(factory, weights, rows, k=k, which=cfg.which, tol=cfg.tol, trace_samples=cfg.trace_samples, seed=cfg.seed, dtype=problem.dtype, device=problem.device)
+        tick = None if callback is None else (lambda j, _spec: callback(j))
+        out = along_path(factory, weights, rows, k=k, which=cfg.which, tol=cfg.tol, trace_samples=cfg.trace_samples, seed=cfg.seed, dtype=problem.dtype, device=problem.device, callback=tick)
         out["attrs"] = dict(out["attrs"], subset_size=int(len(idx)), subset_seed=-1 if cfg.subset_seed is None else int(cfg.subset_seed), device=str(problem.device), train_size=problem.n_samples)
         return out
 
@@ -726,6 +730,53 @@ class TorchSpec:
     def data_label(self, e: Experiment) -> str:
         """Follows the model's name in titles: "on 100 training samples"."""
         return f"on {e.data.get('n_train', '?')} training samples"
+
+    def figure_name(self, e: Experiment) -> str:
+        """The factory's name stored in ``/model``."""
+        return str(e.model_info.get("name", e.model))
+
+    def describe_data(self, e: Experiment) -> Optional[str]:
+        return None  # the generic description of /data
+
+    def hessian_device(self, stored_config: Mapping[str, Any]) -> str:
+        return str(stored_config.get("device", "auto"))
+
+    def verify_setup(self, f: Any, *, data_dir: Optional[str], device: str, segments: bool, max_pieces: int, any_complete: bool) -> Any:
+        """The model rebuilt from the file (a ``model`` check when a path is complete); a sample of rows (slack 1.5 samples), segments bounded."""
+        from ramble.core.bounds import network_certifier
+        from ramble.models.registry import VerifySetup
+
+        setup = VerifySetup(groups=self.eq4_groups(f.model_attrs()))
+        if any_complete:
+            setup.counter = self.error_counter(f.filename, data_dir=data_dir, device=device)
+            setup.checks.append(("model", True, f"{self.label} rebuilt, {setup.counter[1]} training samples"))
+        if segments:
+            problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
+            setup.certifier, setup.no_certifier = network_certifier(problem.model, problem.x, problem.y, max_pieces), ""
+        return setup
+
+    def replayer(self, f: Any, *, data_dir: Optional[str], device: str) -> tuple[Callable[[int, int], PathResult], str]:
+        """:func:`connect` on the model and data rebuilt from the file, with the stored path config and training settings."""
+        from ramble.analysis.verify import stored_path_config
+
+        config = json.loads(f.attrs.get("config", "{}") or "{}")
+        solutions = f.solutions()
+        problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
+        cfg = config_of(config)
+        path_cfg = stored_path_config(config)
+
+        def replay(i: int, j: int) -> PathResult:
+            w_a, w_b = (torch.from_numpy(solutions[k]).to(device=problem.device, dtype=problem.dtype) for k in (i, j))
+            return connect(problem, w_a, w_b, path_cfg, train_lr=cfg.train_lr, max_epochs=cfg.max_epochs)
+
+        return replay, ""
+
+    def align_refusal(self, path: Any) -> Optional[str]:
+        return None
+
+    def connect(self, problem: Any, w_a: Any, w_b: Any, cfg: Any, *, measure: Any, train_lr: float, max_epochs: int, progress: Any) -> PathResult:
+        """:func:`connect`, the run's own driver."""
+        return connect(problem, w_a, w_b, cfg, measure=measure, progress=progress, train_lr=train_lr, max_epochs=max_epochs)
 
 
 SPEC = TorchSpec()

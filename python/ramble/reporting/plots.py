@@ -48,6 +48,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ramble.errors import RambleError  # noqa: E402
+from ramble.models.registry import model_spec  # noqa: E402
 from ramble.storage.io import Experiment, PathRecord, load, make_folder  # noqa: E402
 
 FORMATS = ("png", "pdf")
@@ -76,23 +77,13 @@ def _save(fig: plt.Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
 
 
 def model_name(e: Experiment) -> str:
-    """The network's name for titles: "TCM", "LeNet5", or a torch file's factory name."""
-    return {"tcm": "TCM", "lenet5": "LeNet5"}.get(e.model, str(e.model_info.get("name", e.model)))
+    """The network's name for titles: "TCM", "LeNet5", or a torch file's factory name (its spec's :meth:`figure_name`)."""
+    return model_spec(e.model).figure_name(e)
 
 
 def data_label(e: Experiment) -> str:
-    """Short description of the file's problem: sizes and seed (TCM), training images (MNIST)."""
-    c = e.config
-    if e.model == "tcm":
-        return f"N={c.get('n_inputs')}, K={c.get('n_hidden')}, M={c.get('n_patterns')}, seed {c.get('seed')}"
-    if e.model != "lenet5":  # every other model through its spec (ramble.models.registry)
-        from ramble.models.registry import model_spec
-
-        return model_spec(e.model).data_label(e)
-    n = c.get("train_size")
-    if n is None:
-        return "MNIST"
-    return "MNIST-100" if int(n) == 100 else ("whole MNIST" if int(n) >= 60000 else f"MNIST, {n} training images")
+    """Short description of the file's problem: sizes and seed (TCM), training images (MNIST); its spec's :meth:`data_label`."""
+    return model_spec(e.model).data_label(e)
 
 
 def _title(e: Experiment, p: PathRecord) -> str:
@@ -218,7 +209,7 @@ def plot_path(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] =
     xlabel = XLABEL if x_axis == "distance" else "arc length along the path / $|W_a - W_b|$ (straight line: 0 to 1)"
     ax_l.set_xlabel(xlabel)
     ax_e.set_xlabel(xlabel)
-    loss_unit = "mean cross-entropy, nats" if e.model == "lenet5" else "mean training loss, nats"
+    loss_unit = model_spec(e.model).loss_label
     sets = "training and test set" if has_test else "training set"
     ax_l.set_ylabel(f"loss ({loss_unit})")
     ax_e.set_ylabel("error [%]")
@@ -373,10 +364,10 @@ def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterab
 
 
 def plot_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, top: Optional[int] = None) -> list[Path]:
-    """The Hessian figure that fits the model: :func:`fig2_tcm_hessian` or :func:`fig4_mnist_hessian`."""
+    """The Hessian figure that fits the model: :func:`fig2_tcm_hessian` for full spectra (its spec's ``exact_hessians``), else :func:`fig4_mnist_hessian`."""
     if p.hessian is None:
         return []
-    if e.model == "tcm":
+    if model_spec(e.model).exact_hessians:
         return fig2_tcm_hessian(e, p, stem, formats, top=top or TOP_TCM)
     return fig4_mnist_hessian(e, p, stem, formats, top=top or TOP_LENET)
 
@@ -758,7 +749,7 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Iterable[str] = FO
         written += fig_curves(e, p, out_dir / f"{base}_curves_{p.name}", formats)
         for method in sorted(p.align):
             written += fig_align(e, p, method, out_dir / f"{base}_align_{method}_{p.name}", formats)
-    if e.model == "tcm" and e.paths:
+    if e.model == "tcm" and e.paths:  # paper-specific: the summary figure of the paper's TCM experiment (Sect. 3.1)
         written += fig_tcm_summary([e], out_dir / f"{base}_summary", formats)
     if len(e.solutions) >= 3:
         written += fig_connectivity(e, out_dir / f"{base}_connectivity", formats)

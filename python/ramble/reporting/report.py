@@ -657,7 +657,7 @@ def _settings(e: Experiment) -> dict[str, Any]:
     c = e.config
     path = c.get("path", {}) or {}
     d: dict[str, Any] = {"model": e.model, "backend": e.backend, "seed": c.get("seed")}
-    if e.model == "tcm":
+    if e.model == "tcm":  # paper-specific: the paper's TCM settings (Sect. 3.1) against everything run on data sets
         d.update(n_inputs=c.get("n_inputs"), n_hidden=c.get("n_hidden"), n_patterns=c.get("n_patterns"))
         d["train lr"] = (c.get("train") or {}).get("lr")
     else:
@@ -669,7 +669,7 @@ def _settings(e: Experiment) -> dict[str, Any]:
 
 
 def _paper_key(e: Experiment) -> str:
-    if e.model == "tcm":
+    if e.model == "tcm":  # paper-specific: which of the paper's experiments the file is compared with
         return "tcm"
     return "mnist" if int(e.config.get("train_size") or 0) >= 60000 else "mnist100"
 
@@ -1130,7 +1130,7 @@ def _files_lines(exps: Sequence[Experiment]) -> list[str]:
 
 def _file_row(e: Experiment) -> str:
     d = _settings(e)
-    sizes = f"N={d.get('n_inputs')}, K={d.get('n_hidden')}, M={d.get('n_patterns')}" if e.model == "tcm" else f"train {d.get('train_size')}, test {d.get('test_size')}, {d.get('device')}"
+    sizes = f"N={d.get('n_inputs')}, K={d.get('n_hidden')}, M={d.get('n_patterns')}" if "n_inputs" in d else f"train {d.get('train_size')}, test {d.get('test_size')}, {d.get('device')}"
     wt = e.attrs.get("wall_time")
     return f"| `{e.path}` | {e.model} | {e.backend} | {e.status} | {d.get('seed')} | {sizes} | {d.get('solutions')} ({d.get('pairs')}) | {d.get('train lr')} | {d.get('variant')} | {d.get('gamma')} | {d.get('N_epochs')} | {d.get('path lr')} | {e.attrs.get('ramble_version', '?')} | {_f(float(wt), 1) if wt is not None else 'n/a'} |"
 

@@ -33,6 +33,7 @@ from torch import nn
 from ramble.analysis.align.matching import Matching, activation_matching, apply_permutation, traced_with, unflatten, weight_matching
 from ramble.analysis.align.spec import PermSpec, permutation_spec
 from ramble.errors import ConfigError, RambleError
+from ramble.models.registry import model_spec
 from ramble.storage.io import Experiment, PathRecord, load, write_align
 
 log = logging.getLogger("ramble")
@@ -44,11 +45,6 @@ Measure = Callable[[torch.Tensor], Mapping[str, float]]
 LOGIT_RTOL = 1e-9
 #: Where the aligned line leaves S is located to this accuracy in t.
 LEAVE_T_TOL = 1e-4
-
-
-def tcm_refusal(file: str | Path) -> str:
-    return (f"{file} is a TCM file: the tree committee machine has no permutation symmetry that keeps its input blocks fixed, "
-            "so there is nothing to align (docs/align.md)")
 
 
 # ----------------------------------------------------------------- the file's network
@@ -68,11 +64,12 @@ class FileNetwork:
 
 
 def network_of(e: Experiment, data_dir: Optional[str] = None, device: str = "auto") -> FileNetwork:
-    """Rebuild the classifier of a LeNet5 or generic torch file; one-line errors for the TCM and for missing data."""
-    if e.model == "tcm":
-        raise RambleError(tcm_refusal(e.path))
+    """Rebuild the classifier of a file (LeNet5, generic torch); one-line errors for models that cannot be aligned (the TCM) and for missing data."""
+    refusal = model_spec(e.model).align_refusal(e.path)
+    if refusal is not None:
+        raise RambleError(refusal)
     train_lr, max_epochs = float(e.config.get("train_lr", 0.1)), int(e.config.get("max_epochs", 2000))
-    from ramble.analysis.curves import problem_from_file  # every model through one place (LeNet5 built in, others by their spec)
+    from ramble.analysis.curves import problem_from_file  # every model through its spec
 
     fp = problem_from_file(e, data_dir=data_dir, device=device)
     module = getattr(fp.problem, "model", None)
@@ -165,13 +162,7 @@ def draw_path(e: Experiment, net: FileNetwork, w_a: torch.Tensor, w_b: torch.Ten
     cfg = PathConfig(**{k: v for k, v in stored.items() if k in known})
     bar = PathProgress(f"aligned path {p.name}", progress)
     try:
-        if e.model == "lenet5":
-            from ramble.experiments.mnist_experiment import connect_pair
-
-            return connect_pair(net.problem, w_a, w_b, cfg, net.measure, net.train_lr, net.max_epochs, progress=bar.callback)
-        from ramble.experiments.torch_experiment import connect
-
-        return connect(net.problem, w_a, w_b, cfg, measure=net.measure, progress=bar.callback, train_lr=net.train_lr, max_epochs=net.max_epochs)
+        return model_spec(e.model).connect(net.problem, w_a, w_b, cfg, measure=net.measure, train_lr=net.train_lr, max_epochs=net.max_epochs, progress=bar.callback)
     finally:
         bar.close()
 
@@ -274,8 +265,9 @@ def align_file(file: str | Path, pair: Optional[str] = None, method: str = "weig
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} unknown: use one of {', '.join(METHODS)}")
     e = load(file, weights=with_path)
-    if e.model == "tcm":
-        raise RambleError(tcm_refusal(file))
+    refusal = model_spec(e.model).align_refusal(file)
+    if refusal is not None:
+        raise RambleError(refusal)
     if e.status != "complete":
         raise RambleError(f"{file} has status {e.status!r}; align needs a complete run (ramble resume {file})")
     names = [q.name for q in e.iter_paths()] if pair is None else [pair]
