@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -27,3 +29,32 @@ def small_tcm():
         for i in range(2)
     ]
     return prob, [torch.from_numpy(s.w) for s in sols]
+
+
+MNIST_FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
+MNIST_FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", MNIST_FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1",
+              "--points", "30", "--weight-rows", "10", "--linear-points", "5", "--solutions", "2"]
+"""`ramble mnist run` options of the shared LeNet5 file: MNIST-100 from the committed fixture, a short certified path."""
+
+
+@pytest.fixture(scope="session")
+def shared_mnist_file(tmp_path_factory) -> Path:
+    """One complete LeNet5 file (``mnist run`` with :data:`MNIST_FAST`), made once for the whole test run.
+
+    Every pytest-xdist worker sees the same file: the first one to ask makes it under a
+    lock in the run's shared temporary folder.  Read-only: a test that writes copies it first.
+    """
+    from click.testing import CliRunner
+    from filelock import FileLock
+
+    from ramble.cli import main
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of one run
+    out = shared / "shared-mnist.h5"
+    with FileLock(str(out) + ".lock"):
+        if not out.exists():
+            part = shared / "shared-mnist.partial.h5"
+            r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *MNIST_FAST, "--out", str(part), "--force"], catch_exceptions=False)
+            assert r.exit_code == 0, r.output
+            part.rename(out)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -22,7 +23,6 @@ from ramble.models.mnist import load_mnist
 from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
-MNIST_FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "30", "--weight-rows", "10", "--linear-points", "5"]
 METHODS = ("weights", "activations")
 
 
@@ -143,11 +143,10 @@ def test_weight_matching_never_lowers_the_objective():
 
 # ----------------------------------------------------------------- files
 @pytest.fixture(scope="module")
-def mnist_file(tmp_path_factory):
+def mnist_file(shared_mnist_file, tmp_path_factory):
+    """A copy of conftest's LeNet5 file (MNIST-100, two solutions, their certified path)."""
     out = tmp_path_factory.mktemp("align") / "m.h5"
-    # align needs the solutions and the stored straight line, not a finished path: a short iteration limit keeps this fast
-    r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *MNIST_FAST, "--max-iterations", "40", "--solutions", "2", "--out", str(out)], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
+    shutil.copy(shared_mnist_file, out)
     return out
 
 

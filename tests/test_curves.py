@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -27,7 +28,6 @@ from ramble.errors import ConfigError
 from ramble.storage.io import load
 
 FIXTURE = str(Path(__file__).parent / "fixtures" / "mnist")
-MNIST_FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "30", "--weight-rows", "10", "--linear-points", "5"]
 
 
 def _invoke(args: list[str]):
@@ -190,10 +190,9 @@ def test_cli_refusals_are_one_line_with_exit_1(tcm_file, tmp_path):
     assert running.read_bytes() == before  # nothing was written
 
 
-def test_cli_on_mnist_stores_test_error(tmp_path):
+def test_cli_on_mnist_stores_test_error(shared_mnist_file, tmp_path):
     out = tmp_path / "m.h5"
-    r = _invoke(["mnist", "run", *MNIST_FAST, "--solutions", "2", "--out", str(out)])
-    assert r.exit_code == 0, r.output
+    shutil.copy(shared_mnist_file, out)  # conftest: `mnist run` with MNIST_FAST (two solutions)
     r = _invoke(["curves", str(out), "--steps", "8", "--points", "5", "--device", "cpu", "--data-dir", FIXTURE])
     assert r.exit_code == 0, r.output
     p = load(out).paths["0-1"]

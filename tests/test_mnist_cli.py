@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from conftest import MNIST_FAST
 from ramble.cli import main
 from ramble.experiments.mnist_experiment import rebuild
 from ramble.models.lenet import LeNet5
@@ -22,11 +23,10 @@ FAST = ["--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--d
 
 
 @pytest.fixture(scope="module")
-def mnist_file(tmp_path_factory):
-    out = tmp_path_factory.mktemp("m") / "m.h5"
-    r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *FAST, "--solutions", "2", "--out", str(out)], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out
+def mnist_file(shared_mnist_file):
+    """``mnist run`` with FAST and two solutions (conftest's shared file; read-only)."""
+    assert MNIST_FAST == [*FAST, "--solutions", "2"]
+    return shared_mnist_file
 
 
 def test_every_stored_row_rebuilds_a_solution(mnist_file):
@@ -122,8 +122,9 @@ def test_cpu_run_is_reproducible_from_the_seed(mnist_file, tmp_path):
 def test_weight_rows_keeps_about_as_many_rows_as_asked(tmp_path):
     """Bug 3: the weight stride came from --points, so a short path (gamma 0.1: ~70 points) kept half the rows asked for."""
     out = tmp_path / "w.h5"
-    args = [a for a in FAST if a not in ("--points", "30", "--weight-rows", "10")]
-    r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *args, "--points", "200", "--weight-rows", "50", "--out", str(out)], catch_exceptions=False)
+    # 50 training images: the path's length (about 70 iterations) is set by gamma, its cost by the training set
+    args = [a for a in FAST if a not in ("--points", "30", "--weight-rows", "10", "--train-size", "100")]
+    r = CliRunner().invoke(main, ["--quiet", "mnist", "run", *args, "--train-size", "50", "--points", "200", "--weight-rows", "50", "--out", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     p = load(out).paths["0-1"]
     n_points, n_rows = len(p.distance), len(p.weights)

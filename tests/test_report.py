@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def _env():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(shared_mnist_file, tmp_path_factory):
     d = tmp_path_factory.mktemp("report_files")
     tcm = d / "tcm.h5"
     # The Julia TCM run in its own process (Julia's start-up runs while the MNIST file is made here).
@@ -41,12 +42,7 @@ def files(tmp_path_factory):
         env=_env(),
     )
     mnist = d / "mnist.h5"
-    r = CliRunner().invoke(
-        main,
-        ["--quiet", "mnist", "run", "--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1", "--n-epochs", "1", "--points", "20", "--weight-rows", "5", "--linear-points", "5", "--out", str(mnist)],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
+    shutil.copy(shared_mnist_file, mnist)  # MNIST-100, two solutions, their certified path (conftest)
     compute_and_store(mnist, HessianConfig(points=3, k=4, trace_samples=5), device="cpu")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out.decode(errors="replace")

@@ -820,9 +820,14 @@ class _Work:
 
 
 def _smallest_point_margin(net: TracedNetwork, weights: dict[str, SegmentWeights], work: _Work, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    """Smallest float64 margin of the piece's samples at its two ends and its midpoint."""
+    """Smallest float64 margin of the piece's samples at its midpoint, and at its ends for the whole segment (depth 0).
+
+    A deeper piece's ends are its parent's ends or midpoint, already evaluated for
+    the parent's failing samples (a superset of this piece's) and found > 0.
+    """
     lowest = math.inf
-    for t in (work.a, 0.5 * (work.a + work.b), work.b):
+    mid = 0.5 * (work.a + work.b)
+    for t in (work.a, mid, work.b) if work.depth == 0 else (mid,):
         params = _points(weights, t)
         for s in range(0, len(work.samples), batch):
             idx = work.samples[s:s + batch]
@@ -834,7 +839,7 @@ def _bisect(net: TracedNetwork, weights: dict[str, SegmentWeights], x: torch.Ten
     """(certified, margin bound, pieces bounded): depth-first halving of the pieces where some sample fails.
 
     Only the samples not yet proved on a piece go on to its halves.  A failing piece first
-    has its samples' margins evaluated at its ends and midpoint: a margin <= 0 there refuses
+    has its samples' margins evaluated at its midpoint (and the segment's ends): a margin <= 0 there refuses
     the segment at once (it leaves S, up to float64 rounding), without bisecting to the limit.
     """
     stack = [_Work(0.0, 1.0, 0, torch.arange(len(y), device=y.device))]
