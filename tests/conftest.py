@@ -58,3 +58,13 @@ def shared_mnist_file(tmp_path_factory) -> Path:
             assert r.exit_code == 0, r.output
             part.rename(out)
     return out
+
+
+LONGEST_FIRST = ("test_resume.py", "test_reproduce.py", "test_mnist_cli.py", "test_cli.py", "test_bad_input.py", "test_verify.py", "test_report.py", "test_path.py", "test_hessian.py")
+"""Test files that take longest (``--durations`` of a whole run), started first so no worker is left with one at the end."""
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run :data:`LONGEST_FIRST` first, in that order, then the rest as collected (pytest-xdist hands out files in this order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

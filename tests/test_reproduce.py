@@ -101,6 +101,23 @@ def test_reproduce_tiny(tmp_path, monkeypatch):
     assert diff(finished, out / "tcm" / "tcm-4.h5") == []
 
 
+def test_c15_seeds_add_mnist_runs_with_their_controls(tmp_path):
+    """The extra MNIST-100 runs C15 counts (the paper scale's seeds 1-3; none at the tiny scale, which the test above runs)."""
+    jobs = {j.name: j for j in plan(tmp_path, SCALE_SETTINGS["tiny"], "python", False, None, "cpu", c15_seeds=(5, 6))}
+    main_run = jobs["mnist-100"]
+
+    def without(args: list[str], option: str) -> list[str]:
+        i = args.index(option)
+        return args[:i] + args[i + 2:]
+
+    for seed in (5, 6):
+        job = jobs[f"c15-mnist-100-seed-{seed}"]
+        assert job.args[job.args.index("--seed") + 1] == str(seed)
+        assert without(job.args, "--seed") == without(main_run.args, "--hessian-points")  # the main run's settings, no Hessians
+        assert job.analyses == (main_run.analyses[-1],) and job.analyses[0][1][0] == "controls"  # the main run's controls, nothing else
+    assert SCALE_SETTINGS["paper"].c15_seeds == (1, 2, 3) and not any(n.startswith("c15-") for n in (j.name for j in plan(tmp_path, SCALE_SETTINGS["tiny"], "python", False, None, "cpu")))
+
+
 def _example_job(tmp_path: Path, examples_dir: Path):
     jobs = plan(tmp_path / "out", SCALE_SETTINGS["tiny"], "python", False, None, "cpu", examples_dir=examples_dir)
     return next(j for j in jobs if j.name == EXAMPLE_JOB)

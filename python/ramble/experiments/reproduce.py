@@ -82,7 +82,7 @@ SCALE_SETTINGS = {
         tcm_seeds=(4,), tcm_hessian_points=4, mnist_gamma=0.1, mnist_points=20, mnist_hessian_points=3, full_hessian_points=3,
         tcm_size=(60, 3, 100), mnist_extra=("--test-size", "200", "--n-epochs", "1", "--weight-rows", "5", "--linear-points", "5"),
         many_solutions=4, convexity_samples=50, mnist_convexity_samples=20, curve_args=("--steps", "30", "--points", "7"),
-        c15_seeds=(5,), control_args=("--max-epochs", "40", "--evaluations", "5"),
+        control_args=("--max-epochs", "40", "--evaluations", "5"),
         example_train_size=80, example_args=("--points", "30", "--weight-rows", "10", "--linear-points", "11"),
     ),
 }
