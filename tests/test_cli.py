@@ -126,8 +126,9 @@ def test_tcm_julia_run_with_hessian_points_is_reproducible(tmp_path):
 def test_paper_size_seed_108_is_certified_where_it_connects(tmp_path):
     # The hardest data set of 101-110.  With only stored points checked, every
     # pair connected (one by the norm escape, one routed); with every segment
-    # certified, pairs 0-1 and 1-2 stall even through waypoints, the norm
-    # escape and routing (docs/path-algorithm.md).  What must hold: the run
+    # certified and the earlier defaults, pairs 0-1 and 1-2 stalled even through
+    # waypoints, the norm escape and routing; with today's defaults all three
+    # connect (docs/verify.md).  What must hold whatever the defaults: the run
     # finishes, says so, and every stored point it reports is exact.
     out = tmp_path / "s108.h5"
     r = run("tcm", "run", "--backend", "julia", "--seed", "108", "--solutions", "3", "--out", str(out))
