@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def shared_mnist_file(tmp_path_factory) -> Path:
 
     from ramble.cli import main
 
-    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of one run
+    base = tmp_path_factory.getbasetemp()
+    # under pytest-xdist each worker's folder is inside the run's; without it, the parent would hold every earlier run
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     out = shared / "shared-mnist.h5"
     with FileLock(str(out) + ".lock"):
         if not out.exists():

@@ -34,7 +34,7 @@ def _env():
 def files(shared_mnist_file, tmp_path_factory):
     d = tmp_path_factory.mktemp("report_files")
     tcm = d / "tcm.h5"
-    # The Julia TCM run in its own process (Julia's start-up runs while the MNIST file is made here).
+    # The Julia TCM run in its own process (Julia's start-up runs while the MNIST Hessians are computed here).
     proc = subprocess.Popen(
         [sys.executable, "-m", "ramble.cli", "--quiet", "tcm", "run", "--backend", "julia", "-N", "60", "-K", "3", "-M", "100", "--seed", "4", "--solutions", "3", "--hessian-points", "5", "--out", str(tcm)],
         stdout=subprocess.PIPE,
