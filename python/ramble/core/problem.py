@@ -18,8 +18,9 @@ Conventions every implementation keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 
 
@@ -104,6 +105,19 @@ class PathProblem(Protocol):
         sample has margin <= 0 at some t in [0, 1], endpoints included.
         """
         ...
+
+
+def row_error_counter(problem: PathProblem) -> Callable[[np.ndarray], np.ndarray]:
+    """Training errors per weight row, (R, P) numpy -> (R,) int64: margins <= 0 under ``problem``, each row moved to its device and dtype."""
+
+    def count(weights: np.ndarray) -> np.ndarray:
+        out = np.empty(len(weights), dtype=np.int64)
+        for r, row in enumerate(weights):
+            w = torch.from_numpy(np.ascontiguousarray(row)).to(device=problem.device, dtype=problem.dtype)
+            out[r] = int((problem.margins(w) <= 0).sum())
+        return out
+
+    return count
 
 
 def flat_groups(shapes: Sequence[Sequence[int]]) -> list[slice]:

@@ -20,6 +20,7 @@ import torch
 from ramble.analysis.connectivity import store_connectivity
 from ramble.core.checkpoint import Checkpoint
 from ramble.core.path import PathConfig, PathResult, find_path, find_path_with_waypoints
+from ramble.core.problem import flat_groups, row_error_counter
 from ramble.errors import ConfigError, DataError, RambleError
 from ramble.experiments.network_settings import check_network_run
 from ramble.experiments.tcm_experiment import pair_list
@@ -367,14 +368,9 @@ def _row_errors(net_class: Any, row: np.ndarray, names: list[str], shapes: list[
     return wrong
 
 
-def _groups_of(shapes: list[list[int]]) -> list[slice]:
-    """Eq. 4 groups: one per parameter tensor, in the flat vector's order."""
-    out, start = [], 0
-    for s in shapes:
-        n = int(np.prod(s))
-        out.append(slice(start, start + n))
-        start += n
-    return out
+def _stored_dtype(model_info: Mapping[str, Any]) -> torch.dtype:
+    """The dtype a LeNet5 file's run used (``/model`` ``dtype``: "float32", the default, or "float64")."""
+    return torch.float64 if str(model_info.get("dtype", "float32")) == "float64" else torch.float32
 
 
 class LeNetSpec:
@@ -392,24 +388,15 @@ class LeNetSpec:
         with open_stored(path) as v:
             data = run_data(json.loads(v.attrs.get("config", "{}")), v.data_attrs(), data_dir)
             model = v.model_attrs()
-        dtype = torch.float64 if str(model.get("dtype", "float32")) == "float64" else torch.float32
-        problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=dtype)
+        problem = LeNetProblem(data.train_x, data.train_y, device=resolve_device(device), dtype=_stored_dtype(model))
         n_params = int(model.get("n_params", problem.n_params))
         if n_params != problem.n_params:
             raise RambleError(f"the file's LeNet5 has {n_params} parameters, this ramble's {problem.n_params}")
-
-        def count(weights: np.ndarray) -> np.ndarray:
-            out = np.empty(len(weights), dtype=np.int64)
-            for r, row in enumerate(weights):
-                w = torch.from_numpy(np.ascontiguousarray(row)).to(device=problem.device, dtype=dtype)
-                out[r] = int((problem.margins(w) <= 0).sum())
-            return out
-
-        return count, problem.n_samples
+        return row_error_counter(problem), problem.n_samples
 
     def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
         """One group per parameter tensor (``/model`` ``param_shapes``)."""
-        return _groups_of(json.loads(model_info["param_shapes"]))
+        return flat_groups(json.loads(model_info["param_shapes"]))
 
     def file_problem(self, e: Any, data_dir: Optional[str] = None, device: str = "auto") -> Any:
         """The run's training problem in the file's dtype, the solutions, the test measure on the run's test slice; DataError naming the file."""
@@ -420,7 +407,7 @@ class LeNetSpec:
         except DataError as err:
             raise DataError(f"{e.path}: {err}") from None
         dev = resolve_device(device)
-        dtype = torch.float32 if str(e.model_info.get("dtype", "float32")) == "float32" else torch.float64
+        dtype = _stored_dtype(e.model_info)
         prob = LeNetProblem.from_data(data, device=dev, dtype=dtype)
         test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
 

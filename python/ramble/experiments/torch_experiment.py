@@ -49,6 +49,7 @@ from ramble.core.path import (
     find_path,
     find_path_with_waypoints,
 )
+from ramble.core.problem import row_error_counter
 from ramble.errors import ConfigError, DataError, FormatError, RambleError
 from ramble.experiments.network_settings import check_network_run
 from ramble.experiments.tcm_experiment import pair_list, reroute
@@ -682,12 +683,7 @@ class TorchSpec:
     def error_counter(self, path: str | Path, *, data_dir: Optional[str] = None, device: str = "cpu") -> tuple[Callable[[np.ndarray], np.ndarray], int]:
         """Training errors per weight row (R, P) -> (R,) int, and M; the model rebuilt as :func:`choose_model` says."""
         problem, _ = problem_from_file(load(path, weights=False), device, with_test=False)
-
-        def count(weights: np.ndarray) -> np.ndarray:
-            rows = [torch.from_numpy(np.ascontiguousarray(r)).to(device=problem.device, dtype=problem.dtype) for r in weights]
-            return np.asarray([int((problem.margins(w) <= 0).sum()) for w in rows], dtype=np.int64)
-
-        return count, problem.n_samples
+        return row_error_counter(problem), problem.n_samples
 
     def eq4_groups(self, model_info: Mapping[str, Any]) -> list[slice]:
         return stored_groups(model_info)
@@ -747,11 +743,13 @@ class TorchSpec:
         from ramble.models.registry import VerifySetup
 
         setup = VerifySetup(groups=self.eq4_groups(f.model_attrs()))
+        if not (any_complete or segments):
+            return setup
+        problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)  # once, for the counter and the certifier
         if any_complete:
-            setup.counter = self.error_counter(f.filename, data_dir=data_dir, device=device)
-            setup.checks.append(("model", True, f"{self.label} rebuilt, {setup.counter[1]} training samples"))
+            setup.counter = row_error_counter(problem), problem.n_samples
+            setup.checks.append(("model", True, f"{self.label} rebuilt, {problem.n_samples} training samples"))
         if segments:
-            problem, _ = problem_from_file(load(f.filename, weights=False), device, with_test=False)
             setup.certifier, setup.no_certifier = network_certifier(problem.model, problem.x, problem.y, max_pieces), ""
         return setup
 
