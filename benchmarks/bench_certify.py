@@ -1,7 +1,7 @@
 """Cost of the LeNet5 segment certificate on the moves of real MNIST-100 paths.
 
 Trains the two solutions of ``ramble mnist run`` (same seeds), draws the path
-between them with the run's driver (:func:`ramble.experiments.mnist_experiment.connect_pair`),
+between them with the run's driver (:func:`ramble.core.connect.connect`),
 and records every certificate the path algorithm asks for: seconds, pieces
 (bisections = (pieces - 1) / 2), certified or refused, margin bound.
 
@@ -20,8 +20,10 @@ import time
 import numpy as np
 import torch
 
+from ramble.core.connect import connect
 from ramble.core.problem import SegmentCertificate
-from ramble.experiments.mnist_experiment import connect_pair, paper_path_config, solution_seed
+from ramble.experiments.driver import solution_seed
+from ramble.experiments.mnist_experiment import paper_path_config
 from ramble.models.lenet import LeNetProblem, train_solution
 from ramble.models.mnist import load_mnist
 
@@ -110,7 +112,7 @@ def main() -> None:
 
     cfg = replace(cfg, gamma=args.gamma, max_iterations=args.max_iterations)
     started = time.perf_counter()
-    result = connect_pair(problem, sols[0], sols[1], cfg, lambda w: {}, 0.1, 2000)
+    result = connect(problem, sols[0], sols[1], cfg, train_lr=0.1, max_epochs=2000)
     wall = time.perf_counter() - started
     out = {
         "command": "benchmarks/bench_certify.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),

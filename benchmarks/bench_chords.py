@@ -24,7 +24,8 @@ from dataclasses import replace
 import torch
 
 from ramble.core.path import find_path
-from ramble.experiments.mnist_experiment import paper_path_config, solution_seed
+from ramble.experiments.driver import solution_seed
+from ramble.experiments.mnist_experiment import paper_path_config
 from ramble.models.lenet import LeNetProblem, train_solution
 from ramble.models.mnist import load_mnist
 

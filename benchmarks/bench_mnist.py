@@ -21,7 +21,9 @@ from collections import Counter
 import torch
 
 from ramble.core.path import find_path
-from ramble.experiments.mnist_experiment import paper_path_config, solution_seed, strided
+from ramble.experiments.driver import solution_seed
+from ramble.experiments.mnist_experiment import paper_path_config
+from ramble.experiments.network_run import strided
 from ramble.models.lenet import LeNetProblem, resolve_device, train_solution
 from ramble.models.mnist import load_mnist
 

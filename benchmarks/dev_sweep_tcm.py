@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 from heldout_tcm import result_row, seed_range, summarise  # noqa: E402
 
 from ramble.core.path import PathConfig, PathResult  # noqa: E402
-from ramble.experiments.tcm_experiment import TCMExperimentConfig, pair_list, reroute  # noqa: E402
+from ramble.experiments.driver import pair_list, reroute  # noqa: E402
+from ramble.experiments.tcm_experiment import TCMExperimentConfig  # noqa: E402
 from ramble.models.patterns import random_patterns  # noqa: E402
 from ramble.models.tcm import TCMProblem, gaussian_init  # noqa: E402
 from ramble.models.tcm_backends import TCMBackend, connect, make_backend  # noqa: E402

@@ -29,7 +29,8 @@ def main() -> None:
     a = ap.parse_args()
     folder = Path(a.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"load average: {os.getloadavg()}")
+    print(f"load average at the start: {os.getloadavg()}")
+    start = time.perf_counter()
     print("| seed | paths | stored segments | certified | not passed | run s | verify s |\n|---|---|---|---|---|---|---|")
     for seed in (int(s) for s in a.seeds.split(",")):
         out = folder / f"tcm-{seed}.h5"
@@ -41,7 +42,8 @@ def main() -> None:
         t_verify = time.perf_counter() - t
         paths = ", ".join(f"{p.name} {p.status}" for p in load(out, weights=False).iter_paths())
         bad = "; ".join(f"{c.name}: {c.result}" for c in rep.checks if c.result not in ("ok", "skip"))
-        print(f"| {seed} | {paths} | {rep.segments_checked} | {rep.segments_certified} | {bad or '-'} | {t_run:.0f} | {t_verify:.0f} |", flush=True)
+        print(f"| {seed} | {paths} | {rep.segments_checked} | {rep.segments_certified} | {bad or '-'} | {t_run:.0f} | {t_verify:.1f} |", flush=True)
+    print(f"{time.perf_counter() - start:.0f} s in all; load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

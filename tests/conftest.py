@@ -63,7 +63,7 @@ def shared_mnist_file(tmp_path_factory) -> Path:
     return out
 
 
-LONGEST_FIRST = ("test_resume.py", "test_reproduce.py", "test_mnist_cli.py", "test_cli.py", "test_bad_input.py", "test_verify.py", "test_report.py", "test_path.py", "test_hessian.py")
+LONGEST_FIRST = ("test_heldout_seeds.py", "test_resume.py", "test_reproduce.py", "test_mnist_cli.py", "test_cli.py", "test_bad_input.py", "test_verify.py", "test_report.py", "test_path.py", "test_hessian.py")
 """Test files that take longest (``--durations`` of a whole run), started first so no worker is left with one at the end."""
 
 

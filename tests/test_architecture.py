@@ -121,7 +121,7 @@ def test_the_public_api_resolves_every_name_it_lists():
 
     missing = [n for n in ramble.__all__ if getattr(ramble, n, None) is None]
     assert missing == []
-    assert ramble.connect.__module__ == "ramble.experiments.torch_experiment"
+    assert ramble.connect.__module__ == "ramble.core.connect"
     with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
         ramble.nonesuch  # noqa: B018
 

@@ -121,24 +121,3 @@ def test_tcm_julia_run_with_hessian_points_is_reproducible(tmp_path):
         np.testing.assert_allclose(ev, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
         assert tr == pytest.approx(np.trace(hp), rel=1e-10)
     assert np.all(h["n_nonzero"] >= 1)
-
-
-def test_paper_size_seed_108_is_certified_where_it_connects(tmp_path):
-    # The hardest data set of 101-110.  With only stored points checked, every
-    # pair connected (one by the norm escape, one routed); with every segment
-    # certified and the earlier defaults, pairs 0-1 and 1-2 stalled even through
-    # waypoints, the norm escape and routing; with today's defaults all three
-    # connect (docs/verify.md).  What must hold whatever the defaults: the run
-    # finishes, says so, and every stored point it reports is exact.
-    out = tmp_path / "s108.h5"
-    r = run("tcm", "run", "--backend", "julia", "--seed", "108", "--solutions", "3", "--out", str(out))
-    assert r.exit_code == 0, r.output
-    e = load(out)
-    complete = [p for p in e.iter_paths() if p.complete]
-    assert len(complete) >= 1
-    assert all(p.reason.startswith("stalled") for p in e.iter_paths() if not p.complete)
-    prob = TCMProblem(Patterns(e.data["train_inputs"], e.data["train_labels"], 0), int(e.model_info["K"]))
-    for p in complete:
-        np.testing.assert_array_equal(p.weights[0], e.solutions[p.source])
-        np.testing.assert_array_equal(p.weights[-1], e.solutions[p.target])
-        assert all(prob.contains(torch.from_numpy(w)) for w in p.weights)

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import ramble.experiments.mnist_experiment as mnist_experiment
+import ramble.experiments.network_run as network_run
 from ramble.cli import main
 from ramble.errors import FormatError
 from ramble.storage.io import load
@@ -78,7 +79,7 @@ def captured_mnist(monkeypatch):
 
     def fake_run(cfg, out, **kw):
         seen["cfg"] = cfg
-        seen["stored_path"] = mnist_experiment.strided(cfg.path, cfg.points, cfg.weight_rows).to_dict()
+        seen["stored_path"] = network_run.strided(cfg.path, cfg.points, cfg.weight_rows).to_dict()
         return Path(out)
 
     monkeypatch.setattr(mnist_experiment, "run_mnist_experiment", fake_run)

@@ -31,9 +31,10 @@ TCM_ARGS = ["-N", "30", "-K", "3", "-M", "40", "--solutions", "3"]
 MNIST_ARGS = ["--train-size", "30", "--test-size", "100", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.2", "--n-epochs", "1",
               "--points", "30", "--weight-rows", "10", "--linear-points", "3", "--solutions", "2", "--checkpoint-iterations", "5",
               "--checkpoint-every", "1e9"]  # checkpoints by iteration count only: the fault points do not depend on the machine's speed
+TCM_CHECKPOINTS = ["--checkpoint-iterations", "200", "--checkpoint-every", "1e9"]  # a path of about 700 iterations commits its state 3 times
 KINDS = {
     # kill points per kind (the first commit's among them): each is a whole run in a new process
-    "tcm-python": (["tcm", "run", "--backend", "python", *TCM_ARGS], 5),
+    "tcm-python": (["tcm", "run", "--backend", "python", *TCM_ARGS, *TCM_CHECKPOINTS], 5),
     "tcm-julia": (["tcm", "run", "--backend", "julia", *TCM_ARGS], 4),
     "mnist": (["mnist", "run", *MNIST_ARGS], 2),
 }
@@ -78,7 +79,7 @@ def kill_points(points: list[str], n: int) -> list[int]:
 
 
 def resume_in_process(path: Path) -> None:
-    r = CliRunner().invoke(main, ["--quiet", "resume", str(path), "--checkpoint-iterations", "5"], catch_exceptions=False)
+    r = CliRunner().invoke(main, ["--quiet", "resume", str(path), "--checkpoint-iterations", "200"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
 
 
@@ -103,13 +104,14 @@ def test_killed_runs_resume_to_the_uninterrupted_file(kind, reference, tmp_path)
         assert not list(tmp_path.glob(".*.commit")), "a finished commit leaves no staging copy"
 
 
-def test_a_mid_path_kill_resumes_from_the_checkpoint(reference, tmp_path):
-    """The MNIST path is continued from its committed state, not started again."""
-    ref, points = reference("mnist")
-    # the fault point just after the second commit of a path checkpoint
+@pytest.mark.parametrize("kind", ["mnist", "tcm-python"])
+def test_a_mid_path_kill_resumes_from_the_checkpoint(kind, reference, tmp_path):
+    """The path (LeNet5, or the TCM on the Python backend) is continued from its committed state, not started again."""
+    ref, points = reference(kind)
+    # the fault point just after the first checkpoint's commit of path 0-1: commits before it make the file, write the data and each solution
     renamed = [i + 1 for i, p in enumerate(points) if p == "commit:renamed"]
     out = tmp_path / "m.h5"
-    r = ramble([*KINDS["mnist"][0], "--out", str(out)], env=dict(ENV, RAMBLE_FAULT=f"kill@{renamed[4]}"))
+    r = ramble([*KINDS[kind][0], "--out", str(out)], env=dict(ENV, RAMBLE_FAULT=f"kill@{renamed[{'mnist': 4, 'tcm-python': 5}[kind]]}"))
     assert r.returncode == -9
     with h5py.File(out, "r") as f:
         assert "checkpoints/0-1" in f, list(f)

@@ -262,8 +262,9 @@ def test_norm_escape_after_a_failed_first_attempt():
     import torch
     from torch import nn
 
+    from ramble.core.connect import descend_into_s
     from ramble.core.path import PathConfig, escape_at_larger_norms, find_path
-    from ramble.experiments.torch_experiment import TorchClassifierProblem, descend_into_s, train_solution
+    from ramble.experiments.torch_experiment import TorchClassifierProblem, train_solution
 
     data = digits()
     x, y = torch.from_numpy(data["train_inputs"]), torch.from_numpy(data["train_labels"])

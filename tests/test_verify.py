@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ramble.analysis.verify import verify_file
+from ramble.analysis.verify import VerifyReport, verify_file
 from ramble.cli import main
 from ramble.errors import FormatError
 from ramble.storage.io import datasets_sha256
@@ -37,11 +37,11 @@ def tcm_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mnist_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("verify") / "mnist.h5"
-    # 12 iterations keep the test short (every move is certified); the path stops there as failed, with every
-    # vertex recorded (--points 100 gives record_every 1) and kept (--weight-rows 100 gives weight_every 1)
+    # 12 iterations keep the test short (every move is certified); the path stops there as failed (no norm escape), with
+    # every vertex recorded (--points 100 gives record_every 1) and kept (--weight-rows 100 gives weight_every 1)
     args = ["--quiet", "mnist", "run", "--train-size", "100", "--test-size", "200", "--data-dir", FIXTURE, "--device", "cpu", "--gamma", "0.1",
-            "--n-epochs", "1", "--max-iterations", "12", "--points", "100", "--weight-rows", "100", "--linear-points", "5", "--solutions", "2",
-            "--out", str(out)]
+            "--n-epochs", "1", "--max-iterations", "12", "--no-escape", "--points", "100", "--weight-rows", "100", "--linear-points", "5",
+            "--solutions", "2", "--out", str(out)]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return out
@@ -318,6 +318,44 @@ def test_file_written_before_certification_warns_instead(tcm_file, tmp_path):
     assert rep.ok and seg.result == "warn", rep.format()
     assert f"{t}->{t + 1}" in seg.detail and "before certification" in seg.detail
     assert "1 warned" in rep.summary()
+
+
+def _verify_one_by_one(f: Path, monkeypatch) -> VerifyReport:
+    """verify_file(f) with the TCM's per-segment certifier instead of its polyline certifier."""
+    from dataclasses import replace
+
+    from ramble.experiments.tcm_experiment import TCMSpec
+
+    batched = TCMSpec.verify_setup
+    with monkeypatch.context() as m:
+        m.setattr(TCMSpec, "verify_setup", lambda self, f, **kw: replace(batched(self, f, **kw), polyline_certifier=None))
+        return verify_file(f)
+
+
+@pytest.mark.parametrize("case", ["as written", "spliced", "spliced, before certification"])
+def test_tcm_segments_certified_in_blocks_report_as_one_by_one(tcm_file, tmp_path, monkeypatch, case):
+    """The polyline certifier, over blocks of stored rows, gives the report the per-segment certifier gives: same text, counts, smallest bound."""
+    import ramble.analysis.verify as verify
+    from ramble.experiments.tcm_experiment import SPEC
+    from ramble.storage.views import open_stored
+
+    f = _copy(tcm_file, tmp_path)
+    if case != "as written":
+        _splice_solutions(f)
+    if case.endswith("before certification"):
+        with h5py.File(f, "r+") as h:
+            del h["paths/0-1"].attrs["segments_certified"]
+    with open_stored(f) as stored:
+        assert stored.path("0-1").weights.shape[0] > 3 * 7  # several blocks of 7 rows
+        assert SPEC.verify_setup(stored, data_dir=None, device="cpu", segments=True, max_pieces=200, any_complete=True).polyline_certifier is not None
+    one_by_one = _verify_one_by_one(f, monkeypatch)
+    for block in (7, verify.SEGMENT_BLOCK):
+        monkeypatch.setattr(verify, "SEGMENT_BLOCK", block)
+        batched = verify_file(f)
+        assert batched.format() == one_by_one.format()
+        assert (batched.segments_checked, batched.segments_certified) == (one_by_one.segments_checked, one_by_one.segments_certified)
+    seg = next(c for c in one_by_one.checks if c.name == "path 0-1 segments")
+    assert seg.result == {"as written": "ok", "spliced": "FAIL", "spliced, before certification": "warn"}[case], seg
 
 
 def test_lenet_segments_of_a_certified_file_are_certified(mnist_file):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ramble.core.path import PathConfig, find_path
-from ramble.experiments.mnist_experiment import expected_iterations, strided, thin_weights
+from ramble.experiments.mnist_experiment import expected_iterations
+from ramble.experiments.network_run import strided, thin_weights
 
 
 @pytest.mark.parametrize("gamma,points,rows", [(0.1, 200, 100), (0.1, 200, 50), (0.001, 200, 100), (0.01, 30, 10)])

@@ -36,7 +36,7 @@ _API = {
     "PathProblem": "ramble.core.problem",
     "TorchClassifierProblem": "ramble.models.torch_classifier",
     "train_solution": "ramble.models.torch_classifier",
-    "connect": "ramble.experiments.torch_experiment",
+    "connect": "ramble.core.connect",
     "run": "ramble.experiments.torch_experiment",
     "TorchExperimentConfig": "ramble.experiments.torch_experiment",
     "load": "ramble.storage.io",

@@ -186,6 +186,7 @@ def _path_options_for(mnist: bool, network: bool) -> Any:
             config_option("--elastic-halvings", type=int, default=(lambda: _network_path_default("elastic_halvings")) if network else (lambda: _path_default("elastic_halvings")), help="A refused elastic step is retried at half the pull this many times (0: never)."),
             config_option("--chord-iterations", type=int, default=(lambda: _network_path_default("chord_iterations")) if network else (lambda: _path_default("chord_iterations")), help="Certify lazily: the moves of up to this many iterations are certified as one chord from the last vertex (1: every move as it is made; the Julia backend needs 1). Networks cap it at the iterations between recorded points (--points)." if network else "Certify lazily: the moves of up to this many iterations are certified as one chord from the last vertex (1: every move as it is made; the Julia backend needs 1)."),
             config_option("--patience", type=int, default=lambda: _path_default("patience"), help="A leg stalls when its distance to the target has not shrunk by 1 % in this many iterations (then a waypoint, or failure)."),
+            config_option("--escape/--no-escape", default=lambda: _path_default("escape"), help="Repair variant: a path that fails even through waypoints is drawn again at 1.5x and then 2x the endpoints' norms, joined to them by certified radial segments (the norm escape)."),
         ]
         for o in reversed(opts):
             f = o(f)
@@ -228,7 +229,8 @@ def _output_options(f):
 
 def _checkpoint_options(f):
     f = click.option("--checkpoint-iterations", type=int, default=None, help="Also commit a running path's state every this many iterations.")(f)
-    return click.option("--checkpoint-every", type=float, default=60.0, show_default=True, help="Commit a running path's state to the file every this many seconds.")(f)
+    return click.option("--checkpoint-every", type=float, default=60.0, show_default=True,
+                        help="Commit a running path's state to the file every this many seconds (a TCM path on the Julia backend is one call: it is drawn again instead).")(f)
 
 
 #: Options that say how to run, not what to compute: allowed beside --resume.
@@ -286,16 +288,19 @@ def _train_default(name: str) -> Any:
 @click.option("--linear-points", type=int, default=101, show_default=True, help="Points on the straight line W_a -> W_b.")
 @click.option("--hessian-points", type=int, default=0, show_default=True, help="Exact Hessian spectra at this many points of each path (0: none).")
 @_output_options
+@_checkpoint_options
 @click.pass_context
-def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], **path_kw: Any) -> None:
+def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs: str, n_inputs: int, n_hidden: int, n_patterns: int, train_lr: float, init_scale: Optional[float], max_epochs: Optional[int], restarts: Optional[int], polish_margin: Optional[float], linear_points: int, hessian_points: int, out: Optional[str], force: bool, resume: Optional[str], checkpoint_every: float, checkpoint_iterations: Optional[int], **path_kw: Any) -> None:
     """Train solutions on one random data set and connect them by zero-error paths."""
     from ramble.experiments.tcm_experiment import TCMExperimentConfig, run_tcm_experiment
+    from ramble.storage.checkpoint import CheckpointPolicy
     from ramble.threads import limit_threads
 
     limit_threads(1)  # TCM-sized linear algebra gains nothing from threads and loses much on a busy machine
     from ramble.models.tcm_training import TrainConfig
 
-    done, out = _resumed(ctx, out, resume)
+    policy = CheckpointPolicy(checkpoint_every, checkpoint_iterations)
+    done, out = _resumed(ctx, out, resume, policy)
     if done:
         return
 
@@ -320,7 +325,7 @@ def tcm_run(ctx: click.Context, backend: str, seed: int, n_solutions: int, pairs
         path=path_config_from(**path_kw),
     )
     check_hessian_points(hessian_points)
-    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, attrs={"hessian_points": hessian_points})
+    path = run_tcm_experiment(cfg, out, force=force, show_progress=progress_enabled(ctx.obj["quiet"]), resume=resume is not None, attrs={"hessian_points": hessian_points}, checkpoints=policy)
     add_hessians(path, hessian_points, missing_only=resume is not None, progress=progress_enabled(ctx.obj["quiet"]))
 
 

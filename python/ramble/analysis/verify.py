@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ramble.errors import RambleError
-from ramble.models.registry import Replayer, SegmentCertifier, VerifySetup, model_spec
+from ramble.models.registry import PolylineCertifier, Replayer, SegmentCertifier, VerifySetup, model_spec
 from ramble.storage.views import Handle, StoredFile, StoredPath, as_stored, open_stored
 
 EQ4_RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
@@ -195,10 +195,10 @@ def _verify_paths(f: StoredFile, model: str, report: VerifyReport, sample_rows: 
     for name in names:
         p = f.path(name)
         _verify_path(p, setup, solutions, report, sample_rows, rng)
-        if setup.certifier is None:
+        if setup.certifier is None and setup.polyline_certifier is None:
             report.skip(f"path {name} segments", setup.no_certifier)
         else:
-            _verify_segments(p, setup.certifier, vertex_rows, report)
+            _verify_segments(p, setup, vertex_rows, report)
 
 
 def _every_vertex_recorded(f: StoredFile) -> bool:
@@ -207,7 +207,11 @@ def _every_vertex_recorded(f: StoredFile) -> bool:
     return int(config.get("path", {}).get("record_every", 1)) == 1
 
 
-def _verify_segments(g: StoredPath, certify: SegmentCertifier, vertex_rows: bool, report: VerifyReport) -> None:
+SEGMENT_BLOCK = 4096
+"""Stored rows read at once when a polyline certifier certifies a path's segments (the block's last row starts the next block)."""
+
+
+def _verify_segments(g: StoredPath, setup: VerifySetup, vertex_rows: bool, report: VerifyReport) -> None:
     """Certify the segment between every two consecutive stored weight rows of one path.
 
     A segment joins two consecutive vertices of the path's polyline when every
@@ -219,37 +223,62 @@ def _verify_segments(g: StoredPath, certify: SegmentCertifier, vertex_rows: bool
     stored points is claimed, so what is not certified is a warning.
     """
     check = f"path {g.name} segments"
-    weights = g.weights
-    n_rows = int(weights.shape[0])
+    n_rows = int(g.weights.shape[0])
     if n_rows < 2:
         report.skip(check, f"{n_rows} stored row(s): no segment")
         return
     kept = g.get("weight_index")
-    points = kept if kept is not None else np.arange(n_rows)
-    claims = "segments_certified" in g.attrs
-    uncertified: list[tuple[int, int]] = []  # (row, recorded points to the next row)
-    lowest = math.inf
+    points = np.asarray(kept if kept is not None else np.arange(n_rows))
+    gaps = np.diff(points)  # recorded points from each stored row to the next
+    if setup.polyline_certifier is not None:
+        certified, bounds = _certify_in_blocks(g, setup.polyline_certifier)
+    else:
+        certified, bounds = _certify_one_by_one(g, setup.certifier, ~(vertex_rows & (gaps == 1)))
+    report.segments_checked += len(certified)
+    report.segments_certified += int(certified.sum())
+    _report_segments(check, certified, bounds, gaps, vertex_rows, "segments_certified" in g.attrs, report)
+
+
+def _certify_in_blocks(g: StoredPath, certify: PolylineCertifier) -> tuple[np.ndarray, np.ndarray]:
+    """(certified bool, margin bound float64) of each of a path's n stored segments, shape (n,), :data:`SEGMENT_BLOCK` rows read at a time."""
+    weights = g.weights
+    n = int(weights.shape[0]) - 1
+    parts = [certify(weights[s : min(s + SEGMENT_BLOCK, n) + 1]) for s in range(0, n, SEGMENT_BLOCK)]
+    return np.concatenate([c for c, _ in parts]).astype(bool), np.concatenate([b for _, b in parts]).astype(np.float64)
+
+
+def _certify_one_by_one(g: StoredPath, certify: SegmentCertifier, chords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(certified bool, margin bound float64) of each of a path's n stored segments, shape (n,); ``chords`` (n,): segment r is not a path segment."""
+    weights = g.weights
+    n = int(weights.shape[0]) - 1
+    certified = np.zeros(n, dtype=bool)
+    bounds = np.zeros(n, dtype=np.float64)
     previous = weights[0]
-    for r in range(n_rows - 1):
+    for r in range(n):
         current = weights[r + 1]
-        c = certify(previous, current, not (vertex_rows and points[r + 1] == points[r] + 1))
-        report.segments_checked += 1
-        if c.certified:
-            report.segments_certified += 1
-            lowest = min(lowest, c.margin_bound)
-        else:
-            uncertified.append((r, int(points[r + 1] - points[r])))
+        c = certify(previous, current, bool(chords[r]))
+        certified[r], bounds[r] = c.certified, c.margin_bound
         previous = current
-    n = n_rows - 1
+    return certified, bounds
+
+
+def _report_segments(check: str, certified: np.ndarray, bounds: np.ndarray, gaps: np.ndarray, vertex_rows: bool, claims: bool, report: VerifyReport) -> None:
+    """The ``path i-j segments`` check from each stored segment's certificate (n,) and its gap in recorded points (n,).
+
+    ``claims``: the file records certification, so an uncertified path segment fails it.
+    """
+    n = len(certified)
+    uncertified = np.flatnonzero(~certified)
+    lowest = float(bounds[certified].min()) if certified.any() else math.inf
     done = f"{n - len(uncertified)} of {n} stored segments certified inside S" + (f" (smallest margin bound {lowest:.3g})" if lowest < math.inf else "")
-    if not uncertified:
+    if not len(uncertified):
         report.add(check, True, done)
         return
-    path_segments = [r for r, gap in uncertified if vertex_rows and gap == 1]
+    path_segments = [int(r) for r in uncertified if vertex_rows and gaps[r] == 1]
     if claims and path_segments:
         report.add(check, False, f"{done}; rows {_pairs_list(path_segments)} are consecutive vertices of the path but not certified inside S")
         return
-    chords = [r for r, _ in uncertified]
+    chords = [int(r) for r in uncertified]
     if claims:
         report.warn(check, f"{done}; not certified: rows {_pairs_list(chords)} (rows kept at a stride, not path segments; verify --replay certifies every segment)")
     else:

@@ -90,7 +90,7 @@ class PathConfig:
     ``max_waypoints``: solutions the path may go through when a leg stalls
     (:func:`find_path_with_waypoints`; 0 = never, always 0 for ``paper``).
     ``escape``: when that fails, retry at larger norms
-    (:func:`find_path_with_escape`; TCM; never for ``paper``).
+    (:func:`find_path_with_escape`; every model; never for ``paper``).
     ``elastic_halvings``: a refused elastic step is retried at half the pull
     this many times (0: never; networks pulled with a large gamma need it,
     since the segment to a repaired point then often leaves S).
@@ -480,6 +480,8 @@ def repair(
 
 
 ProgressFn = Callable[[int, float], None]
+MeasureFn = Callable[[torch.Tensor], dict[str, float]]
+"""``measure(w)``: metrics of a point beyond the training loss and error (e.g. ``test_loss``, ``test_error``), kept in ``PathResult.extra``."""
 
 
 class StopRequest:
@@ -555,7 +557,7 @@ class _PathSearch:
     """
 
     def __init__(self, problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, cfg: PathConfig,
-                 progress: Optional[ProgressFn], measure: Optional[Callable[[torch.Tensor], dict[str, float]]],
+                 progress: Optional[ProgressFn], measure: Optional[MeasureFn],
                  frame: Optional[tuple[torch.Tensor, torch.Tensor]]) -> None:
         self.problem, self.w_a, self.w_b, self.cfg = problem, w_a, w_b, cfg
         self.progress, self.measure = progress, measure
@@ -872,7 +874,7 @@ def find_path(
     w_b: torch.Tensor,
     config: PathConfig = PathConfig(),
     progress: Optional[ProgressFn] = None,
-    measure: Optional[Callable[[torch.Tensor], dict[str, float]]] = None,
+    measure: Optional[MeasureFn] = None,
     frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     checkpoint: Optional[Checkpoint] = None,
 ) -> PathResult:
@@ -935,18 +937,25 @@ def forward_limited(delta: torch.Tensor, toward: torch.Tensor, gamma: float) -> 
     return delta
 
 
-def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_points: int = 101) -> dict[str, np.ndarray]:
-    """Train loss and error along l_ab(t) = W_a + t (W_b - W_a) (Eq. 2) at ``n_points`` evenly spaced t in [0, 1]."""
+def straight_line(problem: PathProblem, w_a: torch.Tensor, w_b: torch.Tensor, n_points: int = 101, measure: Optional[MeasureFn] = None,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """Train loss and error along l_ab(t) = W_a + t (W_b - W_a) (Eq. 2) at ``n_points`` evenly spaced t in [0, 1].
+
+    Returns ``alpha``, ``train_loss``, ``train_error`` and ``measure``'s
+    columns (e.g. ``test_error``), each (n_points,); ``progress``: a bar.
+    """
+    from ramble.progress import progress_bar
+
     if n_points < 2:
         raise ConfigError(f"the straight line needs at least 2 points, got {n_points}")
     check_endpoints(problem, w_a, w_b)
     alpha = np.linspace(0.0, 1.0, n_points)
-    evals = [problem.evaluate(w_a + float(a) * (w_b - w_a)) for a in alpha]
-    return {
-        "alpha": alpha,
-        "train_loss": np.array([e.loss for e in evals]),
-        "train_error": np.array([e.error for e in evals]),
-    }
+    rows = []
+    for a in progress_bar(alpha, desc="straight line", unit="point", disable=not progress):
+        w = w_a + float(a) * (w_b - w_a)
+        ev = problem.evaluate(w)
+        rows.append({"train_loss": ev.loss, "train_error": ev.error, **(measure(w) if measure is not None else {})})
+    return {"alpha": alpha, **{k: np.array([r[k] for r in rows]) for k in rows[0]}}
 
 
 SolveFn = Callable[[torch.Tensor], Optional[torch.Tensor]]
@@ -1032,11 +1041,13 @@ def straight_leg(
     w_from: torch.Tensor,
     w_to: torch.Tensor,
     frame: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    measure: Optional[MeasureFn] = None,
 ) -> Optional[PathResult]:
     """The straight segment ``w_from -> w_to`` as a one-segment leg, if ``certify`` proves it inside S; else None.
 
-    Its two vertices are recorded; ``distance`` is measured in ``frame``
-    (default ``(w_from, w_to)``).
+    Its two vertices are recorded, with ``measure``'s metrics (e.g. test
+    error) in ``extra`` as the other legs have them; ``distance`` is measured
+    in ``frame`` (default ``(w_from, w_to)``).
     """
     c = certify(w_from, w_to)
     if not c.certified:
@@ -1054,7 +1065,16 @@ def straight_leg(
         elastic_accepted=0, elastic_repaired=0, elastic_refused=0, gd_accepted=0, gd_refused_total=0,
         segment_checks=1, wall_time=c.seconds, arclength=np.array([0.0, float((w_to - w_from).norm())]),
         segments_certified=1, cert_pieces=c.pieces, cert_min_margin=c.margin_bound, cert_seconds=c.seconds,
+        extra=measured(measure, pts),
     )
+
+
+def measured(measure: Optional[MeasureFn], points: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """``measure``'s metrics at ``points`` as (len(points),) arrays by name; {} without a measure."""
+    if measure is None:
+        return {}
+    rows = [measure(w) for w in points]
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 
 def find_path_with_escape(
@@ -1066,8 +1086,10 @@ def find_path_with_escape(
     w_b: torch.Tensor,
     max_waypoints: int,
     scales: Sequence[float] = ESCAPE_SCALES,
+    checkpoint: Optional[Checkpoint] = None,
+    measure: Optional[MeasureFn] = None,
 ) -> PathResult:
-    """:func:`find_path_with_waypoints`, and if it fails, the same path at a larger norm.
+    """:func:`find_path_with_waypoints` (saving and continuing from ``checkpoint``), and if it fails, the same path at a larger norm.
 
     Norm escape: for each c in ``scales``, if the radial segments
     ``w_a -> c w_a`` and ``c w_b -> w_b`` are certified inside S, the path
@@ -1077,12 +1099,13 @@ def find_path_with_escape(
     at a larger norm the same pair connects; scaling a TCM's weights by c is
     clipping htanh at 1/c.  The merged result's ``escape_scale`` says which
     c was used (1.0: none); the radial legs have iteration -1.  Every leg
-    measures ``distance`` against ``(w_a, w_b)``.
+    measures ``distance`` against ``(w_a, w_b)``; ``measure`` adds the radial
+    legs' metrics that ``leg`` adds to its points.
     """
-    r = find_path_with_waypoints(leg, solve, w_a, w_b, max_waypoints)
+    r = find_path_with_waypoints(leg, solve, w_a, w_b, max_waypoints, checkpoint=checkpoint)
     if r.complete or not scales:
         return r
-    return escape_at_larger_norms(leg, solve, certify, evaluate, w_a, w_b, max_waypoints, r, scales)
+    return escape_at_larger_norms(leg, solve, certify, evaluate, w_a, w_b, max_waypoints, r, scales, measure)
 
 
 def escape_at_larger_norms(
@@ -1095,13 +1118,14 @@ def escape_at_larger_norms(
     max_waypoints: int,
     failed: PathResult,
     scales: Sequence[float] = ESCAPE_SCALES,
+    measure: Optional[MeasureFn] = None,
 ) -> PathResult:
     """The norm escape of :func:`find_path_with_escape` after a first attempt ``failed`` (returned, reason extended, if every scale fails)."""
     frame = (w_a, w_b)
     tried = []
     for c in scales:
-        up = straight_leg(certify, evaluate, w_a, c * w_a, frame)
-        down = straight_leg(certify, evaluate, c * w_b, w_b, frame) if up is not None else None
+        up = straight_leg(certify, evaluate, w_a, c * w_a, frame, measure)
+        down = straight_leg(certify, evaluate, c * w_b, w_b, frame, measure) if up is not None else None
         if up is None or down is None:
             tried.append(f"{c:g} (radial segment not certified inside S)")
             continue
@@ -1118,10 +1142,25 @@ def escape_at_larger_norms(
     return failed
 
 
+def weight_points_only(r: PathResult) -> PathResult:
+    """``r`` restricted to its recorded points that kept weights, so that every point's weights are kept; ``r`` itself if they all did.
+
+    Routing measures a joined path against a new pair of endpoints, which
+    needs the weights of every point it keeps.  Per-iteration arrays
+    (``decisions``, ``gd_refused``) and the waypoint iterations are unchanged.
+    """
+    if r.weight_index is None:
+        return r
+    idx = np.asarray(r.weight_index)
+    return replace(
+        r, iteration=r.iteration[idx], distance=r.distance[idx], train_loss=r.train_loss[idx], train_error=r.train_error[idx],
+        extra={k: np.asarray(v)[idx] for k, v in r.extra.items()}, arclength=None if r.arclength is None else r.arclength[idx], weight_index=None,
+    )
+
+
 def reversed_path(r: PathResult) -> PathResult:
-    """The same complete path walked backwards (all weights kept); iterations count down."""
-    if r.weight_index is not None:
-        raise ValueError("only paths that keep every point's weights can be reversed")
+    """The same complete path walked backwards; iterations count down.  A path kept at a weight stride keeps only its points with weights (:func:`weight_points_only`)."""
+    r = weight_points_only(r)
     n = r.iterations
     w = r.weights[::-1].astype(np.float64)
     d = np.linalg.norm(w[-1] - w[0])
@@ -1141,7 +1180,8 @@ def reversed_path(r: PathResult) -> PathResult:
 
 
 def route_through(first: PathResult, second: PathResult, k: int, frame: tuple[torch.Tensor, torch.Tensor]) -> PathResult:
-    """W_i -> W_k -> W_j from two complete paths sharing the solution ``k`` (every weight kept)."""
+    """W_i -> W_k -> W_j from two complete paths sharing the solution ``k``; legs kept at a weight stride keep only their points with weights."""
+    first, second = weight_points_only(first), weight_points_only(second)
     merged = in_frame(merge_legs([first, second], "complete", "", first.waypoints_trained + second.waypoints_trained), frame)
     merged.via = list(first.via) + [int(k)] + list(second.via)
     merged.waypoints = list(first.waypoints) + [first.iterations + w for w in second.waypoints]

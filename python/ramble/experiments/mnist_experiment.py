@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
 
-from ramble.analysis.connectivity import store_connectivity
-from ramble.core.checkpoint import Checkpoint
-from ramble.core.path import PathConfig, PathResult, find_path, find_path_with_waypoints
+from ramble.core.connect import connect
+from ramble.core.path import PathConfig, PathResult
 from ramble.core.problem import flat_groups, row_error_counter
 from ramble.errors import ConfigError, DataError, RambleError
+from ramble.experiments.driver import run_experiment
+from ramble.experiments.network_run import NetworkRun, strided, thin_weights
 from ramble.experiments.network_settings import check_network_run
-from ramble.experiments.tcm_experiment import pair_list
 from ramble.models.lenet import LeNetProblem, deterministic_cuda, resolve_device, train_solution
 from ramble.models.mnist import MnistData, load_mnist
-from ramble.progress import PathProgress
-from ramble.storage.checkpoint import CheckpointPolicy, FileCheckpoint
-from ramble.storage.io import ExperimentWriter, pair_name
+from ramble.storage.checkpoint import CheckpointPolicy
+from ramble.storage.io import ExperimentWriter
 
 log = logging.getLogger("ramble")
 
@@ -94,45 +92,9 @@ class MnistExperimentConfig:
         return asdict(self)
 
 
-def solution_seed(seed: int, index: int) -> int:
-    """Init seed of solution ``index``, derived from the experiment seed."""
-    return int(np.random.SeedSequence([seed, 1 + index]).generate_state(1)[0])
-
-
 def expected_iterations(cfg: PathConfig) -> float:
     """Iterations a path needs when every elastic step is taken (:meth:`PathConfig.expected_iterations`)."""
     return cfg.expected_iterations()
-
-
-def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
-    """``cfg`` with record/weight strides for about ``points`` recorded and at least ``weight_rows`` stored points.
-
-    The weight stride comes from the points the path is expected to record
-    (not from ``points``: a short path records fewer), rounded down so that
-    at least ``weight_rows`` are kept; :func:`thin_weights` trims a longer
-    path back to about ``weight_rows`` afterwards.
-    """
-    expected = cfg.expected_iterations()
-    record_every = max(1, int(expected // points))
-    recorded = expected / record_every + 2  # the endpoints
-    return cfg.recorded(record_every, max(1, int(recorded // weight_rows)))
-
-
-def thin_weights(result: PathResult, weight_rows: int) -> PathResult:
-    """``result`` keeping the weights of about ``weight_rows`` recorded points, evenly spread, first and last always.
-
-    Rows are chosen among those the path kept, nearest to ``weight_rows``
-    evenly spaced recorded points; a path that kept fewer is returned as is.
-    """
-    n_points = len(result.distance)
-    kept = np.arange(n_points) if result.weight_index is None else np.asarray(result.weight_index)
-    if len(kept) <= weight_rows:
-        return result
-    wanted = np.linspace(0, n_points - 1, weight_rows)
-    pick = np.unique(np.searchsorted(kept, wanted).clip(0, len(kept) - 1))
-    pick = np.unique(np.concatenate([[0], pick, [len(kept) - 1]]))
-    index = kept[pick]
-    return replace(result, weights=result.weights[pick], weight_index=None if len(index) == n_points else index)
 
 
 def model_attrs(problem: LeNetProblem) -> dict:
@@ -161,116 +123,36 @@ def run_mnist_experiment(
     checkpoints: CheckpointPolicy = CheckpointPolicy(),
     attrs: Optional[dict] = None,
 ) -> Path:
-    """Run the experiment, write ``out``, return its path.
+    """Run the experiment with :func:`ramble.experiments.driver.run_experiment`, write ``out``, return its path.
 
     Each solution, and each path with its straight line, is committed as it
     finishes; a running path commits its state as ``checkpoints`` says
     (default every 60 s).  ``resume=True`` continues an interrupted file of
-    the same config: stored solutions and paths are read back, a path with a
-    checkpoint continues from it.  ``attrs``: extra root attributes of a new
-    file (e.g. ``hessian_points``).
+    the same config.  ``attrs``: extra root attributes of a new file (e.g.
+    ``hessian_points``).
     """
-    started = time.perf_counter()
+    return run_experiment(mnist_run(cfg, show_progress), out, force=force, resume=resume, show_progress=show_progress, checkpoints=checkpoints, attrs=attrs)
+
+
+def mnist_run(cfg: MnistExperimentConfig, show_progress: bool = False) -> NetworkRun:
+    """The run of ``cfg``: the first ``train_size`` MNIST images on the resolved device, test metrics on the first ``test_size`` test images."""
     device = resolve_device(cfg.device)
     deterministic_cuda(device)
     data = load_mnist(cfg.data_dir, cfg.train_size, cfg.test_size, download=cfg.download)
     problem = LeNetProblem.from_data(data, device=device, batch_size=cfg.batch_size)
-    test_x = data.test_x.to(device)
-    test_y = data.test_y.to(device)
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
     path_cfg = strided(cfg.path, cfg.points, cfg.weight_rows)
-    config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(device))
 
     def measure(w: torch.Tensor) -> dict[str, float]:
         ev = problem.evaluate_on(w, test_x, test_y)
         return {"test_loss": ev.loss, "test_error": ev.error}
 
-    with ExperimentWriter(out, model="lenet5", backend="torch", config=config, force=force, resume=resume, attrs=attrs) as writer:
-        done = writer.read() if resume else None
-        if done is None or "name" not in done.model_info:
-            with writer.commit():
-                writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
-                writer.set_attrs("model", model_attrs(problem))
-        solutions: list[torch.Tensor] = []
-        for i in range(cfg.n_solutions):
-            if done is not None and i in done.solutions:
-                solutions.append(torch.from_numpy(done.solutions[i]).to(device=device, dtype=problem.dtype))
-                continue
-            seed = solution_seed(cfg.seed, i)
-            w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
-            test = measure(w)
-            log.info("solution %d: %d epochs, %.1f s, train loss %.4g, test error %.2f %%", i, info["epochs"], info["wall_s"], info["loss"], 100 * test["test_error"])
-            writer.write_solution(i, w.detach().cpu().numpy(), dict(info, init_seed=seed, **test))
-            solutions.append(w)
-        pairs = pair_list(cfg.n_solutions, cfg.pairs)
-        n_complete = 0
-        for i, j in pairs:
-            stored = done.paths.get(pair_name(i, j)) if done is not None else None
-            if stored is not None and stored.linear is not None:
-                n_complete += stored.complete
-                continue
-            bar = PathProgress(f"path {i}-{j}", show_progress)
-            saver = FileCheckpoint(writer, pair_name(i, j), checkpoints)
-            result = connect_pair(problem, solutions[i], solutions[j], path_cfg, measure, cfg.train_lr, cfg.max_epochs, progress=bar.callback, checkpoint=saver)
-            bar.close()
-            result = thin_weights(result, cfg.weight_rows)
-            log.info("path %d-%d: %s after %d iterations, %d waypoint(s), %.1f s %s", i, j, result.status, result.iterations, len(result.waypoints), result.wall_time, result.reason)
-            log.info("path %d-%d: straight line, train and test metrics at %d points", i, j, cfg.linear_points)
-            line = straight_line_metrics(problem, measure, solutions[i], solutions[j], cfg.linear_points, progress=show_progress)
-            with writer.commit():
-                writer.write_path(i, j, result)
-                writer.write_arrays(f"paths/{i}-{j}/linear", line)
-            n_complete += result.complete
-        with writer.commit():
-            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
-            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
-    return Path(out)
+    def write_data(writer: ExperimentWriter) -> None:
+        writer.set_attrs("data", {"kind": "mnist", "source": data.source, "train_indices": f"0:{cfg.train_size}", "test_indices": f"0:{len(data.test_y)}"})
+        writer.set_attrs("model", model_attrs(problem))
 
-
-def connect_pair(
-    problem: LeNetProblem,
-    w_a: torch.Tensor,
-    w_b: torch.Tensor,
-    path_cfg: PathConfig,
-    measure: Callable[[torch.Tensor], dict[str, float]],
-    train_lr: float,
-    max_epochs: int,
-    progress: Optional[Callable[[int, float], None]] = None,
-    checkpoint: Optional[Checkpoint] = None,
-) -> PathResult:
-    """The path W_a -> W_b inside S as a run draws it for a pair: :func:`find_path` legs, through waypoints when a leg stalls.
-
-    A waypoint is trained from the midpoint by full-training-set descent
-    steps of ``train_lr`` (at most ``max_epochs``), as the run's solutions are.
-    ``ramble align`` calls this too, so an aligned pair gets the same driver.
-    """
-
-    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, leg_checkpoint: Optional[Checkpoint] = None) -> PathResult:
-        return find_path(problem, start, target, path_cfg, progress=progress, measure=measure, frame=frame, checkpoint=leg_checkpoint)
-
-    def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
-        w = w0
-        for _ in range(max_epochs):
-            if problem.contains(w):
-                return w
-            w = problem.descent_step(w, train_lr)
-        return None
-
-    return find_path_with_waypoints(leg, solve, w_a, w_b, path_cfg.max_waypoints, checkpoint=checkpoint)
-
-
-def straight_line_metrics(problem: LeNetProblem, measure: Callable[[torch.Tensor], dict[str, float]], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int, progress: bool = False) -> dict[str, np.ndarray]:
-    """Train and test loss/error at ``n_points`` evenly spaced alpha on W_a + alpha (W_b - W_a)."""
-    from ramble.progress import progress_bar
-
-    alpha = np.linspace(0.0, 1.0, n_points)
-    rows = []
-    for a in progress_bar(alpha, desc="straight line", unit="point", disable=not progress):
-        w = w_a + float(a) * (w_b - w_a)
-        ev = problem.evaluate(w)
-        t = measure(w)
-        rows.append((ev.loss, ev.error, t["test_loss"], t["test_error"]))
-    tl, te, sl, se = (np.array(c) for c in zip(*rows))
-    return {"alpha": alpha, "train_loss": tl, "train_error": te, "test_loss": sl, "test_error": se}
+    config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(device))
+    return NetworkRun("lenet5", config, cfg, problem, measure, path_cfg, train_solution, write_data, show_progress)
 
 
 def run_data(config: Mapping[str, Any], data_attrs: Mapping[str, Any], data_dir: Optional[str] = None, test: bool = False) -> MnistData:
@@ -464,7 +346,7 @@ class LeNetSpec:
         return setup
 
     def replayer(self, f: Any, *, data_dir: Optional[str], device: str) -> tuple[Callable[[int, int], PathResult], str]:
-        """The run's pair driver (:func:`connect_pair`, rows thinned as stored) on ``device``; DataError when the images are missing."""
+        """The run's pair driver (:func:`ramble.core.connect.connect`, rows thinned as stored) on ``device``; DataError when the images are missing."""
         from ramble.analysis.verify import stored_path_config
 
         config = json.loads(f.attrs.get("config", "{}") or "{}")
@@ -477,7 +359,7 @@ class LeNetSpec:
 
         def replay(i: int, j: int) -> PathResult:
             w_a, w_b = (torch.from_numpy(solutions[k]).to(device=dev, dtype=problem.dtype) for k in (i, j))
-            result = connect_pair(problem, w_a, w_b, path_cfg, lambda w: {}, float(config["train_lr"]), int(config["max_epochs"]))
+            result = connect(problem, w_a, w_b, path_cfg, train_lr=float(config["train_lr"]), max_epochs=int(config["max_epochs"]))
             return thin_weights(result, int(config["weight_rows"]))
 
         return replay, ""
@@ -486,8 +368,8 @@ class LeNetSpec:
         return None
 
     def connect(self, problem: Any, w_a: Any, w_b: Any, cfg: Any, *, measure: Any, train_lr: float, max_epochs: int, progress: Any) -> PathResult:
-        """:func:`connect_pair`, the run's own driver."""
-        return connect_pair(problem, w_a, w_b, cfg, measure, train_lr, max_epochs, progress=progress)
+        """:func:`ramble.core.connect.connect`, the run's own driver."""
+        return connect(problem, w_a, w_b, cfg, measure=measure, progress=progress, train_lr=train_lr, max_epochs=max_epochs)
 
 
 SPEC = LeNetSpec()

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ramble.errors import ConfigError
-from ramble.experiments.tcm_experiment import PAIRINGS
+from ramble.experiments.driver import PAIRINGS
 
 POSITIVE_COUNTS = ("max_epochs", "batch_size", "points", "weight_rows")
 """Settings that are counts of at least 1 in every network run."""

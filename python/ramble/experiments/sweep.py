@@ -151,7 +151,7 @@ class SweepConfig:
     @property
     def n_paths(self) -> int:
         """Paths in the whole sweep (pairs per task x tasks)."""
-        from ramble.experiments.tcm_experiment import pair_list
+        from ramble.experiments.driver import pair_list
 
         return len(pair_list(self.n_solutions, self.pairs)) * len(self.tasks())
 

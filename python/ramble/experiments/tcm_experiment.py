@@ -7,28 +7,25 @@ The data are drawn in Python from the seed and handed to the chosen backend
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from ramble.analysis.connectivity import store_connectivity
-from ramble.core.path import PathConfig, PathResult, reversed_path, route_through
+from ramble.core.checkpoint import Checkpoint
+from ramble.core.path import PathConfig, PathResult
 from ramble.errors import ConfigError, DataError, FormatError, RambleError
+from ramble.experiments.driver import PAIRINGS, run_experiment
 from ramble.models.patterns import Patterns, random_patterns
 from ramble.models.tcm import check_shape, gaussian_init
 from ramble.models.tcm_backends import BACKENDS, TCMBackend, connect, make_backend
 from ramble.models.tcm_training import TrainConfig, solve_with_restarts
-from ramble.progress import PathProgress, progress_bar
-from ramble.storage.io import Experiment, ExperimentWriter, pair_name, path_result
+from ramble.storage.checkpoint import CheckpointPolicy
+from ramble.storage.io import Experiment, ExperimentWriter
 
 log = logging.getLogger("ramble")
-
-PAIRINGS = ("all", "chain", "star")
 
 
 @dataclass(frozen=True)
@@ -65,52 +62,6 @@ class TCMExperimentConfig:
         return asdict(self)
 
 
-def pair_list(n: int, how: str) -> list[tuple[int, int]]:
-    """Pairs of solution indices to connect: every pair, a chain 0-1-2..., or a star from 0."""
-    if how == "all":
-        return list(itertools.combinations(range(n), 2))
-    if how == "chain":
-        return [(i, i + 1) for i in range(n - 1)]
-    if how == "star":
-        return [(0, j) for j in range(1, n)]
-    raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {how!r}")
-
-
-def reroute(results: dict[tuple[int, int], PathResult], solutions: list[np.ndarray]) -> list[tuple[tuple[int, int], int, PathResult]]:
-    """For each failed pair (i, j), a path through a solution k joined to both by complete paths.
-
-    Paths are in S whichever way they are walked, so a stored k -> i serves
-    as i -> k reversed.  The recorded failure is replaced; the path's ``via``
-    says which solution it goes through.
-    """
-    import torch
-
-    def oriented(a: int, b: int) -> Optional[PathResult]:
-        r = results.get((a, b))
-        if r is not None and r.complete and not r.via:
-            return r
-        r = results.get((b, a))
-        if r is not None and r.complete and not r.via:
-            return reversed_path(r)
-        return None
-
-    out = []
-    for (i, j), r in sorted(results.items()):
-        if r.complete:
-            continue
-        for k in range(len(solutions)):
-            if k in (i, j):
-                continue
-            first, second = oriented(i, k), oriented(k, j)
-            if first is not None and second is not None:
-                frame = (torch.from_numpy(solutions[i]), torch.from_numpy(solutions[j]))
-                routed = route_through(first, second, k, frame)
-                routed.reason = ""
-                out.append(((i, j), k, routed))
-                break
-    return out
-
-
 def run_tcm_experiment(
     cfg: TCMExperimentConfig,
     out: str | Path,
@@ -118,121 +69,65 @@ def run_tcm_experiment(
     show_progress: bool = True,
     resume: bool = False,
     attrs: Optional[dict] = None,
+    checkpoints: CheckpointPolicy = CheckpointPolicy(),
 ) -> Path:
-    """Run the experiment and write ``out``; returns its path.
+    """Run the experiment with :func:`ramble.experiments.driver.run_experiment` and write ``out``; returns its path.
 
-    The file's status is "complete" when every step ran (individual paths
-    carry their own status), "failed" with the error otherwise.  The data,
-    each solution and each path (with its straight line) are committed to the
-    file as they finish; ``resume=True`` continues an interrupted file of the
-    same config, reading back what it holds and computing only the rest.
-    Every unit is a function of the config alone (solution seeds derive from
-    ``cfg.seed`` and the solution's index; paths draw no random numbers), so
-    the resumed file holds the same numbers as an uninterrupted run.
-    ``attrs``: extra root attributes of a new file (e.g. ``hessian_points``).
+    ``resume=True`` continues an interrupted file of the same config;
+    ``checkpoints``: when a running path commits its state (the Python
+    backend; a Julia path is one call).  ``attrs``: extra root attributes
+    of a new file (e.g. ``hessian_points``).
     """
-    started = time.perf_counter()
-    patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
-    backend = make_backend(cfg.backend, patterns, cfg.n_hidden)
-    with ExperimentWriter(out, model="tcm", backend=backend.name, config=cfg.to_dict(), force=force, resume=resume, attrs=attrs) as writer:
-        done = writer.read() if resume else None
-        _write_or_check_data(writer, done, patterns, cfg, out)
-        solutions = _solutions(writer, done, backend, cfg, show_progress)
-        pairs = pair_list(cfg.n_solutions, cfg.pairs)
-        results, lines = _paths(writer, done, backend, cfg, solutions, pairs, show_progress)
-        if cfg.path.variant == "repair":
-            _reroute_failed(writer, results, lines, solutions)
-        n_complete = sum(r.complete for r in results.values())
-        with writer.commit():
-            store_connectivity(writer.f)  # which pairs are joined inside S, from the stored paths
-            writer.finish("complete", paths=len(pairs), paths_complete=n_complete, wall_time=time.perf_counter() - started)
-    return Path(out)
+    return run_experiment(TCMRun(cfg), out, force=force, resume=resume, show_progress=show_progress, checkpoints=checkpoints, attrs=attrs)
 
 
-def _write_or_check_data(writer: ExperimentWriter, done: Optional[Experiment], patterns: Patterns, cfg: TCMExperimentConfig, out: str | Path) -> None:
-    """Commit the data set and ``/model`` to a new file; a resumed file must hold the very data the seed draws."""
-    if done is None or "train_inputs" not in done.data:
-        with writer.commit():
-            writer.write_tcm_data(patterns.inputs, patterns.labels, cfg.seed)
-            writer.set_attrs("model", tcm_model_attrs(cfg))
-    elif not (np.array_equal(done.data["train_inputs"], patterns.inputs) and np.array_equal(done.data["train_labels"], patterns.labels)):
-        raise FormatError(f"cannot resume {out}: its stored data set differs from the one seed {cfg.seed} draws")
+class TCMRun:
+    """:class:`ramble.experiments.driver.ExperimentRun` of the TCM: patterns drawn from the seed, solutions and paths by the chosen backend."""
 
+    model = "tcm"
 
-def _solutions(writer: ExperimentWriter, done: Optional[Experiment], backend: TCMBackend, cfg: TCMExperimentConfig, show_progress: bool) -> list[np.ndarray]:
-    """The ``cfg.n_solutions`` solutions (each (N,)): read back from a resumed file, else trained and committed one by one."""
-    scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
-    solutions: list[np.ndarray] = []
-    for i in progress_bar(range(cfg.n_solutions), desc="solutions", disable=not show_progress):
-        if done is not None and i in done.solutions:
-            solutions.append(done.solutions[i])
-        else:
-            solutions.append(_train_solution(writer, backend, cfg, scale, i))
-    return solutions
+    def __init__(self, cfg: TCMExperimentConfig) -> None:
+        self.cfg = cfg
+        self.patterns = random_patterns(cfg.n_inputs, cfg.n_patterns, cfg.seed)
+        self.tcm: TCMBackend = make_backend(cfg.backend, self.patterns, cfg.n_hidden)
+        self.backend = self.tcm.name
+        self.config = cfg.to_dict()
+        self.n_solutions = cfg.n_solutions
+        self.pairs = cfg.pairs
+        self.routes = cfg.path.variant == "repair"
 
+    def write_data(self, writer: ExperimentWriter) -> None:
+        writer.write_tcm_data(self.patterns.inputs, self.patterns.labels, self.cfg.seed)
+        writer.set_attrs("model", tcm_model_attrs(self.cfg))
 
-def _train_solution(writer: ExperimentWriter, backend: TCMBackend, cfg: TCMExperimentConfig, scale: float, i: int) -> np.ndarray:
-    """Train solution ``i`` (Gaussian starts of std ``scale``, restarts seeded by ``cfg.seed`` and ``i``), commit it, return it."""
-    sol = solve_with_restarts(
-        lambda w0: backend.gd_solve(w0, cfg.train),
-        lambda s: gaussian_init(cfg.n_inputs, scale, s),
-        cfg.seed,
-        i,
-        cfg.train,
-        log=log.info,
-    )
-    log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
-    writer.write_solution(
-        i,
-        sol.w,
-        {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds},
-    )
-    return sol.w
+    def check_data(self, done: Experiment) -> None:
+        """A resumed file must hold the very patterns the seed draws."""
+        if not (np.array_equal(done.data.get("train_inputs"), self.patterns.inputs) and np.array_equal(done.data.get("train_labels"), self.patterns.labels)):
+            raise FormatError(f"cannot resume {done.path}: its stored data set differs from the one seed {self.cfg.seed} draws")
 
+    def weights_of(self, stored: np.ndarray) -> np.ndarray:
+        return stored
 
-def _paths(
-    writer: ExperimentWriter,
-    done: Optional[Experiment],
-    backend: TCMBackend,
-    cfg: TCMExperimentConfig,
-    solutions: list[np.ndarray],
-    pairs: list[tuple[int, int]],
-    show_progress: bool,
-) -> tuple[dict[tuple[int, int], PathResult], dict[tuple[int, int], dict]]:
-    """Every pair's path and straight line: read back from a resumed file (when both are stored), else drawn and committed."""
-    results: dict[tuple[int, int], PathResult] = {}
-    lines: dict[tuple[int, int], dict] = {}
-    for i, j in pairs:
-        stored = done.paths.get(pair_name(i, j)) if done is not None else None
-        if stored is not None and stored.linear is not None:
-            results[(i, j)] = path_result(stored)
-            lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error}
-        else:
-            results[(i, j)], lines[(i, j)] = _draw_path(writer, backend, cfg, solutions, i, j, show_progress)
-    return results, lines
+    def train_solution(self, i: int) -> tuple[np.ndarray, dict]:
+        """Solution ``i`` (N,): Gaussian starts of std init_scale / sqrt(N/K), restarts seeded by the seed and ``i``."""
+        cfg = self.cfg
+        scale = cfg.train.init_scale / np.sqrt(cfg.n_inputs // cfg.n_hidden)
+        sol = solve_with_restarts(
+            lambda w0: self.tcm.gd_solve(w0, cfg.train),
+            lambda s: gaussian_init(cfg.n_inputs, scale, s),
+            cfg.seed,
+            i,
+            cfg.train,
+            log=log.info,
+        )
+        log.info("solution %d: %d attempt(s), %d epochs, %d kicks, min margin %.3g, %.1f s", i, sol.attempts, sol.epochs, sol.kicks, sol.min_margin, sol.seconds)
+        return sol.w, {"init_seed": sol.seed, "attempts": sol.attempts, "epochs": sol.epochs, "kicks": sol.kicks, "polish_epochs": sol.polish_epochs, "min_margin": sol.min_margin, "seconds": sol.seconds}
 
+    def connect(self, w_a: np.ndarray, w_b: np.ndarray, progress: Callable[[int, float], None], checkpoint: Optional[Checkpoint]) -> PathResult:
+        return connect(self.tcm, w_a, w_b, self.cfg.path, self.cfg.train, progress, checkpoint)
 
-def _draw_path(writer: ExperimentWriter, backend: TCMBackend, cfg: TCMExperimentConfig, solutions: list[np.ndarray], i: int, j: int, show_progress: bool) -> tuple[PathResult, dict]:
-    """The path i -> j and its straight line (``cfg.linear_points`` points), committed together."""
-    bar = PathProgress(f"path {i}-{j}", show_progress)
-    result = connect(backend, solutions[i], solutions[j], cfg.path, cfg.train, progress=bar.callback)
-    bar.close()
-    log.info("path %d-%d: %s after %d iterations (%d accepted, %d repaired, %d refused) %s", i, j, result.status, result.iterations, result.elastic_accepted, result.elastic_repaired, result.elastic_refused, result.reason)
-    line = backend.straight_line(solutions[i], solutions[j], cfg.linear_points)
-    with writer.commit():
-        writer.write_path(i, j, result)
-        writer.write_arrays(f"paths/{i}-{j}/linear", line)
-    return result, line
-
-
-def _reroute_failed(writer: ExperimentWriter, results: dict[tuple[int, int], PathResult], lines: dict[tuple[int, int], dict], solutions: list[np.ndarray]) -> None:
-    """Replace each failed path that :func:`reroute` can route through a third solution, in the file and in ``results``."""
-    for (i, j), k, routed in reroute(results, solutions):
-        log.info("path %d-%d: routed through solution %d (%d iterations)", i, j, k, routed.iterations)
-        with writer.commit():
-            writer.write_path(i, j, routed)
-            writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
-        results[(i, j)] = routed
+    def straight_line(self, w_a: np.ndarray, w_b: np.ndarray) -> dict[str, np.ndarray]:
+        return self.tcm.straight_line(w_a, w_b, self.cfg.linear_points)
 
 
 def tcm_model_attrs(cfg: TCMExperimentConfig) -> dict:
@@ -286,7 +181,7 @@ def tcm_counter(f: Any) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
         out = []
         for s in range(0, len(weights), TCM_ROW_CHUNK):
             w = torch.from_numpy(np.ascontiguousarray(weights[s : s + TCM_ROW_CHUNK], dtype=np.float64))
-            h = torch.einsum("mkn,tkn->tmk", problem.xi, w.view(len(w), problem.n_hidden, problem.n_per_unit))
+            h = problem.row_fields(w)
             margins = problem.sigma * torch.nn.functional.hardtanh(h).sum(dim=2)
             out.append((margins <= 0).sum(dim=1).numpy())
         return np.concatenate(out) if out else np.zeros(0, np.int64)
@@ -302,6 +197,19 @@ def exact_certifier(f: Any) -> Callable[[np.ndarray, np.ndarray, bool], Any]:
 
     def certify(r0: np.ndarray, r1: np.ndarray, chord: bool) -> Any:
         return problem.certify_segment(torch.from_numpy(np.asarray(r0, dtype=np.float64)), torch.from_numpy(np.asarray(r1, dtype=np.float64)))
+
+    return certify
+
+
+def exact_polyline_certifier(f: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``certify(rows)``: exact certificates of the segments between consecutive rows (R, P) (:meth:`ramble.models.tcm.TCMProblem.certify_polyline`) in float64."""
+    import torch
+
+    problem = stored_problem(f)
+
+    def certify(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        certified, bound = problem.certify_polyline(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float64)))
+        return certified.numpy(), bound.numpy()
 
     return certify
 
@@ -346,8 +254,8 @@ class TCMSpec:
 
         return tcm_spectra(e, weights, rows, cfg, backend, callback=callback)
 
-    def resume(self, path: Path, stored: Mapping[str, Any], show_progress: bool, checkpoints: Any) -> None:
-        run_tcm_experiment(stored_config(dict(stored)), path, show_progress=show_progress, resume=True)
+    def resume(self, path: Path, stored: Mapping[str, Any], show_progress: bool, checkpoints: CheckpointPolicy) -> None:
+        run_tcm_experiment(stored_config(dict(stored)), path, show_progress=show_progress, resume=True, checkpoints=checkpoints)
 
     def hessian_subset(self, stored: Mapping[str, Any]) -> Optional[int]:
         """None (every pattern); reads ``stored`` back first, so an unreadable config fails here."""
@@ -376,7 +284,9 @@ class TCMSpec:
         """Every row counted exactly (slack 0.5 samples), every segment certified exactly; the data are in the file."""
         from ramble.models.registry import VerifySetup
 
-        return VerifySetup(counter=tcm_counter(f), certifier=exact_certifier(f) if segments else None, all_rows=True, error_slack=0.5)
+        if not segments:
+            return VerifySetup(counter=tcm_counter(f), all_rows=True, error_slack=0.5)
+        return VerifySetup(counter=tcm_counter(f), certifier=exact_certifier(f), polyline_certifier=exact_polyline_certifier(f), all_rows=True, error_slack=0.5)
 
     def replayer(self, f: Any, *, data_dir: Optional[str], device: str) -> tuple[None, str]:
         return None, "TCM files store every vertex: the segments check certifies them exactly"

@@ -28,10 +28,8 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -40,24 +38,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ramble.analysis.connectivity import store_connectivity
-from ramble.core.checkpoint import Checkpoint
-from ramble.core.path import (
-    PathConfig,
-    PathResult,
-    escape_at_larger_norms,
-    find_path,
-    find_path_with_waypoints,
-)
+from ramble.core.connect import connect
+from ramble.core.path import MeasureFn, PathConfig, PathResult
 from ramble.core.problem import row_error_counter
 from ramble.errors import ConfigError, DataError, FormatError, RambleError
+from ramble.experiments.driver import run_experiment
+from ramble.experiments.network_run import NetworkRun, strided
 from ramble.experiments.network_settings import check_network_run
-from ramble.experiments.tcm_experiment import pair_list, reroute
 from ramble.models.lenet import deterministic_cuda, resolve_device
 from ramble.models.torch_classifier import GROUPINGS, GroupSpec, TorchClassifierProblem, check_classifier, train_solution
-from ramble.progress import PathProgress
-from ramble.storage.checkpoint import CheckpointPolicy, FileCheckpoint
-from ramble.storage.io import Experiment, ExperimentWriter, load, pair_name, path_result
+from ramble.storage.checkpoint import CheckpointPolicy
+from ramble.storage.io import Experiment, ExperimentWriter, load
 
 log = logging.getLogger("ramble")
 
@@ -66,7 +57,7 @@ MODEL = "torch"
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-Measure = Callable[[torch.Tensor], dict[str, float]]
+Measure = MeasureFn
 
 __all__ = [
     "Factory",
@@ -353,77 +344,6 @@ class TorchExperimentConfig:
         return cls(**dict(kw, path=PathConfig.from_dict(d["path"])))
 
 
-def solution_seed(seed: int, index: int) -> int:
-    """Init seed of solution ``index``, derived from the experiment seed."""
-    return int(np.random.SeedSequence([seed, 1 + index]).generate_state(1)[0])
-
-
-def strided(cfg: PathConfig, points: int, weight_rows: int) -> PathConfig:
-    """``cfg`` with record/weight strides for about ``points`` recorded and ``weight_rows`` stored points."""
-    return cfg.recorded(max(1, int(cfg.expected_iterations() // points)), max(1, int(math.ceil(points / weight_rows))))
-
-
-# ----------------------------------------------------------------------------- connecting two solutions
-
-
-def descend_into_s(problem: TorchClassifierProblem, w0: torch.Tensor, lr: float, max_epochs: int) -> Optional[torch.Tensor]:
-    """Gradient-descent epochs from ``w0`` until every training sample is right; None after ``max_epochs``."""
-    w = w0
-    for _ in range(max_epochs):
-        if problem.contains(w):
-            return w
-        w = problem.descent_step(w, lr)
-    return w if problem.contains(w) else None
-
-
-def connect(
-    problem: TorchClassifierProblem,
-    w_a: torch.Tensor,
-    w_b: torch.Tensor,
-    config: PathConfig = PathConfig(),
-    *,
-    measure: Optional[Measure] = None,
-    checkpoint: Optional[Checkpoint] = None,
-    progress: Optional[Callable[[int, float], None]] = None,
-    train_lr: float = 0.1,
-    max_epochs: int = 2000,
-) -> PathResult:
-    """A path from ``w_a`` to ``w_b`` inside S: Algorithm 1 with waypoints, then the norm escape.
-
-    Waypoints (``config.max_waypoints``, repair variant) are trained from a
-    stalled leg's midpoint by GD with ``train_lr`` for up to ``max_epochs``;
-    if the path still fails and ``config.escape``, it is retried at
-    1.5x and 2x the norms (:func:`ramble.core.path.find_path_with_escape`'s
-    rule).  ``measure(w)`` adds per-point metrics (e.g. test error);
-    ``checkpoint`` saves and restores the first attempt mid-path.
-    """
-    max_wp = config.max_waypoints if config.variant == "repair" else 0
-
-    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, cp: Optional[Checkpoint] = None) -> PathResult:
-        return find_path(problem, start, target, config, progress=progress, measure=measure, frame=frame, checkpoint=cp)
-
-    def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
-        return descend_into_s(problem, w0, train_lr, max_epochs)
-
-    first = find_path_with_waypoints(leg, solve, w_a, w_b, max_wp, checkpoint=checkpoint)
-    if first.complete or config.variant != "repair" or not config.escape:
-        return first
-    return escape_at_larger_norms(leg, solve, problem.certify_segment, problem.evaluate, w_a, w_b, max_wp, first)
-
-
-def straight_line_metrics(problem: TorchClassifierProblem, measure: Optional[Measure], w_a: torch.Tensor, w_b: torch.Tensor, n_points: int) -> dict[str, np.ndarray]:
-    """Train (and test) loss/error at ``n_points`` evenly spaced alpha on W_a + alpha (W_b - W_a)."""
-    alpha = np.linspace(0.0, 1.0, n_points)
-    cols: dict[str, list[float]] = {}
-    for a in alpha:
-        w = w_a + float(a) * (w_b - w_a)
-        ev = problem.evaluate(w)
-        row = {"train_loss": ev.loss, "train_error": ev.error, **(measure(w) if measure is not None else {})}
-        for k, v in row.items():
-            cols.setdefault(k, []).append(float(v))
-    return {"alpha": alpha, **{k: np.asarray(v) for k, v in cols.items()}}
-
-
 # ----------------------------------------------------------------------------- a whole run -> a ramble file
 
 
@@ -525,17 +445,6 @@ def build_problem(cfg: TorchExperimentConfig, net: nn.Module, data: TorchData) -
     return problem, measure
 
 
-def _given_solution(problem: TorchClassifierProblem, s: Any, i: int) -> torch.Tensor:
-    w = s if isinstance(s, torch.Tensor) and s.ndim == 1 else problem.parameters_to_vector(s) if isinstance(s, (nn.Module, dict)) else torch.as_tensor(np.asarray(s))
-    w = w.to(device=problem.device, dtype=problem.dtype)
-    if w.ndim != 1 or w.shape[0] != problem.n_params:
-        raise ConfigError(f"solution {i} has shape {tuple(w.shape)}, the model needs ({problem.n_params},)")
-    if not problem.contains(w):
-        wrong = int((problem.margins(w) <= 0).sum())
-        raise ConfigError(f"solution {i} is not a solution: it misclassifies {wrong} of {problem.n_samples} training samples")
-    return w
-
-
 def _write_data(writer: ExperimentWriter, data: TorchData, problem: TorchClassifierProblem) -> None:
     parts = {"train": (data.train_x, data.train_y)}
     if data.test_x is not None:
@@ -546,74 +455,16 @@ def _write_data(writer: ExperimentWriter, data: TorchData, problem: TorchClassif
 
 
 def _run(cfg: TorchExperimentConfig, net: nn.Module, factory: Optional[Factory], data: TorchData, out: Path, given: Optional[Sequence[Any]], force: bool, resume: bool, show_progress: bool, checkpoints: CheckpointPolicy, attrs: Optional[dict]) -> Path:
-    started = time.perf_counter()
     problem, measure = build_problem(cfg, net, data)
     path_cfg = strided(cfg.path, cfg.points, cfg.weight_rows)
     config = dict(cfg.to_dict(), path=path_cfg.to_dict(), resolved_device=str(problem.device), solutions_given=given is not None)
-    with ExperimentWriter(out, model=MODEL, backend="torch", config=config, force=force, resume=resume, attrs=attrs) as writer:
-        done = writer.read() if resume else None
-        if done is None or "name" not in done.model_info:
-            with writer.commit():
-                _write_data(writer, data, problem)
-                writer.set_attrs("model", model_attrs(problem, factory))
-        solutions = _solutions(cfg, problem, measure, writer, done, given, show_progress)
-        n_complete = _paths(cfg, path_cfg, problem, measure, writer, done, solutions, show_progress, checkpoints)
-        with writer.commit():
-            store_connectivity(writer.f)
-            writer.finish("complete", paths=len(pair_list(cfg.n_solutions, cfg.pairs)), paths_complete=n_complete, wall_time=time.perf_counter() - started)
-    return out
 
+    def write_data(writer: ExperimentWriter) -> None:
+        _write_data(writer, data, problem)
+        writer.set_attrs("model", model_attrs(problem, factory))
 
-def _solutions(cfg: TorchExperimentConfig, problem: TorchClassifierProblem, measure: Optional[Measure], writer: ExperimentWriter, done: Optional[Experiment], given: Optional[Sequence[Any]], show_progress: bool) -> list[torch.Tensor]:
-    """Every solution: read back from ``done``, taken from ``given``, or trained (each committed as it is found)."""
-    out: list[torch.Tensor] = []
-    for i in range(cfg.n_solutions):
-        if done is not None and i in done.solutions:
-            out.append(torch.from_numpy(done.solutions[i]).to(device=problem.device, dtype=problem.dtype))
-            continue
-        if given is not None:
-            w, info = _given_solution(problem, given[i], i), {"source": "given"}
-        else:
-            seed = solution_seed(cfg.seed, i)
-            w, info = train_solution(problem, seed, lr=cfg.train_lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size, progress=show_progress, polish_margin=cfg.polish_margin)
-            info = dict(info, init_seed=seed)
-        test = measure(w) if measure is not None else {}
-        log.info("solution %d: %s", i, ", ".join(f"{k} {v}" for k, v in info.items() if k in ("epochs", "loss", "source")))
-        writer.write_solution(i, w.detach().cpu().numpy(), dict(info, **test))
-        out.append(w)
-    return out
-
-
-def _paths(cfg: TorchExperimentConfig, path_cfg: PathConfig, problem: TorchClassifierProblem, measure: Optional[Measure], writer: ExperimentWriter, done: Optional[Experiment], solutions: list[torch.Tensor], show_progress: bool, checkpoints: CheckpointPolicy) -> int:
-    """Connect every pair (committing each path with its straight line), then route failed pairs; returns the number complete."""
-    results: dict[tuple[int, int], PathResult] = {}
-    lines: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    for i, j in pair_list(cfg.n_solutions, cfg.pairs):
-        stored = done.paths.get(pair_name(i, j)) if done is not None else None
-        if stored is not None and stored.linear is not None:
-            results[(i, j)] = path_result(stored)
-            lines[(i, j)] = {"alpha": stored.linear.alpha, "train_loss": stored.linear.train_loss, "train_error": stored.linear.train_error, **stored.linear.extra}
-            continue
-        bar = PathProgress(f"path {i}-{j}", show_progress)
-        saver = FileCheckpoint(writer, pair_name(i, j), checkpoints)
-        result = connect(problem, solutions[i], solutions[j], path_cfg, measure=measure, checkpoint=saver, progress=bar.callback, train_lr=cfg.train_lr, max_epochs=cfg.max_epochs)
-        bar.close()
-        log.info("path %d-%d: %s after %d iterations, %d waypoint(s) %s", i, j, result.status, result.iterations, len(result.waypoints), result.reason)
-        line = straight_line_metrics(problem, measure, solutions[i], solutions[j], cfg.linear_points)
-        with writer.commit():
-            writer.write_path(i, j, result)
-            writer.write_arrays(f"paths/{i}-{j}/linear", line)
-        results[(i, j)], lines[(i, j)] = result, line
-    if path_cfg.variant == "repair":
-        # routing reverses stored paths, which needs every point's weights
-        usable = {k: r for k, r in results.items() if not r.complete or r.weight_index is None}
-        for (i, j), k, routed in reroute(usable, [w.detach().cpu().double().numpy() for w in solutions]):
-            log.info("path %d-%d: routed through solution %d", i, j, k)
-            with writer.commit():
-                writer.write_path(i, j, routed)
-                writer.write_arrays(f"paths/{i}-{j}/linear", lines[(i, j)])
-            results[(i, j)] = routed
-    return sum(r.complete for r in results.values())
+    run_ = NetworkRun(MODEL, config, cfg, problem, measure, path_cfg, train_solution, write_data, show_progress, given)
+    return run_experiment(run_, out, force=force, resume=resume, show_progress=show_progress, checkpoints=checkpoints, attrs=attrs)
 
 
 # ----------------------------------------------------------------------------- reading a torch file back

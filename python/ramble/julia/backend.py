@@ -141,11 +141,14 @@ class JuliaTCM:
 
     def find_path(
         self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
-        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None, checkpoint: object = None,
     ) -> PathResult:
         """Algorithm 1 from ``w_a`` to ``w_b`` (``Ramble.find_path``); ``progress(it, distance)`` after every iteration.
 
         ``frame = (W_A, W_B)``: measure ``distance`` against these instead of the endpoints.
+        ``checkpoint`` is not used: the path is one call into Julia, with no
+        state to save between its iterations, so an interrupted one is drawn
+        again from its start (deterministically, the same path).
         """
         a = np.asarray(w_a)
         b = np.asarray(w_b)

@@ -36,6 +36,14 @@ SegmentCertifier = Callable[[np.ndarray, np.ndarray, bool], Any]
 
 ``chord``: the rows are not consecutive vertices, so a smaller work limit applies (networks)."""
 
+PolylineCertifier = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``certify(rows)``: exact certificates of the segments between consecutive stored weight rows (R, P) of one polyline.
+
+Returns ``certified`` bool (R - 1,) and ``margin_bound`` float64 (R - 1,),
+segment r joining rows r and r + 1: the decisions and bounds a
+:data:`SegmentCertifier` would give segment by segment (up to the rounding
+of the fields), computed in one pass."""
+
 Replayer = Callable[[int, int], Any]
 """``replay(i, j)``: the PathResult the run's driver draws from solution i to solution j, as the file stores it."""
 
@@ -49,7 +57,9 @@ class VerifySetup:
     ``checks``: (name, ok, detail) added to the report before the paths
     (e.g. whether the run's data were found).  ``counter``: training errors
     per row and M, None when the data are missing.  ``certifier``: None when
-    segments are not certified, ``no_certifier`` then says why.  ``groups``:
+    segments are not certified, ``no_certifier`` then says why.
+    ``polyline_certifier``: certifies a path's stored segments in batches,
+    used instead of ``certifier`` when given (the TCM).  ``groups``:
     the Eq. 4 groups (None: one group of all P weights).  ``all_rows``: the
     membership check recomputes every stored row (else a sample).
     ``error_slack``: largest |stored train_error * M - recomputed count| in
@@ -59,6 +69,7 @@ class VerifySetup:
 
     counter: Optional[tuple[ErrorCounter, int]] = None
     certifier: Optional[SegmentCertifier] = None
+    polyline_certifier: Optional[PolylineCertifier] = None
     groups: Optional[list[slice]] = None
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     no_certifier: str = NO_SEGMENTS

@@ -31,7 +31,7 @@ uses the analytic derivatives, and the cross-check holds one against the other.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +42,11 @@ from ramble.errors import ConfigError
 from ramble.models.patterns import Patterns
 
 EPS = float(np.finfo(np.float64).eps)
+
+POLYLINE_CHUNK = 128
+"""Segments whose fields and minimum margins :meth:`TCMProblem.certify_polyline` holds at once (about 8 M K float64 each).
+
+128 was the fastest of 32..1024 at the paper's size (M=620, K=3: a chunk fits in cache)."""
 
 
 def check_shape(n_inputs: int, n_hidden: int) -> None:
@@ -76,6 +81,15 @@ class TCMProblem:
     def fields(self, w: torch.Tensor) -> torch.Tensor:
         """Hidden-unit fields h, shape (M, K)."""
         return torch.einsum("mkn,kn->mk", self.xi, w.view(self.n_hidden, self.n_per_unit))
+
+    def row_fields(self, rows: torch.Tensor) -> torch.Tensor:
+        """Hidden-unit fields of each weight row, rows (R, N) -> (R, M, K), in one einsum.
+
+        The dot products are summed in another order than :meth:`fields`'s,
+        so they may differ from it in the last bits (well inside
+        :func:`rounding_slack`, which bounds any order).
+        """
+        return torch.einsum("mkn,rkn->rmk", self.xi, rows.view(len(rows), self.n_hidden, self.n_per_unit))
 
     def committee(self, w: torch.Tensor) -> torch.Tensor:
         """Committee sums S = sum_k htanh(h_k), shape (M,)."""
@@ -134,19 +148,50 @@ class TCMProblem:
             slack = rounding_slack(float(w0.abs().sum()), float(w1.abs().sum()), self.n_per_unit, self.n_hidden)
         return SegmentCertificate(certified=bound > slack, margin_bound=bound, pieces=pieces, seconds=time.perf_counter() - start)
 
+    def certify_polyline(self, rows: torch.Tensor, chunk: int = POLYLINE_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact certificates of the R - 1 segments between consecutive rows (R, N) of a polyline, float64.
+
+        The same decision and bound as :meth:`certify_segment` on each
+        segment (:func:`segment_min_margins` over all segments at once, the
+        per-segment :func:`rounding_slack`), but each row's fields are
+        computed once, by :meth:`row_fields` (their last bits may differ from
+        :meth:`fields`'s).  ``chunk`` segments at a time, so memory stays
+        bounded whatever R.  Returns ``certified`` bool (R - 1,) and
+        ``margin_bound`` float64 (R - 1,).
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be a positive number of segments, got {chunk}")
+        n_segments = max(len(rows) - 1, 0)
+        certified = torch.zeros(n_segments, dtype=torch.bool)
+        bound = torch.zeros(n_segments, dtype=torch.float64)
+        with torch.no_grad():
+            l1 = rows.abs().sum(dim=1)
+            for s in range(0, n_segments, chunk):
+                e = min(s + chunk, n_segments)
+                h = self.row_fields(rows[s : e + 1])  # the rows of segments s..e-1, row e shared with the next chunk
+                low, _ = segment_min_margins(h[:-1], h[1:], self.sigma)
+                bound[s:e] = low.min(dim=1).values
+                certified[s:e] = bound[s:e] > rounding_slack(l1[s:e], l1[s + 1 : e + 1], self.n_per_unit, self.n_hidden)
+        return certified, bound
+
     # -- curvature -------------------------------------------------------
     def hessian(self, w: torch.Tensor) -> torch.Tensor:
         """Exact Hessian of the mean training loss, (N, N), by autograd."""
         return torch.autograd.functional.hessian(self.loss, w.detach().clone())
 
 
-def rounding_slack(l1_w0: float, l1_w1: float, n_per_unit: int, n_hidden: int) -> float:
+Scalar = TypeVar("Scalar", float, torch.Tensor)
+
+
+def rounding_slack(l1_w0: Scalar, l1_w1: Scalar, n_per_unit: int, n_hidden: int) -> Scalar:
     """Bound on the float64 rounding error of a margin along a segment (inputs +-1).
 
     A field h_k is a dot product of n = N/K terms |w_j|, so its computed value
-    is within n eps |w|_1 of the exact one; interpolating between the end
-    fields and summing K clipped fields adds a few eps more.  ``l1_w*``: the
-    L1 norms of the endpoints.  Both backends use this formula.
+    is within n eps |w|_1 of the exact one, whatever the order of the sum;
+    interpolating between the end fields and summing K clipped fields adds a
+    few eps more.  ``l1_w*``: the L1 norms of the endpoints (floats, or
+    float64 tensors of one shape: a slack per segment).  Both backends use
+    this formula.
     """
     return EPS * ((n_per_unit + 4) * (l1_w0 + l1_w1) + 4.0 * n_hidden)
 
@@ -163,7 +208,9 @@ def committee_in_order(h: torch.Tensor) -> torch.Tensor:
 def segment_min_margins(h0: torch.Tensor, h1: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Exact minimum over t in [0, 1] of each pattern's margin along a segment.
 
-    ``h0``, ``h1``: (M, K) hidden fields at the segment's ends.  Along
+    ``h0``, ``h1``: (M, K) hidden fields at the segment's ends, or (S, M, K)
+    for S segments at once (every operation is elementwise, so each
+    segment's minima are those it gets alone).  Along
     w(t) = w0 + t (w1 - w0) each field is h0 + t (h1 - h0), and the margin
     sigma sum_k htanh(h_k(t)) is piecewise linear in t with kinks where some
     field crosses +1 or -1, so its minimum is at t = 0, t = 1 or a kink inside
@@ -171,18 +218,19 @@ def segment_min_margins(h0: torch.Tensor, h1: torch.Tensor, sigma: torch.Tensor)
     the margins at ``h0`` and ``h1`` themselves; a kink is evaluated at
     h0 + t (h1 - h0) with t = (+-1 - h0_k) / (h1_k - h0_k), in that order of
     operations (the Julia backend's ``segment_min_margins!`` does the same).
-    Returns the minima, shape (M,), and the number of evaluations (pieces).
+    Returns the minima, shape (M,) (or (S, M)), and the number of
+    evaluations (pieces).
     """
     dh = h1 - h0
     low = torch.minimum(sigma * committee_in_order(h0), sigma * committee_in_order(h1))
-    pieces = 2 * h0.shape[0]
-    for k in range(h0.shape[1]):
+    pieces = 2 * h0[..., 0].numel()
+    for k in range(h0.shape[-1]):
         for wall in (1.0, -1.0):
-            t = (wall - h0[:, k]) / dh[:, k]  # +-inf or NaN where dh is 0: never inside
+            t = (wall - h0[..., k]) / dh[..., k]  # +-inf or NaN where dh is 0: never inside
             inside = (t > 0.0) & (t < 1.0)
             if not bool(inside.any()):
                 continue
-            at = sigma * committee_in_order(h0 + t.unsqueeze(1) * dh)
+            at = sigma * committee_in_order(h0 + t.unsqueeze(-1) * dh)
             low = torch.where(inside, torch.minimum(low, at), low)
             pieces += int(inside.sum())
     return low, pieces

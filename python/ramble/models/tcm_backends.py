@@ -12,6 +12,7 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
+from ramble.core.checkpoint import Checkpoint
 from ramble.core.path import ESCAPE_SCALES, PathConfig, PathResult, ProgressFn, find_path, find_path_with_escape, straight_line
 from ramble.core.problem import Evaluation, SegmentCertificate
 from ramble.errors import ConfigError
@@ -41,9 +42,9 @@ class TCMBackend(Protocol):
 
     def find_path(
         self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
-        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None, checkpoint: Optional[Checkpoint] = None,
     ) -> PathResult:
-        """Algorithm 1 from ``w_a`` to ``w_b``; ``distance`` measured against ``frame`` (default the endpoints)."""
+        """Algorithm 1 from ``w_a`` to ``w_b``; ``distance`` measured against ``frame`` (default the endpoints); ``checkpoint``: mid-path state, where the backend can save it."""
         ...
 
     def certify_segment(self, w0: np.ndarray, w1: np.ndarray) -> SegmentCertificate:
@@ -86,10 +87,10 @@ class PythonTCM:
 
     def find_path(
         self, w_a: np.ndarray, w_b: np.ndarray, cfg: PathConfig, progress: Optional[ProgressFn] = None,
-        frame: Optional[tuple[np.ndarray, np.ndarray]] = None,
+        frame: Optional[tuple[np.ndarray, np.ndarray]] = None, checkpoint: Optional[Checkpoint] = None,
     ) -> PathResult:
         ref = None if frame is None else (self._t(frame[0]), self._t(frame[1]))
-        return find_path(self.problem, self._t(w_a), self._t(w_b), cfg, progress, frame=ref)
+        return find_path(self.problem, self._t(w_a), self._t(w_b), cfg, progress, frame=ref, checkpoint=checkpoint)
 
     def certify_segment(self, w0: np.ndarray, w1: np.ndarray) -> SegmentCertificate:
         return self.problem.certify_segment(self._t(w0), self._t(w1))
@@ -119,18 +120,22 @@ def connect(
     path_cfg: PathConfig,
     train_cfg: TrainConfig,
     progress: Optional[ProgressFn] = None,
+    checkpoint: Optional[Checkpoint] = None,
 ) -> PathResult:
     """The path from ``w_a`` to ``w_b`` on any backend, through waypoints when a leg stalls.
 
     Waypoints are trained by the backend's ``gd_solve`` (as solutions are),
     starting from the midpoint; ``path_cfg.max_waypoints`` bounds them.  If
     that fails, the norm escape of :func:`ramble.core.path.find_path_with_escape`
-    (``path_cfg.escape``).  The paper variant uses neither.
+    (``path_cfg.escape``).  The paper variant uses neither.  ``checkpoint``
+    saves and continues the first attempt mid-path on the Python backend; a
+    Julia leg is one call (0.04 s median at the paper's size), so a Julia path
+    restarts from its start, and draws the same path again.
     """
     max_wp = path_cfg.max_waypoints if path_cfg.variant == "repair" else 0
 
-    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, _checkpoint: object = None) -> PathResult:
-        return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress, frame=(frame[0].numpy(), frame[1].numpy()))
+    def leg(start: torch.Tensor, target: torch.Tensor, frame: tuple, cp: Optional[Checkpoint] = None) -> PathResult:
+        return backend.find_path(start.numpy(), target.numpy(), path_cfg, progress, frame=(frame[0].numpy(), frame[1].numpy()), checkpoint=cp)
 
     def solve(w0: torch.Tensor) -> Optional[torch.Tensor]:
         out = backend.gd_solve(w0.numpy(), train_cfg)
@@ -146,4 +151,4 @@ def connect(
     scales = ESCAPE_SCALES if path_cfg.variant == "repair" and path_cfg.escape else ()
     wa = torch.from_numpy(np.asarray(w_a, np.float64))
     wb = torch.from_numpy(np.asarray(w_b, np.float64))
-    return find_path_with_escape(leg, solve, certify, evaluate, wa, wb, max_wp, scales)
+    return find_path_with_escape(leg, solve, certify, evaluate, wa, wb, max_wp, scales, checkpoint)

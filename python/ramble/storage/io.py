@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 FORMAT = "ramble"
 FORMAT_VERSION = 1
-MODELS = ("tcm", "lenet5", "torch")
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""What a ``model`` attribute may be: the name of a model's spec (:func:`ramble.models.registry.model_spec`), e.g. "tcm", "lenet5", "torch"."""
 STATUSES = ("running", "complete", "failed")
 
 
@@ -78,8 +80,8 @@ class ExperimentWriter:
         resume: bool = False,
         attrs: Optional[Mapping[str, Any]] = None,
     ) -> None:
-        if model not in MODELS:
-            raise RambleError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if not MODEL_NAME.fullmatch(str(model)):
+            raise RambleError(f"model must be a spec's name (lower-case letters, digits and _, e.g. 'tcm'), got {model!r}")
         if force and resume:
             raise RambleError("--force and --resume exclude each other: overwrite the file or continue it, not both")
         self.path = Path(path)
