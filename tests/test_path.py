@@ -312,32 +312,66 @@ def test_a_refused_chord_is_replayed_move_by_move(small_tcm):
     assert len(r.decisions) == r.iterations and r.elastic_accepted + r.elastic_repaired + r.elastic_refused == r.iterations
 
 
+class Memory:
+    """A checkpoint in memory: due every 7th iteration, and after every ``within``-th move inside one (0: never)."""
+
+    def __init__(self, state=None, within=0):
+        self.state, self.saved, self.ticks, self.moves, self.within = state, [], 0, 0, within
+
+    def load(self):
+        s, self.state = self.state, None
+        return s
+
+    def due(self, within_iteration=False):
+        if within_iteration:
+            self.moves += 1
+            return self.within > 0 and self.moves % self.within == 0
+        self.ticks += 1
+        return self.ticks % 7 == 0
+
+    def save(self, state):
+        self.saved.append(state)
+
+
+def assert_same_path(again, ref):
+    for f in ("weights", "iteration", "distance", "arclength", "train_loss", "decisions", "gd_refused"):
+        np.testing.assert_array_equal(getattr(again, f), getattr(ref, f), err_msg=f)
+    assert (again.status, again.iterations, again.segments_certified, again.segment_checks, again.cert_pieces) == \
+        (ref.status, ref.iterations, ref.segments_certified, ref.segment_checks, ref.cert_pieces)
+    assert (again.elastic_accepted, again.elastic_repaired, again.gd_accepted, again.gd_refused_total) == \
+        (ref.elastic_accepted, ref.elastic_repaired, ref.gd_accepted, ref.gd_refused_total)
+
+
 def test_lazy_chords_resume_from_a_checkpoint_to_the_same_path(small_tcm):
     """A run saved at vertices and continued from each save gives the uninterrupted result, bit for bit."""
     prob, (w_a, w_b) = small_tcm
     cfg = PathConfig(chord_iterations=16, max_iterations=400)
     ref = find_path(prob, w_a, w_b, cfg)
-
-    class Memory:
-        def __init__(self, state=None):
-            self.state, self.saved, self.ticks = state, [], 0
-
-        def load(self):
-            s, self.state = self.state, None
-            return s
-
-        def due(self):
-            self.ticks += 1
-            return self.ticks % 7 == 0
-
-        def save(self, state):
-            self.saved.append(state)
-
     first = Memory()
     find_path(prob, w_a, w_b, cfg, checkpoint=first)
     open_chords = [st for st in first.saved if st["chord"] is not None]
     assert len(first.saved) >= 2 and open_chords, "some saves fall inside an open chord"
-    again = find_path(prob, w_a, w_b, cfg, checkpoint=Memory(open_chords[len(open_chords) // 2]))
-    for f in ("weights", "iteration", "distance", "arclength", "train_loss", "decisions", "gd_refused"):
-        np.testing.assert_array_equal(getattr(again, f), getattr(ref, f), err_msg=f)
-    assert (again.status, again.iterations, again.segments_certified) == (ref.status, ref.iterations, ref.segments_certified)
+    assert all(st["cursor"] is None for st in first.saved), "without a due time inside iterations, saves fall at their starts"
+    assert_same_path(find_path(prob, w_a, w_b, cfg, checkpoint=Memory(open_chords[len(open_chords) // 2])), ref)
+
+
+@pytest.mark.parametrize("chords", [1, 16])
+def test_a_save_inside_an_iteration_continues_it_to_the_same_path(small_tcm, chords):
+    """Saves after a GD epoch or a repair round (a whole-MNIST iteration takes minutes) continue the running
+    iteration where it stood: the moves made are not made again, and the result is the uninterrupted one, bit for bit."""
+    from ramble.core.path import ELASTIC_REFUSED
+
+    prob, (w_a, w_b) = small_tcm
+    # two repair rounds: some steps run out of rounds, so a resumed repair must count the rounds already made
+    cfg = PathConfig(chord_iterations=chords, max_iterations=400, repair_steps=2)
+    ref = find_path(prob, w_a, w_b, cfg)
+    first = Memory(within=1)
+    assert_same_path(find_path(prob, w_a, w_b, cfg, checkpoint=first), ref)  # saving changes nothing
+    inside = [st for st in first.saved if st["cursor"] is not None]
+    after_epochs = [st for st in inside if st["cursor"]["pull"] == 0.0]
+    in_repair = [st for st in inside if st["cursor"]["rounds"] > 0]
+    out_of_rounds = [st for st in in_repair if st["cursor"]["rounds"] == 1 and ref.decisions[st["iteration"]] == ELASTIC_REFUSED]
+    assert after_epochs and in_repair and out_of_rounds, (len(after_epochs), len(in_repair), len(out_of_rounds))
+    assert 0 < after_epochs[0]["cursor"]["epochs"] <= cfg.n_epochs and in_repair[0]["cursor"]["candidate"] is not None
+    for st in (after_epochs[len(after_epochs) // 2], in_repair[len(in_repair) // 2], out_of_rounds[0]):
+        assert_same_path(find_path(prob, w_a, w_b, cfg, checkpoint=Memory(st)), ref)

@@ -132,8 +132,11 @@ def test_a_mid_path_kill_resumes_from_the_checkpoint(kind, reference, tmp_path):
 
 @pytest.mark.parametrize("sig", ["term", "int"])
 def test_a_signal_mid_path_commits_the_state_and_the_file_resumes(sig, reference, tmp_path):
-    """SIGTERM or SIGINT during a path (here: during a checkpoint commit): the path commits its state at the
-    next iteration, the run exits 1 with one line, and the resumed file equals the uninterrupted one."""
+    """SIGTERM or SIGINT during a path (here: during a checkpoint commit at an iteration's start): the path
+    commits its state after its next move, inside that iteration, the run exits 1 with one line, and the
+    resumed file equals the uninterrupted one."""
+    from ramble.storage.checkpoint import decode
+
     args = KINDS["mnist"][0]
     ref, points = reference("mnist")
     renamed = [i + 1 for i, p in enumerate(points) if p == "commit:renamed"]
@@ -145,6 +148,9 @@ def test_a_signal_mid_path_commits_the_state_and_the_file_resumes(sig, reference
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "running" and "checkpoints/0-1" in f
         assert int(f["checkpoints/0-1"].attrs["iteration"]) > 0
+        state = decode(f["checkpoints/0-1/state"][()])
+    cursor = state.get("leg", state)["cursor"]
+    assert cursor is not None and cursor["epochs"] == 1, cursor  # after the iteration's first GD epoch
     resume_in_process(out)
     assert load(out).paths["0-1"].complete and diff(ref, out) == []
 

@@ -230,7 +230,7 @@ def _output_options(f):
 def _checkpoint_options(f):
     f = click.option("--checkpoint-iterations", type=int, default=None, help="Also commit a running path's state every this many iterations.")(f)
     return click.option("--checkpoint-every", type=float, default=60.0, show_default=True,
-                        help="Commit a running path's state to the file every this many seconds (a TCM path on the Julia backend is one call: it is drawn again instead).")(f)
+                        help="Commit a running path's state to the file every this many seconds, checked after every GD epoch and repair round, so also inside an iteration (a TCM path on the Julia backend is one call: it is drawn again instead).")(f)
 
 
 #: Options that say how to run, not what to compute: allowed beside --resume.

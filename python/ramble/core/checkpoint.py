@@ -20,8 +20,14 @@ class Checkpoint(Protocol):
         """The saved state to continue from (once), or None to start afresh."""
         ...
 
-    def due(self) -> bool:
-        """Called once per iteration: True when the state should be saved now."""
+    def due(self, within_iteration: bool = False) -> bool:
+        """True when the state should be saved now.
+
+        Called once at the start of each iteration, and with
+        ``within_iteration=True`` after each move inside one (a GD epoch, a
+        repair round), where only a time limit should apply: an iteration
+        count must count iterations.
+        """
         ...
 
     def save(self, state: dict) -> None:
@@ -41,8 +47,8 @@ class NestedCheckpoint:
         state, self._pending = self._pending, None
         return state
 
-    def due(self) -> bool:
-        return self.outer.due()
+    def due(self, within_iteration: bool = False) -> bool:
+        return self.outer.due(within_iteration)
 
     def save(self, state: dict) -> None:
         self.outer.save(dict(self.driver_state(), leg=state, iteration=state.get("iteration", -1)))

@@ -444,6 +444,8 @@ def repair(
     norm: NormConstraint,
     margin_target: float,
     steps: int,
+    first_round: int = 0,
+    after_round: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> Optional[torch.Tensor]:
     """Move a candidate outside S back into S by projecting onto its active constraints.
 
@@ -458,9 +460,12 @@ def repair(
     Returns the first candidate inside S, or None after ``steps`` rounds (or
     if a broken sample has a zero margin gradient, e.g. all TCM units
     saturated, so no local step can lift it).
+    ``after_round(r, c)`` is called after round ``r`` (1-based) with its
+    candidate ``c``; ``repair(..., c, first_round=r)`` continues from there
+    exactly as the uninterrupted loop would (a checkpoint inside a step).
     """
     c = w
-    for _ in range(steps):
+    for r in range(first_round, steps):
         m = problem.margins(c)
         if bool((m > 0).all()):
             return c
@@ -476,6 +481,8 @@ def repair(
         if nxt is None:
             return None
         c = nxt
+        if after_round is not None:
+            after_round(r + 1, c)
     return c if problem.contains(c) else None
 
 
@@ -540,6 +547,37 @@ class _State:
         return cls(**dict(d, w=d["w"].to(like.device, like.dtype)))
 
 
+@dataclass
+class _Cursor:
+    """How far the running iteration got, so that a checkpoint can fall inside it (a whole-MNIST iteration takes minutes).
+
+    Fresh (all zero) at an iteration's start.  The moves already made are
+    in the search state; on resume the iteration continues after them.
+    """
+
+    epochs: int = 0  # GD epochs done; n_epochs once step 1 is over (also when it stopped early)
+    tries: int = 0  # elastic tries refused so far (each later try pulls half as far)
+    pull: float = 0.0  # the running elastic try's pull (0: not started)
+    rounds: int = 0  # repair rounds done on the running try
+    candidate: Optional[torch.Tensor] = None  # that try's point after those rounds
+
+    @property
+    def fresh(self) -> bool:
+        return self.epochs == 0 and self.pull == 0.0
+
+    def to_saved(self) -> dict:
+        """For a checkpoint (tensors on the CPU)."""
+        return dict(asdict(self), candidate=None if self.candidate is None else self.candidate.cpu())
+
+    @classmethod
+    def from_saved(cls, d: Optional[dict], like: torch.Tensor) -> "_Cursor":
+        """Inverse of :meth:`to_saved`, ``candidate`` on the device and dtype of ``like``; None (a checkpoint at an iteration's start) gives a fresh cursor."""
+        if d is None:
+            return cls()
+        c = d["candidate"]
+        return cls(**dict(d, candidate=None if c is None else c.to(like.device, like.dtype)))
+
+
 class _PathSearch:
     """One run of Algorithm 1 (see :func:`find_path`); its methods are the algorithm's steps.
 
@@ -583,6 +621,9 @@ class _PathSearch:
         self.open = False  # moves taken since the last vertex, not yet certified
         self.anchor: Optional[_State] = None
         self.pending: list[_State] = []
+        self.cursor = _Cursor()
+        self.checkpoint: Optional[Checkpoint] = None
+        self.stop: Optional[StopRequest] = None
 
     # -- the polyline
 
@@ -661,6 +702,7 @@ class _PathSearch:
         self.gd_ref[to.it:] = 0
         self.run["dirty"] = dirty
         self.anchor, self.pending, self.open = _State(to.w, to.it, to.best, to.best_iter, to.last_failed_check, dict(to.counts), dirty), [], False
+        self.cursor = _Cursor()
         self.strict_until = to.it + 1
         self.block = max(1, self.block // 2)
 
@@ -699,7 +741,7 @@ class _PathSearch:
     def gradient_epochs(self, it: int) -> Optional[str]:
         """Step 1: up to ``n_epochs`` GD epochs; a failure reason ends the run (``paper``), else None."""
         cfg, norm = self.cfg, self.norm
-        for _ in range(cfg.n_epochs):
+        for epoch in range(self.cursor.epochs, cfg.n_epochs):
             if cfg.lr == 0.0:
                 break
             w = self.w
@@ -710,25 +752,37 @@ class _PathSearch:
             if cand is not None and self.problem.contains(cand) and self.admissible(w, cand, it):
                 self.w = self.moved(w, cand, it)
                 self.counts["gd_acc"] += 1
+                self.cursor.epochs = epoch + 1
+                self.pause(it)
                 continue
             if cfg.variant == "paper":
                 return f"a gradient-descent step left S at iteration {it} (paper: eta, gamma not properly set)"
             self.counts["gd_ref"] += 1
             self.gd_ref[it] += 1
             break
+        self.cursor.epochs = cfg.n_epochs
         return None
 
     def elastic_move(self, w_from: torch.Tensor, pull: float, it: int) -> tuple[int, Optional[torch.Tensor]]:
         """The elastic step w_from + pull (w_b - w_from) on Eq. 4: (decision code, point reached or None)."""
-        cfg = self.cfg
-        cand = self.norm.apply(w_from + pull * (self.w_b - w_from))
-        if cand is not None and self.problem.contains(cand) and self.admissible(w_from, cand, it):
-            return ELASTIC_ACCEPTED, cand
+        cfg, cur = self.cfg, self.cursor
+        if cur.rounds == 0:  # else resumed inside this try's repair: its candidate was neither in S nor admissible
+            cand = self.norm.apply(w_from + pull * (self.w_b - w_from))
+            if cand is not None and self.problem.contains(cand) and self.admissible(w_from, cand, it):
+                return ELASTIC_ACCEPTED, cand
+        else:
+            cand = cur.candidate
         if cfg.variant == "repair" and cand is not None and cfg.repair_steps > 0:
-            fixed = repair(self.problem, cand, self.norm, cfg.margin_target, cfg.repair_steps)
+            fixed = repair(self.problem, cand, self.norm, cfg.margin_target, cfg.repair_steps,
+                           first_round=cur.rounds, after_round=lambda r, c: self.paused_in_repair(it, r, c))
             if fixed is not None and self.admissible(w_from, fixed, it):
                 return ELASTIC_REPAIRED, fixed
         return ELASTIC_REFUSED, None
+
+    def paused_in_repair(self, it: int, rounds: int, candidate: torch.Tensor) -> None:
+        """After a repair round of iteration ``it``: a checkpoint may fall here."""
+        self.cursor.rounds, self.cursor.candidate = rounds, candidate
+        self.pause(it)
 
     def elastic_step(self, it: int) -> None:
         """Step 2: Eq. 3 toward W_b (the printed line 9 has the sign reversed).
@@ -737,12 +791,15 @@ class _PathSearch:
         times: a shorter pull breaks fewer samples, so the segment to its
         repaired point is more often certifiable (networks pulled with a large gamma).
         """
-        pull = self.cfg.gamma
-        for _ in range(self.cfg.elastic_halvings + 1):
-            code, reached = self.elastic_move(self.w, pull, it)
+        cur = self.cursor
+        if cur.pull == 0.0:
+            cur.pull = self.cfg.gamma
+        for tries in range(cur.tries, self.cfg.elastic_halvings + 1):
+            code, reached = self.elastic_move(self.w, cur.pull, it)
             if code != ELASTIC_REFUSED:
                 break
-            pull *= 0.5
+            cur.tries, cur.pull, cur.rounds, cur.candidate = tries + 1, cur.pull * 0.5, 0, None
+        self.cursor = _Cursor()  # the iteration's moves are made
         self.decisions[it] = code
         if code == ELASTIC_REFUSED:
             self.counts["ref"] += 1
@@ -761,6 +818,16 @@ class _PathSearch:
         return True
 
     # -- the run
+
+    def pause(self, it: int) -> None:
+        """Between two moves inside iteration ``it``: commit the state if a stop was requested (then stop) or the time is due."""
+        if self.checkpoint is None:
+            return
+        if self.stop is not None and self.stop.signal is not None:
+            self.checkpoint.save(self.snapshot(it))
+            raise Interrupted(f"stopped by {self.stop.signal} at iteration {it} of a path; its state is committed to the file: continue with `ramble resume FILE`")
+        if self.checkpoint.due(within_iteration=True):
+            self.checkpoint.save(self.snapshot(it))
 
     def finish(self, status: str, reason: str, n_iter: int) -> PathResult:
         """The result; the current point must be a vertex."""
@@ -784,12 +851,14 @@ class _PathSearch:
         )
 
     def snapshot(self, next_it: int) -> dict:
-        """The state at a vertex, for a checkpoint (``next_it``: the iteration to continue with)."""
-        n = next_it
+        """The state for a checkpoint (``next_it``: the iteration to continue with, or the running one when the cursor is not fresh)."""
+        n = next_it if self.cursor.fresh else next_it + 1  # the running iteration's decisions so far
         return {
-            "iteration": n, "w": self.w.cpu(), "best": self.best, "best_iter": self.best_iter, "last_failed_check": self.last_failed_check,
+            "iteration": next_it, "w": self.w.cpu(), "best": self.best, "best_iter": self.best_iter, "last_failed_check": self.last_failed_check,
             "counts": dict(self.counts), "run": dict(self.run), "chord_block": self.block, "strict_until": self.strict_until,
             "chord": {"anchor": self.anchor.to_saved(), "pending": [p.to_saved() for p in self.pending]} if self.open else None,
+            "anchor": self.anchor.to_saved() if self.anchor is not None else None,
+            "cursor": None if self.cursor.fresh else self.cursor.to_saved(),
             "decisions": torch.from_numpy(self.decisions[:n].copy()), "gd_refused": torch.from_numpy(self.gd_ref[:n].copy()),
             **{k: list(v) for k, v in self.rec.items()},
             "extras": {k: list(v) for k, v in self.extras.items()}, "kept": torch.stack(self.kept).cpu(), "kept_rows": list(self.kept_rows),
@@ -808,10 +877,14 @@ class _PathSearch:
             self.anchor = _State.from_saved(chord["anchor"], self.w_a)
             self.pending = [_State.from_saved(p, self.w_a) for p in chord["pending"]]
             self.open = True
+        elif saved.get("anchor") is not None:  # the last vertex, where a refused chord of the running iteration returns
+            self.anchor = _State.from_saved(saved["anchor"], self.w_a)
+        self.cursor = _Cursor.from_saved(saved.get("cursor"), self.w_a)
         self.counts.update(saved["counts"])
         self.run.update(saved["run"])
-        self.decisions[:first_it] = saved["decisions"].numpy()
-        self.gd_ref[:first_it] = saved["gd_refused"].numpy()
+        decisions, gd_refused = saved["decisions"].numpy(), saved["gd_refused"].numpy()
+        self.decisions[:len(decisions)] = decisions
+        self.gd_ref[:len(gd_refused)] = gd_refused
         for k in self.rec:
             self.rec[k][:] = saved[k]
         self.extras.update({k: list(v) for k, v in saved["extras"].items()})
@@ -825,18 +898,21 @@ class _PathSearch:
         """Iterations from ``first_it`` until arrival, a stall or the limit (Algorithm 1's loop).
 
         With ``checkpoint``, the state is saved at the start of an iteration
-        whenever it is due, and when ``stop`` was requested (then
+        whenever it is due, after any move inside one (a GD epoch, a repair
+        round, a refused elastic try) once its time is due, and at the next
+        of these when ``stop`` was requested (then
         :class:`ramble.errors.Interrupted` is raised).
         """
         cfg, it = self.cfg, first_it
-        if not self.open:
+        self.checkpoint, self.stop = checkpoint, stop
+        if self.anchor is None:
             self.anchor = self.state(first_it)
         while it < cfg.max_iterations:
-            if checkpoint is not None and stop is not None and stop.signal is not None:
-                checkpoint.save(self.snapshot(it))
-                raise Interrupted(f"stopped by {stop.signal} at iteration {it} of a path; its state is committed to the file: continue with `ramble resume FILE`")
-            if checkpoint is not None and it > first_it and checkpoint.due():
-                checkpoint.save(self.snapshot(it))
+            if self.cursor.fresh:
+                if checkpoint is not None and stop is not None and stop.signal is not None:
+                    self.pause(it)
+                if checkpoint is not None and it > first_it and checkpoint.due():
+                    checkpoint.save(self.snapshot(it))
             failure = self.gradient_epochs(it)
             if failure is not None:
                 if self.close_chord(it):  # in lazy mode the failing step left S at its end point

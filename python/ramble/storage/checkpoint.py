@@ -88,11 +88,12 @@ class FileCheckpoint:
             torch.set_rng_state(state["torch_rng"])
         return state
 
-    def due(self) -> bool:
-        self._ticks += 1
+    def due(self, within_iteration: bool = False) -> bool:
         p = self.policy
-        if p.every_iterations is not None and self._ticks >= p.every_iterations:
-            return True
+        if not within_iteration:
+            self._ticks += 1
+            if p.every_iterations is not None and self._ticks >= p.every_iterations:
+                return True
         return p.every_seconds is not None and time.monotonic() - self._last >= p.every_seconds
 
     def save(self, state: dict) -> None:
