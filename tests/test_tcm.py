@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SMALL
 from ramble.errors import ConfigError
 from ramble.models.patterns import random_patterns
 from ramble.models.tcm import TCMProblem, gaussian_init
@@ -91,3 +92,54 @@ def test_patterns_are_pm1_and_reproducible():
     assert set(np.unique(a.labels)) <= {-1, 1}
     np.testing.assert_array_equal(a.inputs, b.inputs)
     assert not np.array_equal(a.inputs, random_patterns(50, 20, 5).inputs)
+
+
+def test_a_membership_tests_fields_serve_the_next_gradient_bit_for_bit(small_tcm):
+    """contains(w) keeps its forward pass; loss_and_grad at that same w reuses it and gives exactly the uncached values."""
+    prob, (w, _) = small_tcm
+    p = random_patterns(prob.n_inputs, prob.n_samples, 5)
+    reuse, fresh = TCMProblem(p, prob.n_hidden), TCMProblem(p, prob.n_hidden)
+    w = w.clone()
+    for _ in range(3):  # a few GD steps, as a path takes them
+        reuse.contains(w)
+        assert reuse._kept is not None and reuse._kept[0] is w
+        (l1, g1), (l2, g2) = reuse.loss_and_grad(w), fresh.loss_and_grad(w)
+        assert reuse._kept is None  # used once
+        assert l1 == l2 and torch.equal(g1, g2)
+        assert reuse.contains(w) == bool((fresh.margins(w) > 0).all())
+        w = w - 0.1 * g1
+    reuse.contains(w)  # a kept pass at another point is not used
+    other = w + 1e-3
+    assert torch.equal(reuse.loss_and_grad(other)[1], fresh.loss_and_grad(other)[1])
+
+
+def test_a_path_with_kept_fields_is_the_path_without_them_in_fewer_passes(small_tcm):
+    """The reuse changes no decision: the same path bit for bit, with fewer committee passes."""
+    from ramble.core.path import PathConfig, find_path
+
+    class Counting(TCMProblem):
+        def __init__(self, patterns, k, keep):
+            super().__init__(patterns, k)
+            self.keep, self.passes = keep, 0
+
+        def committee(self, w):
+            self.passes += 1
+            return super().committee(w)
+
+        def _committee_kept(self, w):
+            if self.keep:
+                return super()._committee_kept(w)
+            with torch.no_grad():
+                return self.committee(w)
+
+    prob, (w_a, w_b) = small_tcm
+    p = random_patterns(SMALL["n_inputs"], SMALL["n_patterns"], SMALL["seed"])
+    on, off = Counting(p, 3, keep=True), Counting(p, 3, keep=False)
+    assert torch.equal(on.margins(w_a), prob.margins(w_a)), "the patterns are the fixture's"
+    cfg = PathConfig(max_iterations=300)
+    r_on, r_off = find_path(on, w_a, w_b, cfg), find_path(off, w_a, w_b, cfg)
+    for f in ("weights", "iteration", "distance", "train_loss", "decisions", "gd_refused"):
+        np.testing.assert_array_equal(getattr(r_on, f), getattr(r_off, f), err_msg=f)
+    # nearly every iteration's gradient is taken where the last membership test (the elastic move's) was:
+    # 298 of 300 on this pair (not the first: W_b, not W_a, was tested last)
+    assert r_on.elastic_refused == 0 and off.passes - on.passes >= r_on.iterations - 2, (on.passes, off.passes, r_on.iterations)

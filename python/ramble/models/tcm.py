@@ -31,7 +31,7 @@ uses the analytic derivatives, and the cross-check holds one against the other.
 from __future__ import annotations
 
 import time
-from typing import Sequence, TypeVar
+from typing import Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -64,6 +64,9 @@ class TCMProblem:
 
     Weight vectors are flat float64 tensors of length N (see module docstring).
     """
+
+    _kept: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+    """(w, w with grad, committee sums) of the last membership test (see :meth:`_committee_kept`)."""
 
     def __init__(self, patterns: Patterns, n_hidden: int) -> None:
         m, n_in = patterns.inputs.shape
@@ -99,10 +102,29 @@ class TCMProblem:
         """Mean BCE as a 0-d tensor (differentiable)."""
         return F.softplus(-2.0 * self.sigma * self.committee(w)).mean()
 
+    def _committee_kept(self, w: torch.Tensor) -> torch.Tensor:
+        """Committee sums at ``w`` (M,), with the autograd graph kept for :meth:`loss_and_grad` at this same ``w``.
+
+        A path tests a candidate's membership and, once it is accepted, takes
+        the next gradient at that very tensor: the fields (the M x N
+        product, most of a step's cost) are then computed once, not twice.
+        The kept values are those a fresh pass gives, so decisions are
+        unchanged bit for bit.
+        """
+        x = w.detach().clone().requires_grad_(True)
+        s = self.committee(x)
+        self._kept = (w, x, s)
+        return s
+
     # -- PathProblem -----------------------------------------------------
     def loss_and_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
-        x = w.detach().clone().requires_grad_(True)
-        value = self.loss(x)
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] is w:
+            _, x, s = kept
+        else:
+            x = w.detach().clone().requires_grad_(True)
+            s = self.committee(x)
+        value = F.softplus(-2.0 * self.sigma * s).mean()  # self.loss(x), from the sums
         (grad,) = torch.autograd.grad(value, x)
         return float(value.detach()), grad
 
@@ -112,8 +134,10 @@ class TCMProblem:
         return w - lr * grad
 
     def margins(self, w: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.sigma * self.committee(w)
+        """sigma_mu S_mu, shape (M,); the pass is kept for a gradient at the same ``w`` (a repaired point's last check)."""
+        with torch.enable_grad():
+            s = self._committee_kept(w)
+        return self.sigma * s.detach()
 
     def contains(self, w: torch.Tensor) -> bool:
         return bool((self.margins(w) > 0).all())
