@@ -170,6 +170,35 @@ def test_certifies_a_segment_with_positive_margins_and_bounds_its_minimum():
     assert c.pieces >= 1 and (c.pieces - 1) % 2 == 0 and c.seconds > 0
 
 
+class StopAfter:
+    """A stop request that comes true after ``n`` checks; counts the checks."""
+
+    def __init__(self, n: float) -> None:
+        self.n, self.checks = n, 0
+
+    def __call__(self) -> bool:
+        self.checks += 1
+        return self.checks > self.n
+
+
+def test_a_stop_request_abandons_a_certificate_between_batches():
+    """Inside ``abandonable``, a certificate checks for a stop between batches of samples (a piece over whole
+    MNIST takes tens of seconds); without a request it gives the same certificate as outside."""
+    from ramble.core.stopping import MoveAbandoned, abandonable
+
+    model, w0, w1, x, y = _random_case("tanh_mlp", 3, step=0.05)
+    plain = certify_torch_segment(model, w0, w1, x, y, batch=2)
+    never = StopAfter(math.inf)
+    with abandonable(never):
+        quiet = certify_torch_segment(model, w0, w1, x, y, batch=2)
+    assert (quiet.certified, quiet.margin_bound, quiet.pieces) == (plain.certified, plain.margin_bound, plain.pieces)
+    assert never.checks >= len(y) // 2, "a check per batch of 2 samples at least"
+    soon = StopAfter(3)
+    with abandonable(soon), pytest.raises(MoveAbandoned):
+        certify_torch_segment(model, w0, w1, x, y, batch=2)
+    assert soon.checks == 4, "abandoned at the first check after the request"
+
+
 def _wall_crossing_net() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Both ends classify x = 1 as class 0 (margin 1); at t = 1/2 every weight but the bias is 0 (margin -1)."""
     model = nn.Sequential(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 2))

@@ -375,3 +375,34 @@ def test_a_save_inside_an_iteration_continues_it_to_the_same_path(small_tcm, cho
     assert 0 < after_epochs[0]["cursor"]["epochs"] <= cfg.n_epochs and in_repair[0]["cursor"]["candidate"] is not None
     for st in (after_epochs[len(after_epochs) // 2], in_repair[len(in_repair) // 2], out_of_rounds[0]):
         assert_same_path(find_path(prob, w_a, w_b, cfg, checkpoint=Memory(st)), ref)
+
+
+@pytest.mark.parametrize("at, cursor", [(151, None), (152, {"epochs": 1, "rounds": 0}), (154, {"epochs": 1, "rounds": 1})])
+def test_a_stop_during_a_certificate_abandons_the_move_and_resumes_to_the_same_path(small_tcm, at, cursor):
+    """SIGTERM while a move's certificate runs (minutes on whole MNIST): the certificate stops at its next
+    check, the state from before that move is committed (here: before an iteration's GD step, before its
+    elastic move, after a repair round), and the resumed run gives the uninterrupted path bit for bit."""
+    import signal
+
+    from ramble.core.stopping import check_stop
+    from ramble.errors import Interrupted
+
+    class SignalledInCertificate(CountingTCM):
+        def certify_segment(self, w0, w1):
+            self.calls += 1
+            if self.calls == at:
+                signal.raise_signal(signal.SIGTERM)  # find_path's handler records it, as a scheduler's would be
+            check_stop()  # what a long certificate does between batches
+            return self.prob.certify_segment(w0, w1)
+
+    prob, (w_a, w_b) = small_tcm
+    cfg = PathConfig(max_iterations=200, chord_iterations=1)
+    ref = find_path(prob, w_a, w_b, cfg)
+    memory = Memory()
+    with pytest.raises(Interrupted, match="stopped by SIGTERM at iteration"):
+        find_path(SignalledInCertificate(prob), w_a, w_b, cfg, checkpoint=memory)
+    state = memory.saved[-1]
+    assert state["counts"]["seg"] == at - 1, "the abandoned certificate is not counted: it is made again"
+    saved = state["cursor"]
+    assert (saved is None) == (cursor is None) and all(saved[k] == v for k, v in (cursor or {}).items()), saved
+    assert_same_path(find_path(prob, w_a, w_b, cfg, checkpoint=Memory(state)), ref)

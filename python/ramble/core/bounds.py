@@ -56,6 +56,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ramble.core.problem import SegmentCertificate
+from ramble.core.stopping import check_stop
 from ramble.errors import ConfigError
 
 UNIT_ROUNDOFF = 2.0 ** -53
@@ -758,7 +759,10 @@ def _piece_bounds(net: TracedNetwork, weights: dict[str, SegmentWeights], a: flo
     mid = 0.5 * (a + b)
     radius = math.nextafter(max(mid - a, b - mid), math.inf)
     piece = _Piece(net, weights, mid, radius)
-    out = [piece.margin_lower_bounds(x[s:s + batch].to(torch.float64), y[s:s + batch]) for s in range(0, len(y), batch)]
+    out = []
+    for s in range(0, len(y), batch):
+        check_stop()  # a piece over whole MNIST takes tens of seconds: a stopping run need not wait for it
+        out.append(piece.margin_lower_bounds(x[s:s + batch].to(torch.float64), y[s:s + batch]))
     return torch.cat(out)
 
 
@@ -830,6 +834,7 @@ def _smallest_point_margin(net: TracedNetwork, weights: dict[str, SegmentWeights
     for t in (work.a, mid, work.b) if work.depth == 0 else (mid,):
         params = _points(weights, t)
         for s in range(0, len(work.samples), batch):
+            check_stop()
             idx = work.samples[s:s + batch]
             lowest = min(lowest, float(point_margins(net.model, params, x[idx].to(torch.float64), y[idx]).min()))
     return lowest

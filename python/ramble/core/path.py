@@ -55,13 +55,14 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, NoReturn, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ramble.core.checkpoint import Checkpoint, NestedCheckpoint
 from ramble.core.problem import Evaluation, PathProblem, SegmentCertificate
+from ramble.core.stopping import MoveAbandoned, abandonable, check_stop
 from ramble.errors import ConfigError, Interrupted
 
 Variant = Literal["paper", "repair"]
@@ -466,6 +467,7 @@ def repair(
     """
     c = w
     for r in range(first_round, steps):
+        check_stop()
         m = problem.margins(c)
         if bool((m > 0).all()):
             return c
@@ -819,14 +821,36 @@ class _PathSearch:
 
     # -- the run
 
+    def stop_requested(self) -> bool:
+        """True once SIGTERM or SIGINT came while a checkpointed path runs."""
+        return self.checkpoint is not None and self.stop is not None and self.stop.signal is not None
+
+    def moves(self, it: int) -> Optional[str]:
+        """Steps 1 and 2 of iteration ``it``; a failure reason ends the run (``paper``), else None.
+
+        A stop requested during a move abandons it (its certificate can take
+        minutes on whole MNIST): the state from before the move is committed,
+        with the cursor of the moves made, and the run stops.
+        """
+        try:
+            with abandonable(self.stop_requested):
+                failure = self.gradient_epochs(it)
+                if failure is None:
+                    self.elastic_step(it)
+                return failure
+        except MoveAbandoned:
+            self.commit_and_stop(it)
+
+    def commit_and_stop(self, it: int) -> NoReturn:
+        """Save the state (iteration ``it`` and its cursor) and end the run with :class:`ramble.errors.Interrupted`."""
+        self.checkpoint.save(self.snapshot(it))
+        raise Interrupted(f"stopped by {self.stop.signal} at iteration {it} of a path; its state is committed to the file: continue with `ramble resume FILE`")
+
     def pause(self, it: int) -> None:
         """Between two moves inside iteration ``it``: commit the state if a stop was requested (then stop) or the time is due."""
-        if self.checkpoint is None:
-            return
-        if self.stop is not None and self.stop.signal is not None:
-            self.checkpoint.save(self.snapshot(it))
-            raise Interrupted(f"stopped by {self.stop.signal} at iteration {it} of a path; its state is committed to the file: continue with `ramble resume FILE`")
-        if self.checkpoint.due(within_iteration=True):
+        if self.stop_requested():
+            self.commit_and_stop(it)
+        if self.checkpoint is not None and self.checkpoint.due(within_iteration=True):
             self.checkpoint.save(self.snapshot(it))
 
     def finish(self, status: str, reason: str, n_iter: int) -> PathResult:
@@ -899,9 +923,10 @@ class _PathSearch:
 
         With ``checkpoint``, the state is saved at the start of an iteration
         whenever it is due, after any move inside one (a GD epoch, a repair
-        round, a refused elastic try) once its time is due, and at the next
-        of these when ``stop`` was requested (then
-        :class:`ramble.errors.Interrupted` is raised).
+        round) once its time is due, and at the next of these when ``stop``
+        was requested (then :class:`ramble.errors.Interrupted` is raised); a
+        move whose certificate or repair is running then is abandoned
+        (:meth:`moves`).
         """
         cfg, it = self.cfg, first_it
         self.checkpoint, self.stop = checkpoint, stop
@@ -909,17 +934,16 @@ class _PathSearch:
             self.anchor = self.state(first_it)
         while it < cfg.max_iterations:
             if self.cursor.fresh:
-                if checkpoint is not None and stop is not None and stop.signal is not None:
-                    self.pause(it)
+                if self.stop_requested():
+                    self.commit_and_stop(it)
                 if checkpoint is not None and it > first_it and checkpoint.due():
                     checkpoint.save(self.snapshot(it))
-            failure = self.gradient_epochs(it)
+            failure = self.moves(it)
             if failure is not None:
                 if self.close_chord(it):  # in lazy mode the failing step left S at its end point
                     return self.finish("failed", failure, it + 1)
                 it = self.anchor.it
                 continue
-            self.elastic_step(it)
             rel = float((self.w - self.w_b).norm()) / self.d_ab
             arriving = rel <= cfg.tol and rel <= 0.5 * self.last_failed_check
             stalled = rel >= self.best * 0.99 and it - self.best_iter >= cfg.patience
