@@ -181,3 +181,26 @@ def test_hessian_record_is_typed_and_reads_like_the_old_dict(tmp_path, small_tcm
     np.testing.assert_array_equal(hr.index, [0, 3])
     assert hr.trace[1] == 3.5 and hr.attrs["method"] == "exact"
     assert hr["eigenvalues"].shape == (2, 2) and hr.get("attrs")["method"] == "exact" and "trace" in hr and hr.get("n_nonzero") is None
+
+
+def test_path_checkpoints_of_versions_2_and_3_are_read_and_others_refused():
+    """Version 2 states (saved at iterations' starts) stay readable; an unknown version is one FormatError line."""
+    import io as bytes_io
+
+    import torch
+
+    from ramble.storage.checkpoint import decode, encode
+
+    state = {"iteration": 7, "w": torch.arange(3.0)}
+
+    def boxed(version: int) -> np.ndarray:
+        buf = bytes_io.BytesIO()
+        torch.save({"version": version, "state": state}, buf)
+        return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+    back = decode(encode(state))
+    assert back["iteration"] == 7 and torch.equal(back["w"], state["w"])
+    assert decode(boxed(2))["iteration"] == 7
+    for version in (1, 4):
+        with pytest.raises(FormatError, match=rf"path checkpoint of version {version}; this ramble reads versions 2, 3"):
+            decode(boxed(version))

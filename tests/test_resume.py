@@ -151,6 +151,8 @@ def test_a_signal_mid_path_commits_the_state_and_the_file_resumes(sig, reference
         state = decode(f["checkpoints/0-1/state"][()])
     cursor = state.get("leg", state)["cursor"]
     assert cursor is not None and cursor["epochs"] == 1, cursor  # after the iteration's first GD epoch
+    info = CliRunner().invoke(main, ["info", str(out)]).output
+    assert f"checkpoint inside iteration {state['iteration']} (" in info, info
     resume_in_process(out)
     assert load(out).paths["0-1"].complete and diff(ref, out) == []
 

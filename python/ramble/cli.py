@@ -619,7 +619,9 @@ def summary_text(path: str | Path) -> str:
         from ramble.storage.views import checkpoint_summaries
 
         for c in checkpoint_summaries(e.path):
-            lines.append(f"  path {c.unit}: running; checkpoint at iteration {c.iteration} ({c.distance:.3f} of the way), saved {c.saved}")
+            where = "inside" if c.inside else "at"
+            # + 0.0: a point a rounding error behind W_a reads 0.000, not -0.000
+            lines.append(f"  path {c.unit}: running; checkpoint {where} iteration {c.iteration} ({round(c.distance, 3) + 0.0:.3f} of the way), saved {c.saved}")
         lines.append(f"  incomplete: continue it with `ramble resume {e.path}`")
     return "\n".join(lines)
 

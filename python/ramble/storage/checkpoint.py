@@ -27,7 +27,8 @@ import torch
 
 from ramble.errors import ConfigError, FormatError
 
-STATE_VERSION = 2  # 2: certified paths (arc length, certification counters)
+STATE_VERSION = 3  # 2: certified paths (arc length, certification counters); 3: saves inside an iteration (cursor, anchor)
+READABLE_VERSIONS = (2, 3)  # a version-2 state is one saved at an iteration's start, which version 3 reads as such
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def decode(data: np.ndarray) -> dict:
         box = torch.load(io.BytesIO(np.asarray(data, dtype=np.uint8).tobytes()), weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged checkpoint
         raise FormatError(f"unreadable path checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(box, dict) or box.get("version") != STATE_VERSION:
-        raise FormatError(f"path checkpoint of version {box.get('version') if isinstance(box, dict) else '?'}; this ramble reads version {STATE_VERSION}")
+    if not isinstance(box, dict) or box.get("version") not in READABLE_VERSIONS:
+        raise FormatError(f"path checkpoint of version {box.get('version') if isinstance(box, dict) else '?'}; this ramble reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     return box["state"]
 
 
@@ -100,7 +101,8 @@ class FileCheckpoint:
         state = dict(state, torch_rng=torch.get_rng_state())
         leg = state.get("leg", state)  # the running leg's own state (a waypoint driver nests it)
         progress = {name: np.asarray(leg[key], dtype=dtype) for name, key, dtype in PROGRESS if key in leg}
-        self.writer.save_checkpoint(self.unit, encode(state), {"iteration": int(state.get("iteration", -1)), "state_version": STATE_VERSION}, progress)
+        meta = {"iteration": int(state.get("iteration", -1)), "inside_iteration": int(leg.get("cursor") is not None), "state_version": STATE_VERSION}
+        self.writer.save_checkpoint(self.unit, encode(state), meta, progress)
         self.saves += 1
         self._ticks = 0
         self._last = time.monotonic()

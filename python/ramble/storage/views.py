@@ -137,11 +137,13 @@ class CheckpointSummary:
 
     unit: str
     iteration: int
-    """Iteration the state was saved after (-1 when not recorded)."""
+    """Iteration the run continues with (-1 when not recorded)."""
     distance: float
     """Normalised distance of the last recorded point (NaN when none is recorded)."""
     saved: Any
     """When it was saved (ISO 8601 text), ``"?"`` when not recorded."""
+    inside: bool = False
+    """True when saved inside that iteration, after some of its moves (docs/resume.md)."""
 
 
 def checkpoint_summaries(path: Union[str, os.PathLike]) -> list[CheckpointSummary]:
@@ -151,5 +153,6 @@ def checkpoint_summaries(path: Union[str, os.PathLike]) -> list[CheckpointSummar
         for unit, g in f.get("checkpoints", {}).items():
             d = g.get("progress/distance")
             distance = d[-1] if d is not None and len(d) else math.nan
-            out.append(CheckpointSummary(unit, int(g.attrs.get("iteration", -1)), distance, g.attrs.get("saved", "?")))
+            out.append(CheckpointSummary(unit, int(g.attrs.get("iteration", -1)), distance, g.attrs.get("saved", "?"),
+                                         bool(g.attrs.get("inside_iteration", False))))
     return out
