@@ -143,6 +143,9 @@ def figure(table: dict[str, Any], path: Path) -> None:
             y0 = float(lines[0].get_ydata()[0])
             ax.loglog(xs, y0 * (xs / xs[0]) ** power, "k:", label=f"~ N^{power}")
         ax.legend(fontsize=8)
+        sizes = sorted({n for t in table.values() for n in t["N"]})
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()  # log-scale minor labels overlap the sizes
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -190,6 +193,11 @@ def main() -> None:
         print(f"# wrote {args.out}")
     if args.figure:
         figure(record["summary"], Path(args.figure))
+
+
+def figure_from(record_file: str, path: str) -> None:
+    """Draw the figure again from a saved record (``python -c 'import bench_scaling as b; b.figure_from(JSON, PNG)'``)."""
+    figure(json.loads(Path(record_file).read_text())["summary"], Path(path))
 
 
 if __name__ == "__main__":
