@@ -107,9 +107,9 @@ class TCMProblem:
 
         A path tests a candidate's membership and, once it is accepted, takes
         the next gradient at that very tensor: the fields (the M x N
-        product, most of a step's cost) are then computed once, not twice.
-        The kept values are those a fresh pass gives, so decisions are
-        unchanged bit for bit.
+        product) are then computed once, not twice.  The kept values are
+        those a fresh pass gives, so decisions are unchanged bit for bit.
+        (The gain was within noise at the paper's size: benchmarks/README.md.)
         """
         x = w.detach().clone().requires_grad_(True)
         s = self.committee(x)
