@@ -100,7 +100,11 @@ class TCMProblem:
 
     def loss(self, w: torch.Tensor) -> torch.Tensor:
         """Mean BCE as a 0-d tensor (differentiable)."""
-        return F.softplus(-2.0 * self.sigma * self.committee(w)).mean()
+        return self.loss_of_sums(self.committee(w))
+
+    def loss_of_sums(self, s: torch.Tensor) -> torch.Tensor:
+        """Mean BCE of committee sums ``s`` (M,): mean softplus(-2 sigma_mu S_mu), 0-d."""
+        return F.softplus(-2.0 * self.sigma * s).mean()
 
     def _committee_kept(self, w: torch.Tensor) -> torch.Tensor:
         """Committee sums at ``w`` (M,), with the autograd graph kept for :meth:`loss_and_grad` at this same ``w``.
@@ -124,7 +128,7 @@ class TCMProblem:
         else:
             x = w.detach().clone().requires_grad_(True)
             s = self.committee(x)
-        value = F.softplus(-2.0 * self.sigma * s).mean()  # self.loss(x), from the sums
+        value = self.loss_of_sums(s)
         (grad,) = torch.autograd.grad(value, x)
         return float(value.detach()), grad
 
@@ -153,7 +157,7 @@ class TCMProblem:
     def evaluate(self, w: torch.Tensor) -> Evaluation:
         with torch.no_grad():
             s = self.committee(w)
-            loss = F.softplus(-2.0 * self.sigma * s).mean()
+            loss = self.loss_of_sums(s)
             err = (self.sigma * s <= 0).double().mean()
         return Evaluation(loss=float(loss), error=float(err))
 
