@@ -880,7 +880,7 @@ class _PathSearch:
         return {
             "iteration": next_it, "w": self.w.cpu(), "best": self.best, "best_iter": self.best_iter, "last_failed_check": self.last_failed_check,
             "counts": dict(self.counts), "run": dict(self.run), "chord_block": self.block, "strict_until": self.strict_until,
-            "chord": {"anchor": self.anchor.to_saved(), "pending": [p.to_saved() for p in self.pending]} if self.open else None,
+            "chord": {"pending": [p.to_saved() for p in self.pending]} if self.open else None,
             "anchor": self.anchor.to_saved() if self.anchor is not None else None,
             "cursor": None if self.cursor.fresh else self.cursor.to_saved(),
             "decisions": torch.from_numpy(self.decisions[:n].copy()), "gd_refused": torch.from_numpy(self.gd_ref[:n].copy()),
@@ -897,12 +897,13 @@ class _PathSearch:
         self.best, self.best_iter, self.last_failed_check = float(saved["best"]), int(saved["best_iter"]), float(saved["last_failed_check"])
         self.block, self.strict_until = int(saved.get("chord_block", 1)), int(saved.get("strict_until", 0))
         chord = saved.get("chord")
-        if chord is not None:  # saved with a chord open: its anchor and pending iteration ends
-            self.anchor = _State.from_saved(chord["anchor"], self.w_a)
+        # the last vertex, where a refused chord returns (a version-2 state kept it only with an open chord)
+        anchor = saved["anchor"] if "anchor" in saved else (chord or {}).get("anchor")
+        if anchor is not None:
+            self.anchor = _State.from_saved(anchor, self.w_a)
+        if chord is not None:  # saved with a chord open: its pending iteration ends
             self.pending = [_State.from_saved(p, self.w_a) for p in chord["pending"]]
             self.open = True
-        elif saved.get("anchor") is not None:  # the last vertex, where a refused chord of the running iteration returns
-            self.anchor = _State.from_saved(saved["anchor"], self.w_a)
         self.cursor = _Cursor.from_saved(saved.get("cursor"), self.w_a)
         self.counts.update(saved["counts"])
         self.run.update(saved["run"])
