@@ -591,6 +591,40 @@ def test_frozen_pattern_loss_top_k_matches_the_plain_model():
         along_path(None, weights, [0], k=5, method="dense", point_loss=at)
 
 
+def test_frozen_point_exact_trace_equals_the_gauss_newton_trace_of_the_plain_model():
+    """FrozenLeNetPoint.exact_trace (per-sample backprop through the frozen masks) equals gauss_newton_trace
+    (vmap of jacrev on the plain conv model, held to the dense Hessian's trace below), float64, at two points."""
+    data = load_mnist(FIXTURE, train_size=8, test_size=1)
+    prob = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    at = frozen_pattern_loss(prob, prob.x, prob.y)
+    for seed in (0, 1):
+        w = prob.init_weights(seed)
+        ref = gauss_newton_trace(prob.logits, prob.x, prob.y, w)
+        assert at(w).exact_trace() == pytest.approx(ref, rel=1e-12)
+    # the trace of another point is another number: the frozen point is w's
+    assert at(prob.init_weights(0)).exact_trace() != pytest.approx(at(prob.init_weights(1)).exact_trace(), rel=1e-3)
+
+
+def test_along_path_stores_the_exact_trace_of_frozen_points():
+    """trace_method='exact': the stored trace is exact_trace() with standard error 0 and no products; the attrs say so."""
+    data = load_mnist(FIXTURE, train_size=8, test_size=1)
+    prob = LeNetProblem(data.train_x, data.train_y, dtype=torch.float64)
+    at = frozen_pattern_loss(prob, prob.x, prob.y)
+    weights = torch.stack([prob.init_weights(0), prob.init_weights(1)]).numpy()
+    out = along_path(None, weights, [0, 1], k=3, tol=1e-8, trace_samples=5, point_loss=at, trace_method="exact")
+    for j in (0, 1):
+        w = torch.from_numpy(weights[j])
+        assert out["trace"][j] == pytest.approx(gauss_newton_trace(prob.logits, prob.x, prob.y, w), rel=1e-12)
+    assert np.all(out["trace_se"] == 0) and np.all(out["trace_products"] == 0)
+    assert out["attrs"]["trace_method"] == "exact-gauss-newton"
+    skipped = along_path(None, weights, [0], k=3, tol=1e-8, trace_samples=0, point_loss=at, trace_method="exact")
+    assert np.isnan(skipped["trace"][0])
+    with pytest.raises(ValueError, match="trace_method='exact' needs point_loss"):
+        along_path(lambda: classification_loss(prob.logits, prob.x, prob.y), weights, [0], k=3, trace_method="exact")
+    with pytest.raises(ValueError, match="trace_method must be"):
+        along_path(None, weights, [0], k=3, point_loss=at, trace_method="hutch")
+
+
 # ----------------------------------------------------------------------------- exact and deflated traces
 
 

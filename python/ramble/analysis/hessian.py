@@ -919,6 +919,7 @@ def along_path(
     nonzero_rtol: float = NONZERO_RTOL,
     callback: Optional[Callable[[int, Spectrum], None]] = None,
     point_loss: Optional[Callable[[torch.Tensor], Union[LossFn, LossTerms]]] = None,
+    trace_method: str = "hutchinson",
 ) -> dict[str, Any]:
     """Hessian spectra and traces at rows ``index`` of a path's ``weights``.
 
@@ -954,8 +955,12 @@ def along_path(
     as the shared loss (e.g. :func:`ramble.analysis.spectra.frozen_pattern_loss`,
     LeNet5 with its ReLU/max-pool patterns frozen, cheaper products); the
     products at that point go through it.  ``loss_fn_factory`` may then be None.
+    ``trace_method="exact"`` (with ``point_loss`` whose closures have an
+    ``exact_trace()`` method, e.g. :class:`ramble.analysis.spectra.FrozenLeNetPoint`):
+    the trace at each point is that exact value (``trace_se`` 0, no
+    products) instead of Hutchinson's; ``trace_samples`` = 0 still skips it.
     """
-    _check_path_args(method, warm, which, loss_fn_factory, point_loss)
+    _check_path_args(method, warm, which, loss_fn_factory, point_loss, trace_method)
     idx = np.asarray(index, dtype=np.int64).reshape(-1)
     if guard is None:
         guard = 0 if warm == "none" or method == "dense" else max(2, k // 5)
@@ -970,17 +975,18 @@ def along_path(
         else:
             point = loss if point_loss is None else point_loss(w)
             spec = _lanczos_point(point, w, k, which, tol, guard, max_products, seed + j,  # type: ignore[arg-type]
-                                  _warm_start(prev, warm, seed + j), out, j, trace_samples, trace_deflate, seed)
+                                  _warm_start(prev, warm, seed + j), out, j, trace_samples, trace_deflate, seed,
+                                  exact=trace_method == "exact")
             prev = spec.warm_vectors
         _record(out, j, spec, time.perf_counter() - t0)
         if callback is not None:
             callback(j, spec)
     out["attrs"] = _path_attrs(method, which, tol, k, guard, warm, trace_samples, trace_deflate, seed, dtype,
-                               nonzero_rtol)
+                               nonzero_rtol, trace_method)
     return out
 
 
-def _check_path_args(method: str, warm: str, which: str, loss_fn_factory: Any, point_loss: Any) -> None:
+def _check_path_args(method: str, warm: str, which: str, loss_fn_factory: Any, point_loss: Any, trace_method: str) -> None:
     """:func:`along_path`'s argument checks (one-line errors naming the value)."""
     if method not in ("lanczos", "dense"):
         raise ValueError(f"method must be 'lanczos' or 'dense', got {method!r}")
@@ -990,6 +996,10 @@ def _check_path_args(method: str, warm: str, which: str, loss_fn_factory: Any, p
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     if loss_fn_factory is None and (point_loss is None or method == "dense"):
         raise ValueError("along_path needs loss_fn_factory (or point_loss with method='lanczos')")
+    if trace_method not in ("hutchinson", "exact"):
+        raise ValueError(f"trace_method must be 'hutchinson' or 'exact', got {trace_method!r}")
+    if trace_method == "exact" and (point_loss is None or method == "dense"):
+        raise ValueError("trace_method='exact' needs point_loss (closures with exact_trace()) and method='lanczos'")
 
 
 def _empty_results(idx: np.ndarray, k: int) -> dict[str, Any]:
@@ -1029,13 +1039,15 @@ def _record(out: dict[str, Any], j: int, spec: Spectrum, seconds: float) -> None
 
 def _lanczos_point(loss: Union[LossFn, LossTerms], w: torch.Tensor, k: int, which: str, tol: float, guard: int,
                    max_products: Optional[int], seed: int, start: dict[str, torch.Tensor], out: dict[str, Any],
-                   j: int, trace_samples: int, trace_deflate: bool, trace_seed: int) -> Spectrum:
-    """Top-k by :func:`lanczos` at one point (for :func:`along_path`), then the trace: fills loss and trace of row j."""
+                   j: int, trace_samples: int, trace_deflate: bool, trace_seed: int, exact: bool = False) -> Spectrum:
+    """Top-k by :func:`lanczos` at one point (for :func:`along_path`), then the trace (``exact``: ``loss.exact_trace()``): fills loss and trace of row j."""
     op = hvp_operator(loss, w)
     spec = lanczos(op, k, which, tol, guard=guard, max_products=max_products, seed=seed, return_vectors=False,
                    **start)  # type: ignore[arg-type]
     out["loss"][j] = op.loss
-    if trace_samples > 0:
+    if trace_samples > 0 and exact:
+        out["trace"][j], out["trace_se"][j], out["trace_products"][j] = loss.exact_trace(), 0.0, 0  # type: ignore[union-attr]
+    elif trace_samples > 0:
         deflate = (spec.subspace, spec.subspace_trace) if trace_deflate else None
         tr, se, npr = hutchinson_trace(op, n_samples=trace_samples, seed=trace_seed, deflate=deflate)
         out["trace"][j], out["trace_se"][j], out["trace_products"][j] = tr, se, npr
@@ -1043,7 +1055,8 @@ def _lanczos_point(loss: Union[LossFn, LossTerms], w: torch.Tensor, k: int, whic
 
 
 def _path_attrs(method: str, which: str, tol: float, k: int, guard: int, warm: str, trace_samples: int,
-                trace_deflate: bool, seed: int, dtype: torch.dtype, nonzero_rtol: float) -> dict[str, Any]:
+                trace_deflate: bool, seed: int, dtype: torch.dtype, nonzero_rtol: float,
+                trace_method: str = "hutchinson") -> dict[str, Any]:
     """The settings of an :func:`along_path` run, for its HDF5 group."""
     lanczos_run = method == "lanczos"
     return {
@@ -1053,9 +1066,9 @@ def _path_attrs(method: str, which: str, tol: float, k: int, guard: int, warm: s
         "k": int(k),
         "guard": int(guard),
         "warm": warm if lanczos_run else "none",
-        "trace_method": "exact" if method == "dense" else
+        "trace_method": "exact" if method == "dense" else "exact-gauss-newton" if trace_method == "exact" else
         "hutchinson-rademacher-krylov-deflated" if trace_deflate else "hutchinson-rademacher",
-        "trace_samples": int(trace_samples) if lanczos_run else 0,
+        "trace_samples": int(trace_samples) if lanczos_run and trace_method == "hutchinson" else 0,
         "seed": int(seed),
         "dtype": str(dtype).replace("torch.", ""),
         "nonzero_rtol": float(nonzero_rtol),

@@ -47,8 +47,10 @@ class HessianConfig:
     ``k``/``which``/``tol``: Lanczos settings (LeNet5).  ``subset``: training
     images the LeNet5 Hessian is taken over (None: all of them);
     ``subset_seed`` None takes the first ``subset`` images, an int a seeded
-    random sample.  ``trace_samples``: Hutchinson probes (LeNet5), deflated by the
-    Lanczos basis of each point (10 give about a 2 % standard error, docs/hessian.md).
+    random sample.  ``trace_samples``: Hutchinson probes (LeNet5 on more than
+    FROZEN_MAX_IMAGES images), deflated by the Lanczos basis of each point (10
+    give about a 2 % standard error, docs/hessian.md); up to FROZEN_MAX_IMAGES
+    images the LeNet5 trace is exact instead; 0 skips the trace either way.
     """
 
     points: Optional[int] = 20
@@ -184,11 +186,124 @@ LENET5_ORDER = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1
 FROZEN_MAX_IMAGES = 1000
 
 
-def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+@dataclass(frozen=True)
+class FrozenLeNetPoint:
+    """LeNet5 at one point ``w`` with its ReLU masks and max-pool argmaxes frozen (built by :func:`frozen_pattern_loss`).
+
+    Calling it, ``point(v)``, gives the mean cross-entropy of the frozen
+    network at flat weights ``v`` (P,), a 0-d tensor; :meth:`exact_trace` gives
+    tr(H) at ``w``.  B images; C1, C2 channels; n1, n2 pooled positions per
+    channel; K1 = conv1's patch length.  Tensors are detached, on the
+    problem's device, in ``w``'s dtype.
+    """
+
+    sizes: tuple[int, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    y: torch.Tensor  # (B,) labels
+    sel: torch.Tensor  # (C1, K1, B*n1): conv1's input patch under each pooled output's argmax
+    mask1: torch.Tensor  # (C1, 1, B*n1): ReLU mask of conv1's pooled outputs
+    pooled_shape: tuple[int, int, int, int]  # (C1, B, h1, w1)
+    i2: torch.Tensor  # (B, C2, n2): argmax of each conv2 pooled output in conv2's flattened map
+    mask2: torch.Tensor  # (B, C2, n2)
+    mask3: torch.Tensor  # (B, fc1 outputs)
+    mask4: torch.Tensor  # (B, fc2 outputs)
+    conv2_padding: tuple[int, int]
+    conv2_out: tuple[int, int]  # conv2's output map (h, w) before pooling
+    w: torch.Tensor  # (P,) the point
+
+    def parts(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Flat weights (P,) as LeNet5's ten tensors, in :data:`LENET5_ORDER` (views by ``torch.split``)."""
+        return tuple(t.view(s) for t, s in zip(torch.split(v, self.sizes), self.shapes))
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the frozen network at ``v`` (P,): equal to LeNet5's loss, gradient and Hessian at ``w``."""
+        import torch.nn.functional as F
+
+        v1, u1, v2, u2, v3, u3, v4, u4, v5, u5 = self.parts(v)
+        ch1 = self.mask1.shape[0]
+        a = self.mask1 * torch.baddbmm(u1.view(ch1, 1, 1), v1.reshape(ch1, 1, -1), self.sel)
+        a = F.conv2d(a.view(self.pooled_shape).permute(1, 0, 2, 3), v2, u2, padding=self.conv2_padding)
+        a = (self.mask2 * a.flatten(2).gather(2, self.i2)).flatten(1)
+        a = self.mask3 * F.linear(a, v3, u3)
+        a = self.mask4 * F.linear(a, v4, u4)
+        return F.cross_entropy(F.linear(a, v5, u5), self.y)
+
+    def exact_trace(self) -> float:
+        """tr(H) of the mean cross-entropy at ``w``, exactly: the Gauss-Newton trace (1/B) sum_i tr(A_i J_i J_i^T).
+
+        Exact because every parameter of LeNet5 enters one linear layer of a
+        piecewise-linear network, so the second-order term of H has a zero
+        diagonal (docs/hessian.md).  With A_i = S_i S_i^T, S_i's column k =
+        sqrt(p_ik) (e_k - p_i), the trace is the summed squared per-sample
+        gradients of the 10 B scalars S_i[:, k] . f_i: backpropagated through
+        the frozen masks as one batch of 10 B, with per-sample weight
+        gradients formed only for the convolutions (the linear layers' are
+        outer products: |d|^2 |a|^2).  One conv2-input pass over 10 B images
+        and two small einsums; no Hessian-vector product.
+        """
+        import torch.nn.functional as F
+
+        w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = self.parts(self.w)
+        ch1, k1, _ = self.sel.shape
+        _, bsz, h1, wd1 = self.pooled_shape
+        n1 = h1 * wd1
+        with torch.no_grad():
+            a1 = (self.mask1 * torch.baddbmm(b1.view(ch1, 1, 1), w1.reshape(ch1, 1, k1), self.sel)).view(self.pooled_shape).permute(1, 0, 2, 3)
+            h2 = F.conv2d(a1, w2, b2, padding=self.conv2_padding)
+            z2 = (self.mask2 * h2.flatten(2).gather(2, self.i2)).flatten(1)
+            z3 = self.mask3 * F.linear(z2, w3, b3)
+            z4 = self.mask4 * F.linear(z3, w4, b4)
+            p = torch.softmax(F.linear(z4, w5, b5), dim=1)
+            # d5[i, k] = S_i[:, k]: the gradient of the k-th scalar with respect to sample i's logits
+            d5 = p.sqrt()[:, :, None] * (torch.eye(p.shape[1], dtype=p.dtype, device=p.device) - p[:, None, :])
+            total = _sq_linear(d5, z4)
+            d4 = self.mask4[:, None] * (d5 @ w5)
+            total += _sq_linear(d4, z3)
+            d3 = self.mask3[:, None] * (d4 @ w4)
+            total += _sq_linear(d3, z2)
+            c2, n2 = self.i2.shape[1], self.i2.shape[2]
+            d2 = self.mask2[:, None] * (d3 @ w3).view(bsz, -1, c2, n2)  # (B, 10, C2, n2)
+            total += self._conv2_term(d2, a1)
+            full = torch.zeros((bsz, d2.shape[1], c2, self.conv2_out[0] * self.conv2_out[1]), dtype=d2.dtype, device=d2.device)
+            full.scatter_(3, self.i2[:, None].expand_as(d2), d2)
+            da1 = F.conv_transpose2d(full.view(-1, c2, *self.conv2_out), w2, padding=self.conv2_padding)
+            d1 = da1.view(bsz, -1, ch1, n1) * self.mask1.view(ch1, bsz, n1).permute(1, 0, 2)[:, None]
+            g1 = torch.einsum("bkcn,cjbn->bkcj", d1, self.sel.view(ch1, k1, bsz, n1))
+            total += g1.square().sum() + d1.sum(3).square().sum()
+        return float(total) / bsz
+
+    def _conv2_term(self, d2: torch.Tensor, a1: torch.Tensor) -> torch.Tensor:
+        """conv2's summed squared per-sample gradients (weight and bias) from d2 (B, K, C2, n2), its gradients at the pooled argmaxes.
+
+        Per image b and channel c the weight gradients are D P, with D (K, n2)
+        and P (n2, L) the input patches under the argmaxes, and
+        sum |D P|^2 = <D^T D, P P^T>.  P P^T is read off the Gram matrix of
+        all of b's patches (one batched product), not gathered patch by
+        patch: gathering the patches measured slower on one CPU thread.
+        """
+        import torch.nn.functional as F
+
+        kh, kw = self.shapes[2][2:]
+        u = F.unfold(a1, (kh, kw), padding=self.conv2_padding)  # (B, L, positions)
+        gram = torch.bmm(u.transpose(1, 2), u)  # (B, positions, positions)
+        b, c, n = self.i2.shape
+        pairs = (self.i2[:, :, :, None] * gram.shape[2] + self.i2[:, :, None, :]).reshape(b, -1)
+        q = gram.view(b, -1).gather(1, pairs).view(b * c, n, n)  # P P^T per (image, channel)
+        dc = d2.permute(0, 2, 1, 3).reshape(b * c, d2.shape[1], n)
+        return (torch.bmm(dc.transpose(1, 2), dc) * q).sum() + d2.sum(3).square().sum()
+
+
+def _sq_linear(d: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Summed squared per-sample gradients of a linear layer: sum_ik |d_ik|^2 (|a_i|^2 + 1) (weight and bias); d (B, K, out), a (B, in)."""
+    return (d.square().sum(2) * (a.square().sum(1) + 1)[:, None]).sum()
+
+
+def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], FrozenLeNetPoint]:
     """LeNet5's mean cross-entropy on ``(x, y)`` with its ReLU and max-pool patterns frozen at a point.
 
-    Returns ``at(w)``: for flat weights ``w`` (P,) it returns a loss closure
-    ``f(v) -> 0-d tensor`` of flat weights.  ``f`` keeps every ReLU mask and
+    Returns ``at(w)``: for flat weights ``w`` (P,) it returns a
+    :class:`FrozenLeNetPoint`, a loss closure ``f(v) -> 0-d tensor`` of flat
+    weights with :meth:`FrozenLeNetPoint.exact_trace`.  ``f`` keeps every ReLU mask and
     max-pool argmax that LeNet5 has at ``w``; the network is then polynomial
     in the weights, and ``f`` has the same value, gradient and Hessian as
     the real loss **at w** (ReLU'' = 0 and max-pool's derivative through its
@@ -216,15 +331,15 @@ def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Calla
     for conv in (c1, c2):
         if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
             raise ValueError("frozen_pattern_loss needs stride-1, dilation-1, ungrouped convolutions")
-    shapes = [shape for _, shape in problem.spec]
-    sizes = [math.prod(s) for s in shapes]
+    shapes = tuple(tuple(shape) for _, shape in problem.spec)
+    sizes = tuple(math.prod(s) for s in shapes)
     b, _, hgt, wid = x.shape
     kh, kw = c1.kernel_size
     ho, wo = hgt + 2 * c1.padding[0] - kh + 1, wid + 2 * c1.padding[1] - kw + 1
     ch1, k1 = c1.out_channels, c1.in_channels * kh * kw
     patches = F.unfold(x, (kh, kw), padding=c1.padding).view(b, k1, ho * wo)  # conv1's input patches, fixed
 
-    def at(w: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def at(w: torch.Tensor) -> FrozenLeNetPoint:
         w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = (t.view(s) for t, s in zip(torch.split(w.detach(), sizes), shapes))
         with torch.no_grad():
             h1 = torch.einsum("bkp,ck->bcp", patches, w1.reshape(ch1, k1)).view(b, ch1, ho, wo) + b1[:, None, None]
@@ -245,17 +360,9 @@ def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Calla
             h3 = F.linear(a2, w3, b3)
             mask3 = (h3 > 0).to(w.dtype)
             mask4 = (F.linear(mask3 * h3, w4, b4) > 0).to(w.dtype)
-
-        def loss(v: torch.Tensor) -> torch.Tensor:
-            v1, u1, v2, u2, v3, u3, v4, u4, v5, u5 = (t.view(s) for t, s in zip(torch.split(v, sizes), shapes))
-            a = mask1 * torch.baddbmm(u1.view(ch1, 1, 1), v1.reshape(ch1, 1, k1), sel)
-            a = F.conv2d(a.view(pooled_shape).permute(1, 0, 2, 3), v2, u2, padding=c2.padding)
-            a = (mask2 * a.flatten(2).gather(2, i2)).flatten(1)
-            a = mask3 * F.linear(a, v3, u3)
-            a = mask4 * F.linear(a, v4, u4)
-            return F.cross_entropy(F.linear(a, v5, u5), y)
-
-        return loss
+        return FrozenLeNetPoint(sizes=sizes, shapes=shapes, y=y, sel=sel, mask1=mask1, pooled_shape=pooled_shape, i2=i2,
+                                mask2=mask2, mask3=mask3, mask4=mask4, conv2_padding=tuple(c2.padding),
+                                conv2_out=(h2.shape[2], h2.shape[3]), w=w.detach())
 
     return at
 
@@ -265,7 +372,9 @@ def lenet_spectra(rows: np.ndarray, cfg: HessianConfig, weights: Any, data: Any,
     """Top-k eigenvalues and Hutchinson traces at ``rows`` of a LeNet5 path (Lanczos) on ``data`` (the run's MnistData); ``callback(j)`` after point j.
 
     Products go through :func:`frozen_pattern_loss` (up to FROZEN_MAX_IMAGES
-    images), else through :func:`patch_gemm_logits` in chunks of 1,000.
+    images), and the trace is then exact (:meth:`FrozenLeNetPoint.exact_trace`);
+    else products go through :func:`patch_gemm_logits` in chunks of 1,000 and
+    the trace is Hutchinson's with ``cfg.trace_samples`` deflated probes.
     """
     from ramble.models.lenet import LeNetProblem, resolve_device
 
@@ -283,7 +392,8 @@ def lenet_spectra(rows: np.ndarray, cfg: HessianConfig, weights: Any, data: Any,
     frozen = len(idx) <= FROZEN_MAX_IMAGES
     tick = None if callback is None else (lambda j, _spec: callback(j))
     out = along_path(None if frozen else factory, weights, rows, k=cfg.k, which=cfg.which, tol=cfg.tol, trace_samples=cfg.trace_samples, seed=cfg.seed, dtype=torch.float32, device=dev,
-                     point_loss=frozen_pattern_loss(problem, x, y) if frozen else None, callback=tick)
+                     point_loss=frozen_pattern_loss(problem, x, y) if frozen else None, callback=tick,
+                     trace_method="exact" if frozen else "hutchinson")
     out["attrs"] = dict(out["attrs"], subset_size=int(len(idx)), subset_seed=-1 if cfg.subset_seed is None else int(cfg.subset_seed), device=str(dev), train_size=int(len(data.train_y)),
                         products_via="frozen-pattern" if frozen else "patch-gemm")
     return out

@@ -10,7 +10,7 @@ Per path:
   path with the band of all non-zero ones (a), the trace and the training
   loss (b), and the number of non-zero eigenvalues (c) (paper Fig. 2);
 * :func:`fig4_mnist_hessian` — LeNet5: the top-k (20) eigenvalues along the
-  path (a), with the training loss and Hutchinson's trace (b) (paper Fig. 4);
+  path (a), with the training loss and the trace (b) (paper Fig. 4);
 * :func:`plot_hessian` — whichever of the two fits the file's model;
 * :func:`fig_curves` — ramble's path, the straight line and the trained
   Bezier curve (``ramble curves``) held against S: training error, where
@@ -308,7 +308,7 @@ def fig2_tcm_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable
 
 
 def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterable[str] = FORMATS, top: int = TOP_LENET) -> list[Path]:
-    """Paper Fig. 4: the top-k Hessian eigenvalues along a LeNet5 path, with the loss and Hutchinson's trace."""
+    """Paper Fig. 4: the top-k Hessian eigenvalues along a LeNet5 path, with the loss and the trace (exact or Hutchinson's, as stored)."""
     h = p.hessian
     if h is None:
         return []
@@ -346,7 +346,8 @@ def fig4_mnist_hessian(e: Experiment, p: PathRecord, stem: Path, formats: Iterab
     ax.grid(alpha=0.3, which="both")
     tr = np.asarray(h.get("trace", np.full(len(x), np.nan)), dtype=float)
     se = np.asarray(h.get("trace_se", np.zeros(len(x))), dtype=float)
-    axt.errorbar(x, tr, yerr=se, color="C3", marker="s", ms=4, capsize=3, label="trace (Hutchinson, \u00b1 s.e.; left)")
+    how = "exact" if str(a.get("trace_method", "")).startswith("exact") else "Hutchinson, \u00b1 s.e."
+    axt.errorbar(x, tr, yerr=se, color="C3", marker="s", ms=4, capsize=3, label=f"trace ({how}; left)")
     axt.set_ylabel("trace", color="C3")
     axt.tick_params(axis="y", colors="C3")
     axl = axt.twinx()
