@@ -210,6 +210,11 @@ class FrozenLeNetPoint:
     conv2_padding: tuple[int, int]
     conv2_out: tuple[int, int]  # conv2's output map (h, w) before pooling
     w: torch.Tensor  # (P,) the point
+    a1: torch.Tensor  # (B, C1, h1, w1): conv1's pooled, rectified output at w (conv2's input)
+    z2: torch.Tensor  # (B, C2*n2): conv2's pooled, rectified output at w (fc1's input)
+    z3: torch.Tensor  # (B, fc1 outputs): fc2's input at w
+    z4: torch.Tensor  # (B, fc2 outputs): fc3's input at w
+    logits: torch.Tensor  # (B, classes) at w
 
     def parts(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Flat weights (P,) as LeNet5's ten tensors, in :data:`LENET5_ORDER` (views by ``torch.split``)."""
@@ -238,32 +243,28 @@ class FrozenLeNetPoint:
         gradients of the 10 B scalars S_i[:, k] . f_i: backpropagated through
         the frozen masks as one batch of 10 B, with per-sample weight
         gradients formed only for the convolutions (the linear layers' are
-        outer products: |d|^2 |a|^2).  One conv2-input pass over 10 B images
-        and two small einsums; no Hessian-vector product.
+        outer products: |d|^2 |a|^2).  Costs a transposed conv2 over 10 B
+        maps, a Gram product per image (conv2) and a batched product (conv1);
+        no Hessian-vector product.
         """
         import torch.nn.functional as F
 
-        w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = self.parts(self.w)
+        _, _, w2, _, w3, _, w4, _, w5, _ = self.parts(self.w)
         ch1, k1, _ = self.sel.shape
         _, bsz, h1, wd1 = self.pooled_shape
         n1 = h1 * wd1
         with torch.no_grad():
-            a1 = (self.mask1 * torch.baddbmm(b1.view(ch1, 1, 1), w1.reshape(ch1, 1, k1), self.sel)).view(self.pooled_shape).permute(1, 0, 2, 3)
-            h2 = F.conv2d(a1, w2, b2, padding=self.conv2_padding)
-            z2 = (self.mask2 * h2.flatten(2).gather(2, self.i2)).flatten(1)
-            z3 = self.mask3 * F.linear(z2, w3, b3)
-            z4 = self.mask4 * F.linear(z3, w4, b4)
-            p = torch.softmax(F.linear(z4, w5, b5), dim=1)
+            p = torch.softmax(self.logits, dim=1)
             # d5[i, k] = S_i[:, k]: the gradient of the k-th scalar with respect to sample i's logits
             d5 = p.sqrt()[:, :, None] * (torch.eye(p.shape[1], dtype=p.dtype, device=p.device) - p[:, None, :])
-            total = _sq_linear(d5, z4)
+            total = _sq_linear(d5, self.z4)
             d4 = self.mask4[:, None] * (d5 @ w5)
-            total += _sq_linear(d4, z3)
+            total += _sq_linear(d4, self.z3)
             d3 = self.mask3[:, None] * (d4 @ w4)
-            total += _sq_linear(d3, z2)
+            total += _sq_linear(d3, self.z2)
             c2, n2 = self.i2.shape[1], self.i2.shape[2]
             d2 = self.mask2[:, None] * (d3 @ w3).view(bsz, -1, c2, n2)  # (B, 10, C2, n2)
-            total += self._conv2_term(d2, a1)
+            total += self._conv2_term(d2, self.a1)
             full = torch.zeros((bsz, d2.shape[1], c2, self.conv2_out[0] * self.conv2_out[1]), dtype=d2.dtype, device=d2.device)
             full.scatter_(3, self.i2[:, None].expand_as(d2), d2)
             da1 = F.conv_transpose2d(full.view(-1, c2, *self.conv2_out), w2, padding=self.conv2_padding)
@@ -359,17 +360,19 @@ def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Calla
             a2 = (mask2 * m2.flatten(2)).flatten(1)
             h3 = F.linear(a2, w3, b3)
             mask3 = (h3 > 0).to(w.dtype)
-            mask4 = (F.linear(mask3 * h3, w4, b4) > 0).to(w.dtype)
+            h4 = F.linear(mask3 * h3, w4, b4)
+            mask4 = (h4 > 0).to(w.dtype)
         return FrozenLeNetPoint(sizes=sizes, shapes=shapes, y=y, sel=sel, mask1=mask1, pooled_shape=pooled_shape, i2=i2,
                                 mask2=mask2, mask3=mask3, mask4=mask4, conv2_padding=tuple(c2.padding),
-                                conv2_out=(h2.shape[2], h2.shape[3]), w=w.detach())
+                                conv2_out=(h2.shape[2], h2.shape[3]), w=w.detach(), a1=a1, z2=a2, z3=mask3 * h3,
+                                z4=mask4 * h4, logits=F.linear(mask4 * h4, w5, b5))
 
     return at
 
 
 def lenet_spectra(rows: np.ndarray, cfg: HessianConfig, weights: Any, data: Any, device: str = "auto",
                   callback: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
-    """Top-k eigenvalues and Hutchinson traces at ``rows`` of a LeNet5 path (Lanczos) on ``data`` (the run's MnistData); ``callback(j)`` after point j.
+    """Top-k eigenvalues (Lanczos) and traces at ``rows`` of a LeNet5 path on ``data`` (the run's MnistData); ``callback(j)`` after point j.
 
     Products go through :func:`frozen_pattern_loss` (up to FROZEN_MAX_IMAGES
     images), and the trace is then exact (:meth:`FrozenLeNetPoint.exact_trace`);
