@@ -186,7 +186,7 @@ LENET5_ORDER = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1
 FROZEN_MAX_IMAGES = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: identity, not element-wise ==
 class FrozenLeNetPoint:
     """LeNet5 at one point ``w`` with its ReLU masks and max-pool argmaxes frozen (built by :func:`frozen_pattern_loss`).
 
