@@ -934,11 +934,13 @@ def along_path(
     ``warm`` = "v0" starts each point from :func:`warm_v0` of the previous
     point's tracked Ritz vectors, "block" from those vectors as a block,
     "none" from a random vector; ``guard`` extra pairs are tracked for the
-    warm start (default max(2, k // 5), 0 with warm="none").  The trace is
-    Hutchinson's with ``trace_samples`` Rademacher probes, the same seed at
-    every point (0 skips it); with ``trace_deflate`` (default) it is deflated
-    by the Lanczos basis of the same point (:func:`hutchinson_trace`), which
-    costs no extra product and cut the standard error ~6x on LeNet5.
+    warm start (default max(2, k // 5), 0 with warm="none").  The trace
+    (``trace_samples`` = 0 skips it): with ``trace_method="hutchinson"``,
+    ``trace_samples`` Rademacher probes, the same seed at every point,
+    deflated by the point's Lanczos basis with ``trace_deflate`` (default;
+    no extra product, ~6x smaller standard error on LeNet5); with "exact",
+    ``point_loss(w).exact_trace()`` (``trace_se`` 0, no products; e.g.
+    :class:`ramble.analysis.spectra.FrozenLeNetPoint`).
     ``method="dense"`` (small models such as the TCM): the exact Hessian and all P eigenvalues; ``eigenvalues`` keeps the
     top k (k=P for all), ``trace`` is exact (``trace_se`` 0) and
     ``n_nonzero`` counts |lambda| > ``nonzero_rtol`` * max |lambda|.
@@ -955,10 +957,6 @@ def along_path(
     as the shared loss (e.g. :func:`ramble.analysis.spectra.frozen_pattern_loss`,
     LeNet5 with its ReLU/max-pool patterns frozen, cheaper products); the
     products at that point go through it.  ``loss_fn_factory`` may then be None.
-    ``trace_method="exact"`` (with ``point_loss`` whose closures have an
-    ``exact_trace()`` method, e.g. :class:`ramble.analysis.spectra.FrozenLeNetPoint`):
-    the trace at each point is that exact value (``trace_se`` 0, no
-    products) instead of Hutchinson's; ``trace_samples`` = 0 still skips it.
     """
     _check_path_args(method, warm, which, loss_fn_factory, point_loss, trace_method)
     idx = np.asarray(index, dtype=np.int64).reshape(-1)
