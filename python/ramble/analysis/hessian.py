@@ -942,8 +942,7 @@ def along_path(
     ``point_loss(w).exact_trace()`` (``trace_se`` 0, no products; e.g.
     :class:`ramble.analysis.spectra.FrozenLeNetPoint`).
     ``method="dense"`` (small models such as the TCM): the exact Hessian and all P eigenvalues; ``eigenvalues`` keeps the
-    top k (k=P for all), ``trace`` is exact (``trace_se`` 0) and
-    ``n_nonzero`` counts |lambda| > ``nonzero_rtol`` * max |lambda|.
+    top k (k=P for all), ``trace`` is exact (``trace_se`` 0), ``n_nonzero`` counts |lambda| > ``nonzero_rtol`` * max |lambda|.
 
     Returns arrays: ``index`` (H,) int64, ``eigenvalues`` (H, k) descending,
     ``residuals`` (H, k), ``converged`` (H, k) bool, ``products`` (H,) int64
@@ -952,11 +951,9 @@ def along_path(
     (H,) (dense only, else -1); plus ``attrs``, a dict for the HDF5 group
     (method, which, tol, k, guard, warm, trace_samples, seed, dtype, nonzero_rtol).
 
-    ``point_loss`` (Lanczos only): ``point_loss(w)`` returns a loss closure
-    built for the point ``w`` with the same value, gradient and Hessian there
-    as the shared loss (e.g. :func:`ramble.analysis.spectra.frozen_pattern_loss`,
-    LeNet5 with its ReLU/max-pool patterns frozen, cheaper products); the
-    products at that point go through it.  ``loss_fn_factory`` may then be None.
+    ``point_loss(w)`` (Lanczos only): a loss closure built for the point w, with the shared loss's value,
+    gradient and Hessian there, through which w's products go (:func:`ramble.analysis.spectra.frozen_pattern_loss`:
+    LeNet5 with frozen ReLU/max-pool patterns); ``loss_fn_factory`` may then be None.
     """
     _check_path_args(method, warm, which, loss_fn_factory, point_loss, trace_method)
     idx = np.asarray(index, dtype=np.int64).reshape(-1)
