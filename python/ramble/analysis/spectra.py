@@ -264,7 +264,7 @@ class FrozenLeNetPoint:
             total += _sq_linear(d3, self.z2)
             c2, n2 = self.i2.shape[1], self.i2.shape[2]
             d2 = self.mask2[:, None] * (d3 @ w3).view(bsz, -1, c2, n2)  # (B, 10, C2, n2)
-            total += self._conv2_term(d2, self.a1)
+            total += self._conv2_term(d2)
             full = torch.zeros((bsz, d2.shape[1], c2, self.conv2_out[0] * self.conv2_out[1]), dtype=d2.dtype, device=d2.device)
             full.scatter_(3, self.i2[:, None].expand_as(d2), d2)
             da1 = F.conv_transpose2d(full.view(-1, c2, *self.conv2_out), w2, padding=self.conv2_padding)
@@ -273,7 +273,7 @@ class FrozenLeNetPoint:
             total += g1.square().sum() + d1.sum(3).square().sum()
         return float(total) / bsz
 
-    def _conv2_term(self, d2: torch.Tensor, a1: torch.Tensor) -> torch.Tensor:
+    def _conv2_term(self, d2: torch.Tensor) -> torch.Tensor:
         """conv2's summed squared per-sample gradients (weight and bias) from d2 (B, K, C2, n2), its gradients at the pooled argmaxes.
 
         Per image b and channel c the weight gradients are D P, with D (K, n2)
@@ -285,7 +285,7 @@ class FrozenLeNetPoint:
         import torch.nn.functional as F
 
         kh, kw = self.shapes[2][2:]
-        u = F.unfold(a1, (kh, kw), padding=self.conv2_padding)  # (B, L, positions)
+        u = F.unfold(self.a1, (kh, kw), padding=self.conv2_padding)  # (B, L, positions)
         gram = torch.bmm(u.transpose(1, 2), u)  # (B, positions, positions)
         b, c, n = self.i2.shape
         pairs = (self.i2[:, :, :, None] * gram.shape[2] + self.i2[:, :, None, :]).reshape(b, -1)
@@ -362,10 +362,11 @@ def frozen_pattern_loss(problem: Any, x: torch.Tensor, y: torch.Tensor) -> Calla
             mask3 = (h3 > 0).to(w.dtype)
             h4 = F.linear(mask3 * h3, w4, b4)
             mask4 = (h4 > 0).to(w.dtype)
+            z4 = mask4 * h4
         return FrozenLeNetPoint(sizes=sizes, shapes=shapes, y=y, sel=sel, mask1=mask1, pooled_shape=pooled_shape, i2=i2,
                                 mask2=mask2, mask3=mask3, mask4=mask4, conv2_padding=tuple(c2.padding),
                                 conv2_out=(h2.shape[2], h2.shape[3]), w=w.detach(), a1=a1, z2=a2, z3=mask3 * h3,
-                                z4=mask4 * h4, logits=F.linear(mask4 * h4, w5, b5))
+                                z4=z4, logits=F.linear(z4, w5, b5))
 
     return at
 
